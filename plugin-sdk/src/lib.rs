@@ -1,0 +1,233 @@
+//! The Rust API for executor plugins: the hook traits, the types that cross the boundary, the export macro and a native test harness.
+//!
+//! A plugin is a type that implements [`Plugin`] (how it is built from its
+//! settings) and one or both hooks, [`Admission`] and [`LogFilter`], exported
+//! with [`export_plugin!`]:
+//!
+//! ```
+//! use plugin_sdk::{Admission, Error, Job, JobContext, Plugin, Verdict};
+//! use serde::Deserialize;
+//!
+//! #[derive(Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct Settings {
+//!     team: String,
+//! }
+//!
+//! struct Team(String);
+//!
+//! impl Plugin for Team {
+//!     type Settings = Settings;
+//!     fn init(settings: Settings) -> Result<Self, Error> {
+//!         Ok(Team(settings.team))
+//!     }
+//! }
+//!
+//! impl Admission for Team {
+//!     fn admit(&self, _ctx: &JobContext, job: &mut Job) -> Result<Verdict, Error> {
+//!         job.metadata
+//!             .labels
+//!             .get_or_insert_default()
+//!             .insert("team".into(), self.0.clone());
+//!         Ok(Verdict::allow())
+//!     }
+//! }
+//!
+//! // In the plugin crate (a `cdylib` built for `wasm32-wasip2`):
+//! // plugin_sdk::export_plugin!(Team: admission);
+//! # let h = plugin_sdk::testing::Harness::<Team>::new(serde_json::json!({"team": "infra"})).unwrap();
+//! # let out = h.admit(&plugin_sdk::testing::context(), &plugin_sdk::testing::job()).unwrap();
+//! # assert_eq!(out.job.metadata.labels.unwrap()["team"], "infra");
+//! ```
+//!
+//! The same code runs natively under [`testing::Harness`], so plugin logic is
+//! unit-tested with plain `cargo test`.
+
+mod error;
+pub mod image;
+mod log;
+mod types;
+mod verdict;
+
+pub mod testing;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use error::Error;
+pub use k8s_openapi;
+/// The Kubernetes `batch/v1` Job that admission plugins see and change.
+pub use k8s_openapi::api::batch::v1::Job;
+pub use log::{Level, debug, error, info, log, warn};
+pub use serde_json;
+pub use types::{JobContext, LogContext, LogRecord, Stream};
+pub use verdict::Verdict;
+
+/// A plugin: a type built from the settings the operator gives it.
+///
+/// The host calls [`Plugin::init`] once on every new instance: before every
+/// admission call (each one runs on a fresh instance) and once per job for log
+/// filtering. Keep it cheap: parse, validate, precompute.
+pub trait Plugin: Sized + 'static {
+    /// The settings, parsed from the `settings` of the plugin's entry in the
+    /// executor's plugin configuration. Absent settings parse as `{}` when
+    /// `null` does not fit, so a struct whose fields all have defaults works
+    /// without any.
+    type Settings: serde::de::DeserializeOwned;
+
+    /// Builds the plugin, or refuses the settings with a message that names
+    /// the offending setting and what was expected.
+    fn init(settings: Self::Settings) -> Result<Self, Error>;
+}
+
+/// The admission hook: sees each Job before it is created.
+pub trait Admission: Plugin {
+    /// Decides on `job`, changing it in place to mutate it. Changes to a
+    /// denied Job are discarded. The host checks every change against the
+    /// plugin's allowed paths; returning `Err` is a plugin failure, handled by
+    /// the plugin's failure policy, not a denial.
+    fn admit(&self, ctx: &JobContext, job: &mut Job) -> Result<Verdict, Error>;
+}
+
+/// The log hook: sees each batch of log records before it is uploaded.
+pub trait LogFilter: Plugin {
+    /// Returns the records to keep, in order. The same instance sees every
+    /// batch of a job's log, in order, so it may carry state between calls.
+    fn filter(&mut self, ctx: &LogContext, records: Vec<LogRecord>) -> Result<Vec<LogRecord>, Error>;
+}
+
+include!(concat!(env!("OUT_DIR"), "/generate_world.rs"));
+
+/// Exports a plugin type as a WebAssembly component, naming the hooks it implements.
+///
+/// ```ignore
+/// plugin_sdk::export_plugin!(MyPlugin: admission);       // Admission only
+/// plugin_sdk::export_plugin!(MyPlugin: logs);            // LogFilter only
+/// plugin_sdk::export_plugin!(MyPlugin: admission, logs); // both
+/// ```
+///
+/// Use it once, in a crate with `crate-type = ["cdylib"]` (add `"rlib"` to
+/// test it natively), and build with
+/// `cargo build --release --target wasm32-wasip2`. The crate must depend on
+/// this SDK under its default name, `plugin_sdk`. On other targets the macro
+/// expands to nothing, so `cargo test` runs the plugin's logic natively.
+#[macro_export]
+macro_rules! export_plugin {
+    ($ty:ty : admission) => {
+        $crate::__export!($ty, "admission-plugin", [admission]);
+    };
+    ($ty:ty : logs) => {
+        $crate::__export!($ty, "log-plugin", [logs]);
+    };
+    ($ty:ty : admission, logs) => {
+        $crate::__export!($ty, "plugin", [admission logs]);
+    };
+    ($ty:ty : logs, admission) => {
+        $crate::__export!($ty, "plugin", [admission logs]);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export {
+    ($ty:ty, $world:tt, [$($hook:ident)*]) => {
+        // Only a component has somewhere to export to; natively the plugin is
+        // exercised through `plugin_sdk::testing` instead.
+        #[cfg(target_arch = "wasm32")]
+        #[doc(hidden)]
+        #[allow(dead_code, missing_docs, unsafe_code, unused_imports, clippy::all)]
+        mod __executor_plugin_export {
+            use super::*;
+            $crate::__generate_world!($world);
+
+            use self::executor::plugin::host as wit;
+
+            thread_local! {
+                static SLOT: $crate::__private::Slot<$ty> = const { $crate::__private::Slot::new() };
+            }
+
+            fn sink(level: $crate::Level, message: &str) {
+                let level = match level {
+                    $crate::Level::Debug => wit::Level::Debug,
+                    $crate::Level::Info => wit::Level::Info,
+                    $crate::Level::Warn => wit::Level::Warn,
+                    $crate::Level::Error => wit::Level::Error,
+                };
+                wit::log(level, message);
+            }
+
+            fn context(ctx: wit::JobContext) -> $crate::JobContext {
+                $crate::JobContext {
+                    job_id: ctx.job_id,
+                    queue: ctx.queue,
+                    repository: ctx.repository,
+                    commit: ctx.commit,
+                    step_images: ctx.step_images,
+                    executor_name: ctx.executor_name,
+                }
+            }
+
+            pub struct Component;
+
+            impl exports::executor::plugin::lifecycle::Guest for Component {
+                fn init(settings: String) -> Result<(), String> {
+                    $crate::__private::set_log_sink(sink);
+                    SLOT.with(|slot| slot.init(&settings))
+                }
+            }
+
+            $($crate::__export_hook!($hook);)*
+
+            export!(Component);
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_hook {
+    (admission) => {
+        impl exports::executor::plugin::admission::Guest for Component {
+            fn admit(ctx: wit::JobContext, job: String) -> Result<wit::AdmissionResponse, String> {
+                let ctx = context(ctx);
+                let response = SLOT.with(|slot| slot.admit(&ctx, &job))?;
+                Ok(wit::AdmissionResponse {
+                    decision: match response.decision {
+                        $crate::__private::Decision::Allow => wit::Decision::Allow,
+                        $crate::__private::Decision::AllowMutated(job) => wit::Decision::AllowMutated(job),
+                        $crate::__private::Decision::Deny(message) => wit::Decision::Deny(message),
+                    },
+                    warnings: response.warnings,
+                })
+            }
+        }
+    };
+    (logs) => {
+        impl exports::executor::plugin::log_filter::Guest for Component {
+            fn filter(ctx: wit::LogContext, records: Vec<wit::LogRecord>) -> Result<Vec<wit::LogRecord>, String> {
+                let ctx = $crate::LogContext { job: context(ctx.job), entry: ctx.entry };
+                let records = records
+                    .into_iter()
+                    .map(|r| $crate::LogRecord {
+                        stream: match r.stream {
+                            wit::Stream::Stdout => $crate::Stream::Stdout,
+                            wit::Stream::Stderr => $crate::Stream::Stderr,
+                        },
+                        text: r.text,
+                    })
+                    .collect();
+                let kept = SLOT.with(|slot| slot.filter(&ctx, records))?;
+                Ok(kept
+                    .into_iter()
+                    .map(|r| wit::LogRecord {
+                        stream: match r.stream {
+                            $crate::Stream::Stdout => wit::Stream::Stdout,
+                            $crate::Stream::Stderr => wit::Stream::Stderr,
+                        },
+                        text: r.text,
+                    })
+                    .collect())
+            }
+        }
+    };
+}

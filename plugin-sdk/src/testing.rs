@@ -1,0 +1,136 @@
+//! A native test harness: run a plugin's hooks with plain `cargo test`, through the same code path as in the component.
+
+use crate::__private::{self, Decision};
+use crate::{Admission, Error, Job, JobContext, Level, LogContext, LogFilter, LogRecord, Plugin};
+
+/// Runs a plugin natively: settings and Jobs go through JSON exactly as they
+/// do between the executor and the component.
+pub struct Harness<P> {
+    plugin: P,
+}
+
+/// The outcome of [`Harness::admit`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admitted {
+    /// Whether the Job may be created.
+    pub allowed: bool,
+    /// The denial message, if denied.
+    pub message: Option<String>,
+    /// The warnings.
+    pub warnings: Vec<String>,
+    /// The Job as the executor would create it (unchanged when denied).
+    pub job: Job,
+    /// Whether the plugin changed the Job.
+    pub mutated: bool,
+}
+
+impl<P: Plugin> Harness<P> {
+    /// Builds the plugin from settings given as a JSON value.
+    pub fn new(settings: serde_json::Value) -> Result<Self, Error> {
+        Self::from_json(&settings.to_string())
+    }
+
+    /// Builds the plugin from settings given as JSON text (`"null"` for none).
+    pub fn from_json(settings: &str) -> Result<Self, Error> {
+        Ok(Harness { plugin: __private::init::<P>(settings)? })
+    }
+
+    /// The plugin itself.
+    pub fn plugin(&self) -> &P {
+        &self.plugin
+    }
+}
+
+impl<P: Admission> Harness<P> {
+    /// Runs the admission hook on `job`.
+    pub fn admit(&self, ctx: &JobContext, job: &Job) -> Result<Admitted, Error> {
+        let text = serde_json::to_string(job)?;
+        let response = __private::admit(&self.plugin, ctx, &text)?;
+        let (allowed, message, job, mutated) = match response.decision {
+            Decision::Allow => (true, None, job.clone(), false),
+            Decision::AllowMutated(text) => (true, None, serde_json::from_str(&text)?, true),
+            Decision::Deny(message) => (false, Some(message), job.clone(), false),
+        };
+        Ok(Admitted { allowed, message, warnings: response.warnings, job, mutated })
+    }
+}
+
+impl<P: LogFilter> Harness<P> {
+    /// Runs the log hook on a batch of records.
+    pub fn filter(&mut self, ctx: &LogContext, records: Vec<LogRecord>) -> Result<Vec<LogRecord>, Error> {
+        Ok(__private::filter(&mut self.plugin, ctx, records)?)
+    }
+
+    /// Runs the log hook on stdout lines and returns the text of the kept records.
+    pub fn filter_lines(&mut self, lines: &[&str]) -> Result<Vec<String>, Error> {
+        let records = lines.iter().map(|l| LogRecord::stdout(*l)).collect();
+        let kept = self.filter(&log_context(), records)?;
+        Ok(kept.into_iter().map(|r| r.text).collect())
+    }
+}
+
+/// Takes the messages the plugin logged on this thread so far.
+pub fn take_logs() -> Vec<(Level, String)> {
+    crate::log::take_captured()
+}
+
+/// A typical context: job 42 of queue `batches` on `github.com/acme/api`.
+pub fn context() -> JobContext {
+    JobContext {
+        job_id: "42".into(),
+        queue: "batches".into(),
+        repository: Some("github.com/acme/api".into()),
+        commit: Some("3f5c9a1e2b7d4c8e9f0a1b2c3d4e5f60718293a4".into()),
+        step_images: vec!["alpine:3".into()],
+        executor_name: "executor-7d9f-0c4b".into(),
+    }
+}
+
+/// The log context of [`context`]'s first step.
+pub fn log_context() -> LogContext {
+    LogContext { job: context(), entry: "step.kubernetes.step.0.run".into() }
+}
+
+/// A Job shaped like the ones the executor creates: labels, a setup init
+/// container, one step, a `main` container, a workspace volume.
+pub fn job() -> Job {
+    let value = serde_json::json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": "executor-batches-42",
+            "namespace": "default",
+            "labels": {
+                "app.kubernetes.io/managed-by": "executor",
+                "executor.sourcegraph.com/queue": "batches",
+                "executor.sourcegraph.com/job-id": "42"
+            }
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": 1200,
+            "template": {
+                "metadata": {"labels": {"executor.sourcegraph.com/job-id": "42"}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "initContainers": [
+                        {"name": "setup-workspace", "image": "sourcegraph/batcheshelper:insiders",
+                         "command": ["sh", "-c", "git init"], "workingDir": "/job",
+                         "volumeMounts": [{"name": "workspace", "mountPath": "/job"}]},
+                        {"name": "step-0", "image": "alpine:3",
+                         "command": ["sh", "-c", "echo hello"], "workingDir": "/job/repository",
+                         "volumeMounts": [{"name": "workspace", "mountPath": "/job"}]}
+                    ],
+                    "containers": [
+                        {"name": "main", "image": "sourcegraph/batcheshelper:insiders",
+                         "command": ["true"],
+                         "volumeMounts": [{"name": "workspace", "mountPath": "/job"}]}
+                    ],
+                    "volumes": [{"name": "workspace", "emptyDir": {"sizeLimit": "5Gi"}}]
+                }
+            }
+        }
+    });
+    // The literal above is a valid Job; a failure here is a bug in this file.
+    serde_json::from_value(value).unwrap_or_default()
+}
