@@ -14,7 +14,10 @@ fn main() {
     let text = match fs::read_to_string(&wit) {
         Ok(text) => text,
         Err(err) => {
-            println!("cargo::error=cannot read the WIT contract at {}: {err}", wit.display());
+            println!(
+                "cargo::error=cannot read the WIT contract at {}: {err}",
+                wit.display()
+            );
             return;
         }
     };

@@ -1,1 +1,4 @@
-//! placeholder
+//! The executor: runs queued jobs as Kubernetes Jobs, calling sandboxed WebAssembly plugins at admission and before log upload.
+
+pub mod cli;
+pub mod plugins;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `executor` binary: see `executor --help`.
+
+fn main() -> std::process::ExitCode {
+    executor::cli::main()
+}

@@ -58,7 +58,8 @@ pub fn admit<P: Admission>(plugin: &P, ctx: &JobContext, job: &str) -> Result<Re
     let decision = match denied {
         Some(message) => Decision::Deny(message),
         None if job != original => Decision::AllowMutated(
-            serde_json::to_string(&job).map_err(|err| format!("cannot serialize the Job: {err}"))?,
+            serde_json::to_string(&job)
+                .map_err(|err| format!("cannot serialize the Job: {err}"))?,
         ),
         None => Decision::Allow,
     };
@@ -104,7 +105,11 @@ impl<P: Plugin> Slot<P> {
     }
 
     /// Runs the log hook on the kept plugin.
-    pub fn filter(&self, ctx: &LogContext, records: Vec<LogRecord>) -> Result<Vec<LogRecord>, String>
+    pub fn filter(
+        &self,
+        ctx: &LogContext,
+        records: Vec<LogRecord>,
+    ) -> Result<Vec<LogRecord>, String>
     where
         P: LogFilter,
     {

@@ -42,7 +42,12 @@ impl ImageRef {
         } else {
             repository.to_owned()
         };
-        ImageRef { registry, repository, tag, digest }
+        ImageRef {
+            registry,
+            repository,
+            tag,
+            digest,
+        }
     }
 
     /// `registry/repository`, the image without tag or digest (e.g. `docker.io/library/alpine`).
@@ -63,7 +68,10 @@ mod tests {
     #[test]
     fn docker_hub_images_get_the_default_registry_and_library() {
         let r = ImageRef::parse("alpine:3");
-        assert_eq!((r.registry.as_str(), r.repository.as_str()), ("docker.io", "library/alpine"));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("docker.io", "library/alpine")
+        );
         assert_eq!(r.tag.as_deref(), Some("3"));
         assert_eq!(ImageRef::parse("acme/tools").name(), "docker.io/acme/tools");
     }
@@ -82,6 +90,9 @@ mod tests {
     #[test]
     fn port_is_not_a_tag() {
         let r = ImageRef::parse("localhost:5000/app");
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag), ("localhost:5000", "app", None));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag),
+            ("localhost:5000", "app", None)
+        );
     }
 }

@@ -93,7 +93,11 @@ pub trait Admission: Plugin {
 pub trait LogFilter: Plugin {
     /// Returns the records to keep, in order. The same instance sees every
     /// batch of a job's log, in order, so it may carry state between calls.
-    fn filter(&mut self, ctx: &LogContext, records: Vec<LogRecord>) -> Result<Vec<LogRecord>, Error>;
+    fn filter(
+        &mut self,
+        ctx: &LogContext,
+        records: Vec<LogRecord>,
+    ) -> Result<Vec<LogRecord>, Error>;
 }
 
 include!(concat!(env!("OUT_DIR"), "/generate_world.rs"));
@@ -194,7 +198,9 @@ macro_rules! __export_hook {
                 Ok(wit::AdmissionResponse {
                     decision: match response.decision {
                         $crate::__private::Decision::Allow => wit::Decision::Allow,
-                        $crate::__private::Decision::AllowMutated(job) => wit::Decision::AllowMutated(job),
+                        $crate::__private::Decision::AllowMutated(job) => {
+                            wit::Decision::AllowMutated(job)
+                        }
                         $crate::__private::Decision::Deny(message) => wit::Decision::Deny(message),
                     },
                     warnings: response.warnings,
@@ -204,8 +210,14 @@ macro_rules! __export_hook {
     };
     (logs) => {
         impl exports::executor::plugin::log_filter::Guest for Component {
-            fn filter(ctx: wit::LogContext, records: Vec<wit::LogRecord>) -> Result<Vec<wit::LogRecord>, String> {
-                let ctx = $crate::LogContext { job: context(ctx.job), entry: ctx.entry };
+            fn filter(
+                ctx: wit::LogContext,
+                records: Vec<wit::LogRecord>,
+            ) -> Result<Vec<wit::LogRecord>, String> {
+                let ctx = $crate::LogContext {
+                    job: context(ctx.job),
+                    entry: ctx.entry,
+                };
                 let records = records
                     .into_iter()
                     .map(|r| $crate::LogRecord {

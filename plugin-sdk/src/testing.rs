@@ -32,7 +32,9 @@ impl<P: Plugin> Harness<P> {
 
     /// Builds the plugin from settings given as JSON text (`"null"` for none).
     pub fn from_json(settings: &str) -> Result<Self, Error> {
-        Ok(Harness { plugin: __private::init::<P>(settings)? })
+        Ok(Harness {
+            plugin: __private::init::<P>(settings)?,
+        })
     }
 
     /// The plugin itself.
@@ -51,13 +53,23 @@ impl<P: Admission> Harness<P> {
             Decision::AllowMutated(text) => (true, None, serde_json::from_str(&text)?, true),
             Decision::Deny(message) => (false, Some(message), job.clone(), false),
         };
-        Ok(Admitted { allowed, message, warnings: response.warnings, job, mutated })
+        Ok(Admitted {
+            allowed,
+            message,
+            warnings: response.warnings,
+            job,
+            mutated,
+        })
     }
 }
 
 impl<P: LogFilter> Harness<P> {
     /// Runs the log hook on a batch of records.
-    pub fn filter(&mut self, ctx: &LogContext, records: Vec<LogRecord>) -> Result<Vec<LogRecord>, Error> {
+    pub fn filter(
+        &mut self,
+        ctx: &LogContext,
+        records: Vec<LogRecord>,
+    ) -> Result<Vec<LogRecord>, Error> {
         Ok(__private::filter(&mut self.plugin, ctx, records)?)
     }
 
@@ -88,7 +100,10 @@ pub fn context() -> JobContext {
 
 /// The log context of [`context`]'s first step.
 pub fn log_context() -> LogContext {
-    LogContext { job: context(), entry: "step.kubernetes.step.0.run".into() }
+    LogContext {
+        job: context(),
+        entry: "step.kubernetes.step.0.run".into(),
+    }
 }
 
 /// A Job shaped like the ones the executor creates: labels, a setup init

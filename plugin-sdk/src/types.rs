@@ -47,11 +47,17 @@ pub struct LogRecord {
 impl LogRecord {
     /// A line written to standard output.
     pub fn stdout(text: impl Into<String>) -> Self {
-        LogRecord { stream: Stream::Stdout, text: text.into() }
+        LogRecord {
+            stream: Stream::Stdout,
+            text: text.into(),
+        }
     }
 
     /// A line written to standard error.
     pub fn stderr(text: impl Into<String>) -> Self {
-        LogRecord { stream: Stream::Stderr, text: text.into() }
+        LogRecord {
+            stream: Stream::Stderr,
+            text: text.into(),
+        }
     }
 }

@@ -16,7 +16,10 @@ impl Verdict {
 
     /// Refuse the Job; `message` tells the job's user why.
     pub fn deny(message: impl Into<String>) -> Self {
-        Verdict { denied: Some(message.into()), warnings: Vec::new() }
+        Verdict {
+            denied: Some(message.into()),
+            warnings: Vec::new(),
+        }
     }
 
     /// Adds a warning, shown to the job's user and the operator whatever the decision.

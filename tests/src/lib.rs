@@ -1,1 +1,80 @@
+//! Test support: builds the first-party plugins and the test-only guests from source as wasm32-wasip2 components, once per test process.
+#![allow(clippy::expect_used, clippy::panic)] // test support: a failed build must stop the tests loudly
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Every component the tests use.
+pub const COMPONENTS: &[&str] = &[
+    "annotate",
+    "scheduling-policy",
+    "pull-secrets",
+    "redact",
+    "misbehave",
+    "other-world",
+];
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Built components, by crate name.
+pub struct Components {
+    dir: PathBuf,
+}
+
+impl Components {
+    /// The `.wasm` file of crate `name` (e.g. `scheduling-policy`).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{}.wasm", name.replace('-', "_")))
+    }
+
+    /// The bytes of crate `name`'s component.
+    pub fn bytes(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).expect("built component is readable")
+    }
+}
+
+/// Builds every component (release, `wasm32-wasip2`) in its own target
+/// directory, so the build never waits on the `cargo test` that runs us, and
+/// returns where they are. Cargo's own lock serialises concurrent test
+/// binaries; every build after the first is a no-op.
+pub fn components() -> &'static Components {
+    static BUILT: OnceLock<Components> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let target_dir = workspace().join("target").join("test-components");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace())
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--target-dir",
+            ])
+            .arg(&target_dir);
+        for name in COMPONENTS {
+            cmd.args(["-p", name]);
+        }
+        let status = cmd
+            .status()
+            .expect("cargo can be started to build the test components");
+        assert!(
+            status.success(),
+            "building the plugin components failed: {status}"
+        );
+        Components {
+            dir: target_dir.join("wasm32-wasip2").join("release"),
+        }
+    })
+}
+
+/// A Job shaped like the ones the executor creates (about 4 KB: three init
+/// containers, a `main` container, workspace and secret volumes).
+pub fn realistic_job() -> serde_json::Value {
+    let text = include_str!("../fixtures/job.json");
+    serde_json::from_str(text).expect("fixtures/job.json is valid JSON")
+}

@@ -58,7 +58,9 @@ fn parse_template(where_: &str, value: &str) -> Result<Vec<Part>, Error> {
             parts.push(Part::Text(rest[..start].to_owned()));
         }
         let Some(len) = rest[start..].find("}}") else {
-            return Err(Error::new(format!("{where_}: unclosed `{{{{` in {value:?}")));
+            return Err(Error::new(format!(
+                "{where_}: unclosed `{{{{` in {value:?}"
+            )));
         };
         let name = rest[start + 2..start + len].trim();
         parts.push(match name {
@@ -105,7 +107,9 @@ fn check_key(where_: &str, key: &str) -> Result<(), Error> {
     };
     let name_ok = !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     let prefix_ok = prefix.is_none_or(|p| {
@@ -113,7 +117,8 @@ fn check_key(where_: &str, key: &str) -> Result<(), Error> {
             && p.len() <= 253
             && p.split('.').all(|l| {
                 !l.is_empty()
-                    && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && l.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                     && !l.starts_with('-')
                     && !l.ends_with('-')
             })
@@ -134,12 +139,22 @@ fn check_key(where_: &str, key: &str) -> Result<(), Error> {
 fn label_value(value: &str) -> (String, bool) {
     let mapped: String = value
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    let mut out = mapped.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned();
+    let mut out = mapped
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned();
     if out.len() > 63 {
         out.truncate(63);
-        out = out.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned();
+        out = out
+            .trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+            .to_owned();
     }
     let changed = out != value;
     (out, changed)
@@ -161,10 +176,20 @@ impl Target {
                 })
                 .collect::<Result<Vec<_>, Error>>()
         };
-        Ok(Target { labels: compile("labels", meta.labels)?, annotations: compile("annotations", meta.annotations)? })
+        Ok(Target {
+            labels: compile("labels", meta.labels)?,
+            annotations: compile("annotations", meta.annotations)?,
+        })
     }
 
-    fn apply(&self, which: &str, meta: &mut ObjectMeta, ctx: &JobContext, overwrite: bool, warnings: &mut Vec<String>) {
+    fn apply(
+        &self,
+        which: &str,
+        meta: &mut ObjectMeta,
+        ctx: &JobContext,
+        overwrite: bool,
+        warnings: &mut Vec<String>,
+    ) {
         let set = |map: &mut BTreeMap<String, String>, key: &str, value: String| {
             if overwrite || !map.contains_key(key) {
                 map.insert(key.to_owned(), value);
@@ -214,11 +239,13 @@ impl Plugin for Annotate {
 impl Admission for Annotate {
     fn admit(&self, ctx: &JobContext, job: &mut Job) -> Result<Verdict, Error> {
         let mut warnings = Vec::new();
-        self.job.apply("job", &mut job.metadata, ctx, self.overwrite, &mut warnings);
+        self.job
+            .apply("job", &mut job.metadata, ctx, self.overwrite, &mut warnings);
         if !self.pod.labels.is_empty() || !self.pod.annotations.is_empty() {
             let template = &mut job.spec.get_or_insert_default().template;
             let meta = template.metadata.get_or_insert_default();
-            self.pod.apply("pod", meta, ctx, self.overwrite, &mut warnings);
+            self.pod
+                .apply("pod", meta, ctx, self.overwrite, &mut warnings);
         }
         Ok(Verdict::allow().with_warnings(warnings))
     }
@@ -250,20 +277,33 @@ mod tests {
             "github.com/acme/api@3f5c9a1e2b7d4c8e9f0a1b2c3d4e5f60718293a4"
         );
         assert_eq!(out.job.metadata.labels.unwrap()["team"], "infra");
-        let pod_labels = out.job.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+        let pod_labels = out
+            .job
+            .spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .labels
+            .unwrap();
         assert_eq!(pod_labels["acme.com/queue"], "batches-42");
     }
 
     #[test]
     fn invalid_label_values_are_made_valid_with_a_warning() {
         let out = admit(json!({"job": {"labels": {"repo": "{{repository}}"}}}));
-        assert_eq!(out.job.metadata.labels.unwrap()["repo"], "github.com_acme_api");
+        assert_eq!(
+            out.job.metadata.labels.unwrap()["repo"],
+            "github.com_acme_api"
+        );
         assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
     }
 
     #[test]
     fn overwrite_false_keeps_existing_values() {
-        let out = admit(json!({"overwrite": false, "job": {"labels": {"executor.sourcegraph.com/queue": "x", "new": "y"}}}));
+        let out = admit(
+            json!({"overwrite": false, "job": {"labels": {"executor.sourcegraph.com/queue": "x", "new": "y"}}}),
+        );
         let labels = out.job.metadata.labels.unwrap();
         assert_eq!(labels["executor.sourcegraph.com/queue"], "batches");
         assert_eq!(labels["new"], "y");
@@ -278,9 +318,17 @@ mod tests {
 
     #[test]
     fn bad_settings_are_refused_with_the_offending_value() {
-        let err = Harness::<Annotate>::new(json!({"job": {"labels": {"x": "{{branch}}"}}})).err().unwrap();
-        assert!(err.message().contains("job.labels.x: unknown placeholder {{branch}}"), "{err}");
-        let err = Harness::<Annotate>::new(json!({"pod": {"annotations": {"-bad": "v"}}})).err().unwrap();
+        let err = Harness::<Annotate>::new(json!({"job": {"labels": {"x": "{{branch}}"}}}))
+            .err()
+            .unwrap();
+        assert!(
+            err.message()
+                .contains("job.labels.x: unknown placeholder {{branch}}"),
+            "{err}"
+        );
+        let err = Harness::<Annotate>::new(json!({"pod": {"annotations": {"-bad": "v"}}}))
+            .err()
+            .unwrap();
         assert!(err.message().contains("pod.annotations.-bad"), "{err}");
         let err = Harness::<Annotate>::new(json!({"jobs": {}})).err().unwrap();
         assert!(err.message().contains("unknown field `jobs`"), "{err}");

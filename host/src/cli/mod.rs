@@ -1,0 +1,55 @@
+//! The `executor` command line: argument parsing and the commands' output; the only place (with `main`) that uses `anyhow`.
+
+mod plugin;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// A Kubernetes-native job executor with sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "executor", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with plugins: check a component, try it on a Job or a log.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// One JSON document (JSON Lines for streams).
+    Json,
+}
+
+/// Exit status for bad input (unreadable files, invalid configuration),
+/// matching clap's status for bad arguments.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// Parses the arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Plugin(cmd) => plugin::run(cmd),
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    // Plugin authors want to see what their plugin logs; the rest only when it matters.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,executor::plugins::host=debug"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

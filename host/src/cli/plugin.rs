@@ -1,0 +1,439 @@
+//! `executor plugin check|run|filter`: what a plugin author uses to try a component before shipping it.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::{EXIT_BAD_INPUT, Output};
+use crate::plugins::{
+    Decision, JobContext, LogRecord, PluginSpec, Plugins, PluginsConfig, Runtime, RuntimeOptions,
+    Step, Stream,
+};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum PluginCommand {
+    /// Load a component: name its hooks, size and compile time, and run `init` with the settings.
+    Check(CheckArgs),
+    /// Run the admission hook(s) on a batch/v1 Job; print the decision, the Job and each plugin's patch.
+    Run(RunArgs),
+    /// Filter a log (a file or stdin), line by line, through the log hook(s); print what is kept.
+    Filter(FilterArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct CheckArgs {
+    /// The component (`.wasm`).
+    file: PathBuf,
+    /// Settings for `init`: JSON or YAML text, or `@path` to read them from a file.
+    #[arg(long)]
+    settings: Option<String>,
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct Target {
+    /// A component (`.wasm`), or a plugin configuration file (`.yaml`/`.yml`) to run all its plugins in order.
+    target: PathBuf,
+    /// Settings for a single component: JSON or YAML text, or `@path`.
+    #[arg(long)]
+    settings: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ContextArgs {
+    /// The queue in the context given to plugins.
+    #[arg(long, default_value = "batches")]
+    queue: String,
+    /// The job id in the context.
+    #[arg(long, default_value = "1")]
+    job_id: String,
+    /// The repository in the context.
+    #[arg(long)]
+    repository: Option<String>,
+    /// The commit in the context.
+    #[arg(long)]
+    commit: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct RunArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The batch/v1 Job document (JSON or YAML).
+    #[arg(long)]
+    job: PathBuf,
+    #[command(flatten)]
+    context: ContextArgs,
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct FilterArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The log file; standard input when absent.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// The log entry the lines belong to, as plugins see it.
+    #[arg(long, default_value = "step.kubernetes.step.0.run")]
+    entry: String,
+    /// Lines per call into the plugins.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    batch_lines: u32,
+    #[command(flatten)]
+    context: ContextArgs,
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+pub(super) fn run(cmd: PluginCommand) -> ExitCode {
+    let output = match &cmd {
+        PluginCommand::Check(a) => a.output,
+        PluginCommand::Run(a) => a.output,
+        PluginCommand::Filter(a) => a.output,
+    };
+    let result = match cmd {
+        PluginCommand::Check(args) => check(args),
+        PluginCommand::Run(args) => admit(args),
+        PluginCommand::Filter(args) => filter(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            if output == Output::Json {
+                println!("{}", json!({ "error": format!("{err:#}") }));
+            }
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+/// Parses `--settings`: inline JSON/YAML, or `@file`.
+fn parse_settings(raw: &str) -> anyhow::Result<Value> {
+    let (text, origin) = match raw.strip_prefix('@') {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--settings: cannot read {path}"))?,
+            path.to_owned(),
+        ),
+        None => (raw.to_owned(), "the argument".to_owned()),
+    };
+    serde_norway::from_str::<Value>(&text)
+        .with_context(|| format!("--settings: {origin} is not valid JSON or YAML"))
+}
+
+fn runtime(cache: bool) -> anyhow::Result<std::sync::Arc<Runtime>> {
+    let options = RuntimeOptions {
+        max_instances: 64,
+        cache_dir: if cache {
+            crate::plugins::default_cache_dir()
+        } else {
+            None
+        },
+    };
+    Ok(Runtime::new(&options)?)
+}
+
+/// A plugin name from a file name: `scheduling_policy.wasm` → `scheduling-policy`.
+fn name_from_path(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin");
+    let name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name = name.trim_matches('-');
+    if name.is_empty() {
+        "plugin".into()
+    } else {
+        name.chars().take(63).collect()
+    }
+}
+
+fn is_config(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
+}
+
+fn load(target: &Target) -> anyhow::Result<Plugins> {
+    let config = if is_config(&target.target) {
+        if target.settings.is_some() {
+            bail!(
+                "--settings applies to a single .wasm file; put settings in {}",
+                target.target.display()
+            );
+        }
+        PluginsConfig::from_file(&target.target)?
+    } else {
+        let mut spec = PluginSpec::new(name_from_path(&target.target), &target.target);
+        if let Some(raw) = &target.settings {
+            spec.settings = parse_settings(raw)?;
+        }
+        PluginsConfig {
+            plugins: vec![spec],
+        }
+    };
+    Ok(Plugins::load(runtime(true)?, &config)?)
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let mut spec = PluginSpec::new(name_from_path(&args.file), &args.file);
+    if let Some(raw) = &args.settings {
+        spec.settings = parse_settings(raw)?;
+    }
+    // No cache: the compile time printed is the real one.
+    let plugins = Plugins::load(
+        runtime(false)?,
+        &PluginsConfig {
+            plugins: vec![spec],
+        },
+    )?;
+    let Some(info) = plugins.info().into_iter().next() else {
+        bail!("{} was not loaded", args.file.display());
+    };
+    match args.output {
+        Output::Json => {
+            let mut value = serde_json::to_value(&info)?;
+            value["settingsAccepted"] = json!(true);
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        Output::Text => {
+            println!("plugin:   {}", info.name);
+            println!("path:     {}", info.path.display());
+            println!("size:     {} bytes", info.size_bytes);
+            println!("sha256:   {}", info.sha256);
+            println!("hooks:    {}", info.hooks.join(", "));
+            println!(
+                "compile:  {:.1} ms",
+                info.compile_time.as_secs_f64() * 1000.0
+            );
+            println!(
+                "settings: {}",
+                if args.settings.is_some() {
+                    "accepted by init"
+                } else {
+                    "none given; init accepted null"
+                }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn context(args: &ContextArgs, job: &Value) -> JobContext {
+    let pod = &job["spec"]["template"]["spec"];
+    let images = |key: &str| -> Vec<(String, String)> {
+        pod[key]
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| {
+                        (
+                            c["name"].as_str().unwrap_or("").to_owned(),
+                            c["image"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let init = images("initContainers");
+    // The executor's steps are the `step-*` init containers; for any other
+    // Job, every container counts.
+    let steps: Vec<String> = init
+        .iter()
+        .filter(|(n, _)| n.starts_with("step-"))
+        .map(|(_, i)| i.clone())
+        .collect();
+    let step_images = if steps.is_empty() {
+        init.into_iter()
+            .chain(images("containers"))
+            .map(|(_, i)| i)
+            .collect()
+    } else {
+        steps
+    };
+    JobContext {
+        job_id: args.job_id.clone(),
+        queue: args.queue.clone(),
+        repository: args.repository.clone(),
+        commit: args.commit.clone(),
+        step_images,
+        executor_name: "executor-cli".into(),
+    }
+}
+
+fn read_job(path: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--job: cannot read {}", path.display()))?;
+    let job: Value = serde_norway::from_str(&text)
+        .with_context(|| format!("--job: {} is not valid JSON or YAML", path.display()))?;
+    match job.get("kind").and_then(Value::as_str) {
+        Some("Job") => Ok(job),
+        Some(other) => bail!(
+            "--job: {} is a {other}; expected a batch/v1 Job",
+            path.display()
+        ),
+        None => bail!(
+            "--job: {} has no `kind`; expected a batch/v1 Job document",
+            path.display()
+        ),
+    }
+}
+
+fn admit(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let job = read_job(&args.job)?;
+    let plugins = load(&args.target)?;
+    let ctx = context(&args.context, &job);
+    let outcome = plugins.admit(&ctx, job);
+    let allowed = outcome.allowed();
+    match args.output {
+        Output::Json => {
+            let patches: Vec<Value> = outcome
+                .trail
+                .iter()
+                .map(|t| json!({"plugin": t.plugin, "patch": t.patch}))
+                .collect();
+            let doc = json!({
+                "allowed": allowed,
+                "message": outcome.message(),
+                "warnings": outcome.warnings,
+                "job": outcome.job,
+                "patches": patches,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        Output::Text => {
+            let mut out = std::io::stdout().lock();
+            let width = outcome
+                .trail
+                .iter()
+                .map(|t| t.plugin.len())
+                .max()
+                .unwrap_or(0);
+            for t in &outcome.trail {
+                let what = match &t.step {
+                    Step::Allowed => "allowed".to_owned(),
+                    Step::Mutated => format!("mutated ({} operation(s))", t.patch.0.len()),
+                    Step::Denied { message } => format!("denied: {message}"),
+                    Step::Failed { error, ignored } => {
+                        format!(
+                            "failed{}: {error}",
+                            if *ignored { " (ignored)" } else { "" }
+                        )
+                    }
+                };
+                let mode = if t.mode == crate::plugins::Mode::Monitor {
+                    " [monitor]"
+                } else {
+                    ""
+                };
+                writeln!(
+                    out,
+                    "{:width$}  {what}{mode}  ({:.2} ms)",
+                    t.plugin,
+                    t.elapsed.as_secs_f64() * 1000.0
+                )?;
+                for op in &t.patch.0 {
+                    writeln!(out, "{:width$}    {}", "", serde_json::to_string(op)?)?;
+                }
+            }
+            for w in &outcome.warnings {
+                writeln!(out, "warning: {w}")?;
+            }
+            match &outcome.decision {
+                Decision::Allowed => writeln!(out, "decision: allowed")?,
+                _ => writeln!(
+                    out,
+                    "decision: refused: {}",
+                    outcome.message().unwrap_or_default()
+                )?,
+            }
+            writeln!(out, "---")?;
+            write!(out, "{}", serde_norway::to_string(&outcome.job)?)?;
+        }
+    }
+    Ok(if allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn filter(args: FilterArgs) -> anyhow::Result<ExitCode> {
+    let plugins = load(&args.target)?;
+    let input: Box<dyn BufRead> = match &args.log {
+        Some(path) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(path)
+                .with_context(|| format!("--log: cannot open {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let ctx = context(&args.context, &Value::Null);
+    let mut session = plugins.log_session(ctx);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut batch = Vec::with_capacity(args.batch_lines as usize);
+    let mut lines = input.split(b'\n');
+    let mut emit = |batch: Vec<LogRecord>, out: &mut dyn Write| -> anyhow::Result<bool> {
+        match session.filter(&args.entry, batch) {
+            Ok(kept) => {
+                for r in kept {
+                    match args.output {
+                        Output::Text => writeln!(out, "{}", r.text)?,
+                        Output::Json => writeln!(
+                            out,
+                            "{}",
+                            json!({"stream": if r.stream == Stream::Stderr { "stderr" } else { "stdout" }, "text": r.text})
+                        )?,
+                    }
+                }
+                Ok(true)
+            }
+            Err(err) => {
+                out.flush()?;
+                eprintln!("error: {err}; the rest of the log is withheld");
+                Ok(false)
+            }
+        }
+    };
+    loop {
+        let line = lines.next().transpose().context("cannot read the log")?;
+        let done = line.is_none();
+        if let Some(mut bytes) = line {
+            if bytes.last() == Some(&b'\r') {
+                bytes.pop();
+            }
+            batch.push(LogRecord {
+                stream: Stream::Stdout,
+                text: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+        }
+        if (done && !batch.is_empty()) || batch.len() >= args.batch_lines as usize {
+            if !emit(std::mem::take(&mut batch), &mut out)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,324 @@
+//! The admission chain: each plugin in order on a fresh instance, scope-checked, under its mode and failure policy.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::bindings::executor::plugin::host::{
+    AdmissionResponse, Decision as WitDecision, JobContext,
+};
+use super::bindings::exports::executor::plugin::admission::Guest;
+use super::config::{FailurePolicy, Mode};
+use super::engine::Runtime;
+use super::error::{Hook, PluginError};
+use super::loader::LoadedPlugin;
+use super::scope::violations;
+
+/// What the chain decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Every enforcing plugin allowed the Job.
+    Allowed,
+    /// A plugin denied it; later plugins were not asked.
+    Denied {
+        /// The plugin.
+        plugin: String,
+        /// Its message.
+        message: String,
+    },
+    /// A plugin with failure policy `fail` failed; later plugins were not asked.
+    Failed(PluginError),
+}
+
+/// What one plugin did in the chain.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase", tag = "result")]
+pub enum Step {
+    /// Allowed without changes.
+    Allowed,
+    /// Allowed with changes (applied only in enforce mode).
+    Mutated,
+    /// Denied (the chain stops only in enforce mode).
+    Denied {
+        /// The plugin's message.
+        message: String,
+    },
+    /// Failed.
+    Failed {
+        /// The failure.
+        error: String,
+        /// Whether the chain went on (policy `ignore`, or monitor mode).
+        ignored: bool,
+    },
+}
+
+/// One plugin's entry in the admission trail.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrailEntry {
+    /// The plugin.
+    pub plugin: String,
+    /// Its mode.
+    pub mode: Mode,
+    /// What it did.
+    pub step: Step,
+    /// Its change as an RFC 6902 patch (empty when none; recorded but not
+    /// applied in monitor mode).
+    pub patch: json_patch::Patch,
+    /// Its warnings.
+    pub warnings: Vec<String>,
+    /// How long it took, instantiation included.
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+/// The result of running the chain on one Job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdmissionOutcome {
+    /// The decision.
+    pub decision: Decision,
+    /// The Job after every applied change.
+    pub job: Value,
+    /// Every warning, prefixed with the plugin's name.
+    pub warnings: Vec<String>,
+    /// What each plugin that ran did, in order.
+    pub trail: Vec<TrailEntry>,
+}
+
+impl AdmissionOutcome {
+    /// Whether the Job may be created.
+    pub fn allowed(&self) -> bool {
+        self.decision == Decision::Allowed
+    }
+
+    /// The message that explains a refusal, for the job's user.
+    pub fn message(&self) -> Option<String> {
+        match &self.decision {
+            Decision::Allowed => None,
+            Decision::Denied { plugin, message } => {
+                Some(format!("denied by plugin `{plugin}`: {message}"))
+            }
+            Decision::Failed(err) => Some(err.to_string()),
+        }
+    }
+}
+
+/// Runs the admission plugins of `plugins` on `job`, in order.
+pub(crate) fn run(
+    runtime: &Runtime,
+    plugins: &[std::sync::Arc<LoadedPlugin>],
+    ctx: &JobContext,
+    job: Value,
+) -> AdmissionOutcome {
+    let mut outcome = AdmissionOutcome {
+        decision: Decision::Allowed,
+        job,
+        warnings: Vec::new(),
+        trail: Vec::new(),
+    };
+    // The text form of the current document, re-serialized only when a change is applied.
+    let mut text: Option<String> = None;
+    for plugin in plugins.iter().filter(|p| p.admission.is_some()) {
+        let started = Instant::now();
+        let job_text = match &text {
+            Some(t) => t.clone(),
+            None => {
+                let t = outcome.job.to_string();
+                text = Some(t.clone());
+                t
+            }
+        };
+        let result = admit_one(runtime, plugin, ctx, &job_text)
+            .and_then(|response| judge(plugin, &outcome.job, response));
+        let name = plugin.spec.name.clone();
+        let mode = plugin.spec.mode;
+        let mut entry = TrailEntry {
+            plugin: name.clone(),
+            mode,
+            step: Step::Allowed,
+            patch: json_patch::Patch(vec![]),
+            warnings: vec![],
+            elapsed: Duration::ZERO,
+        };
+        let mut stop = None;
+        match result {
+            Ok(Judged {
+                step,
+                new_job,
+                patch,
+                new_text,
+                warnings,
+            }) => {
+                outcome
+                    .warnings
+                    .extend(warnings.iter().map(|w| format!("{name}: {w}")));
+                entry.warnings = warnings;
+                entry.patch = patch;
+                let applied = mode == Mode::Enforce;
+                match (&step, applied) {
+                    (Step::Mutated, true) => {
+                        if let Some(job) = new_job {
+                            outcome.job = job;
+                            text = Some(new_text);
+                        }
+                    }
+                    (Step::Denied { message }, true) => {
+                        stop = Some(Decision::Denied {
+                            plugin: name.clone(),
+                            message: message.clone(),
+                        });
+                    }
+                    (Step::Denied { message }, false) => {
+                        tracing::warn!(plugin = %name, mode = "monitor", %message, "plugin would deny the job");
+                    }
+                    (Step::Mutated, false) => {
+                        tracing::info!(plugin = %name, mode = "monitor", patch = %serde_json::to_string(&entry.patch).unwrap_or_default(), "plugin would change the job");
+                    }
+                    _ => {}
+                }
+                metrics::counter!("executor_plugin_admissions_total", "plugin" => name.clone(), "result" => step_name(&step)).increment(1);
+                entry.step = step;
+            }
+            Err(err) => {
+                let ignored =
+                    mode == Mode::Monitor || plugin.spec.failure_policy == FailurePolicy::Ignore;
+                metrics::counter!("executor_plugin_failures_total", "plugin" => name.clone(), "hook" => "admit", "kind" => err.kind()).increment(1);
+                if ignored {
+                    tracing::warn!(plugin = %name, error = %err, "plugin failed; ignored per its policy");
+                    outcome.warnings.push(format!("{err} (ignored)"));
+                } else {
+                    tracing::error!(plugin = %name, error = %err, "plugin failed; the job fails per its policy");
+                    stop = Some(Decision::Failed(err.clone()));
+                }
+                entry.step = Step::Failed {
+                    error: err.to_string(),
+                    ignored,
+                };
+            }
+        }
+        entry.elapsed = started.elapsed();
+        outcome.trail.push(entry);
+        if let Some(decision) = stop {
+            outcome.decision = decision;
+            break;
+        }
+    }
+    outcome
+}
+
+fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::Allowed => "allowed",
+        Step::Mutated => "mutated",
+        Step::Denied { .. } => "denied",
+        Step::Failed { .. } => "failed",
+    }
+}
+
+fn admit_one(
+    runtime: &Runtime,
+    plugin: &LoadedPlugin,
+    ctx: &JobContext,
+    job: &str,
+) -> Result<AdmissionResponse, PluginError> {
+    let timeout = plugin.spec.admission_timeout();
+    let mut live = plugin.instantiate(runtime, Hook::Admit, timeout)?;
+    let Some(indices) = &plugin.admission else {
+        return Ok(AdmissionResponse {
+            decision: WitDecision::Allow,
+            warnings: vec![],
+        });
+    };
+    let guest: Guest =
+        indices
+            .load(&mut live.store, &live.instance)
+            .map_err(|e| PluginError::Instantiate {
+                plugin: plugin.spec.name.clone(),
+                hook: Hook::Admit,
+                detail: format!("{e:#}"),
+            })?;
+    plugin.call(runtime, &mut live, Hook::Admit, timeout, |store| {
+        guest.call_admit(store, ctx, job)
+    })
+}
+
+struct Judged {
+    step: Step,
+    new_job: Option<Value>,
+    new_text: String,
+    patch: json_patch::Patch,
+    warnings: Vec<String>,
+}
+
+/// Checks a response: a mutated document must be a JSON object and change
+/// nothing outside the plugin's allowed paths.
+fn judge(
+    plugin: &LoadedPlugin,
+    current: &Value,
+    response: AdmissionResponse,
+) -> Result<Judged, PluginError> {
+    let warnings = response.warnings;
+    let empty = || json_patch::Patch(vec![]);
+    match response.decision {
+        WitDecision::Allow => Ok(Judged {
+            step: Step::Allowed,
+            new_job: None,
+            new_text: String::new(),
+            patch: empty(),
+            warnings,
+        }),
+        WitDecision::Deny(message) => Ok(Judged {
+            step: Step::Denied { message },
+            new_job: None,
+            new_text: String::new(),
+            patch: empty(),
+            warnings,
+        }),
+        WitDecision::AllowMutated(text) => {
+            let bad = |detail: String| PluginError::BadOutput {
+                plugin: plugin.spec.name.clone(),
+                hook: Hook::Admit,
+                detail,
+            };
+            let new: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            if !new.is_object() {
+                return Err(bad(format!("it is {}", short(&new))));
+            }
+            let out = violations(current, &new, &plugin.allowed);
+            if !out.is_empty() {
+                let changes = out
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(PluginError::OutOfScope {
+                    plugin: plugin.spec.name.clone(),
+                    hook: Hook::Admit,
+                    changes,
+                });
+            }
+            let patch = json_patch::diff(current, &new);
+            let step = if patch.0.is_empty() {
+                Step::Allowed
+            } else {
+                Step::Mutated
+            };
+            Ok(Judged {
+                step,
+                new_job: Some(new),
+                new_text: text,
+                patch,
+                warnings,
+            })
+        }
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 40 {
+        format!("{}…", &s[..s.floor_char_boundary(40)])
+    } else {
+        s
+    }
+}

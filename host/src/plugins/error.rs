@@ -1,0 +1,234 @@
+//! The ways a plugin can fail, at load and per call, worded for the operator and the job's user.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::bindings::{ADMISSION, CONTRACT_VERSION, LIFECYCLE, LOG_FILTER};
+
+/// Which entry point of a plugin was running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hook {
+    /// `lifecycle.init`.
+    Init,
+    /// `admission.admit`.
+    Admit,
+    /// `log-filter.filter`.
+    Filter,
+}
+
+impl Hook {
+    /// The name used in errors and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::Init => "init",
+            Hook::Admit => "admit",
+            Hook::Filter => "filter",
+        }
+    }
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure of one call into a plugin. Every variant names the plugin and the hook.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    /// The epoch deadline fired.
+    #[error("plugin `{plugin}` timed out in {hook} after {timeout_ms} ms")]
+    Timeout {
+        /// The plugin.
+        plugin: String,
+        /// The hook.
+        hook: Hook,
+        /// The deadline.
+        timeout_ms: u128,
+    },
+    /// The instance tried to grow its memory past the cap.
+    #[error("plugin `{plugin}` exceeded its memory limit of {limit_mib} MiB in {hook}")]
+    Memory {
+        /// The plugin.
+        plugin: String,
+        /// The hook.
+        hook: Hook,
+        /// The cap.
+        limit_mib: u32,
+    },
+    /// Any other trap (panic, unreachable, forbidden wait...).
+    #[error("plugin `{plugin}` trapped in {hook}: {detail}")]
+    Trap {
+        /// The plugin.
+        plugin: String,
+        /// The hook.
+        hook: Hook,
+        /// The trap and, when the plugin printed one, its last stderr line.
+        detail: String,
+    },
+    /// `init` refused the settings.
+    #[error("plugin `{plugin}` refused its settings: {message}")]
+    Settings {
+        /// The plugin.
+        plugin: String,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The hook returned `error`.
+    #[error("plugin `{plugin}` failed in {hook}: {message}")]
+    Returned {
+        /// The plugin.
+        plugin: String,
+        /// The hook.
+        hook: Hook,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The hook returned a document that is not a JSON object.
+    #[error("plugin `{plugin}` returned from {hook} a Job that is not a JSON object: {detail}")]
+    BadOutput {
+        /// The plugin.
+        plugin: String,
+        /// The hook.
+        hook: Hook,
+        /// The parser's message.
+        detail: String,
+    },
+    /// The hook changed paths it is not allowed to.
+    #[error(
+        "plugin `{plugin}` changed the Job outside its allowed paths in {hook}: {changes}; grant them with `allowedPaths` if this is intended"
+    )]
+    OutOfScope {
+        /// The plugin.
+        plugin: String,
+        /// The hook.
+        hook: Hook,
+        /// The offending changes, e.g. `replace /spec/template/spec/containers/0/command/0`.
+        changes: String,
+    },
+    /// A new instance could not be made (pool exhausted, start function trapped).
+    #[error("plugin `{plugin}` could not be instantiated for {hook}: {detail}")]
+    Instantiate {
+        /// The plugin.
+        plugin: String,
+        /// The hook.
+        hook: Hook,
+        /// wasmtime's message.
+        detail: String,
+    },
+}
+
+impl PluginError {
+    /// A short name of the kind of failure, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::Timeout { .. } => "timeout",
+            PluginError::Memory { .. } => "memory",
+            PluginError::Trap { .. } => "trap",
+            PluginError::Settings { .. } => "settings",
+            PluginError::Returned { .. } => "error",
+            PluginError::BadOutput { .. } => "bad_output",
+            PluginError::OutOfScope { .. } => "out_of_scope",
+            PluginError::Instantiate { .. } => "instantiate",
+        }
+    }
+}
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("plugin `{plugin}`: cannot read {}: {source}", path.display())]
+    Read {
+        /// The plugin.
+        plugin: String,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file's digest is not the pinned one.
+    #[error("plugin `{plugin}`: {} has SHA-256 {actual}, but the configuration pins {expected}; refusing it", path.display())]
+    Digest {
+        /// The plugin.
+        plugin: String,
+        /// The file.
+        path: PathBuf,
+        /// The pin.
+        expected: String,
+        /// What the file has.
+        actual: String,
+    },
+    /// Not WebAssembly at all.
+    #[error("plugin `{plugin}`: {} is not a WebAssembly file (it does not start with \"\\0asm\")", path.display())]
+    NotWasm {
+        /// The plugin.
+        plugin: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// A core module rather than a component.
+    #[error("plugin `{plugin}`: {} is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)", path.display())]
+    CoreModule {
+        /// The plugin.
+        plugin: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// wasmtime could not compile it.
+    #[error("plugin `{plugin}`: {} does not compile: {detail}", path.display())]
+    Compile {
+        /// The plugin.
+        plugin: String,
+        /// The file.
+        path: PathBuf,
+        /// wasmtime's message.
+        detail: String,
+    },
+    /// Built against another version of the contract.
+    #[error(
+        "plugin `{plugin}` was built against executor:plugin@{found}, but this executor implements executor:plugin@{CONTRACT_VERSION}; rebuild it with a matching plugin-sdk"
+    )]
+    Version {
+        /// The plugin.
+        plugin: String,
+        /// The version it exports.
+        found: String,
+    },
+    /// Imports something the host does not provide.
+    #[error(
+        "plugin `{plugin}` imports something the executor does not provide (plugins may import only executor:plugin/host and WASI): {detail}"
+    )]
+    Link {
+        /// The plugin.
+        plugin: String,
+        /// wasmtime's message, naming the import.
+        detail: String,
+    },
+    /// Does not export the lifecycle interface: a component of another world.
+    #[error(
+        "plugin `{plugin}` is not an executor plugin: it does not export `{LIFECYCLE}` (its exports: {exports}); build it against wit/plugin.wit"
+    )]
+    NotAPlugin {
+        /// The plugin.
+        plugin: String,
+        /// What it does export.
+        exports: String,
+    },
+    /// Exports neither hook.
+    #[error(
+        "plugin `{plugin}` implements neither hook: it exports neither `{ADMISSION}` nor `{LOG_FILTER}`"
+    )]
+    NoHooks {
+        /// The plugin.
+        plugin: String,
+    },
+    /// `init` failed with the configured settings.
+    #[error(transparent)]
+    Init(PluginError),
+}
+
+/// Every plugin that could not be loaded, listed together.
+#[derive(Debug, thiserror::Error)]
+#[error("{} plugin(s) could not be loaded:\n  - {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  - "))]
+pub struct LoadErrors(pub Vec<LoadError>);

@@ -1,0 +1,134 @@
+//! Log filtering for one job: one instance per log plugin for the job's whole log, replaced after a failure.
+
+use std::sync::Arc;
+
+use super::bindings::executor::plugin::host::{JobContext, LogContext, LogRecord};
+use super::bindings::exports::executor::plugin::log_filter::Guest;
+use super::config::{FailurePolicy, Mode};
+use super::engine::Runtime;
+use super::error::{Hook, PluginError};
+use super::loader::{Live, LoadedPlugin};
+
+/// The log filters of one job. Not shared between jobs: each holds its own
+/// instances, so a plugin's state never mixes two jobs' logs.
+pub struct LogSession {
+    runtime: Arc<Runtime>,
+    ctx: JobContext,
+    slots: Vec<Slot>,
+    ignored: Vec<PluginError>,
+}
+
+struct Slot {
+    plugin: Arc<LoadedPlugin>,
+    live: Option<(Live, Guest)>,
+}
+
+impl LogSession {
+    pub(crate) fn new(
+        runtime: Arc<Runtime>,
+        plugins: &[Arc<LoadedPlugin>],
+        ctx: JobContext,
+    ) -> LogSession {
+        let slots = plugins
+            .iter()
+            .filter(|p| p.log_filter.is_some())
+            .map(|p| Slot {
+                plugin: p.clone(),
+                live: None,
+            })
+            .collect();
+        LogSession {
+            runtime,
+            ctx,
+            slots,
+            ignored: Vec::new(),
+        }
+    }
+
+    /// Whether any log plugin is configured (if not, [`Self::filter`] is the identity).
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Runs a batch of `entry`'s records through every log plugin in order.
+    ///
+    /// An `Err` comes from a plugin with failure policy `fail`: the batch must
+    /// not be uploaded (it may hold what that plugin should have removed) and
+    /// the job should fail. Failures of other plugins are logged, counted and
+    /// kept in [`Self::ignored_failures`]; their input passes on unchanged.
+    pub fn filter(
+        &mut self,
+        entry: &str,
+        mut records: Vec<LogRecord>,
+    ) -> Result<Vec<LogRecord>, PluginError> {
+        if self.slots.is_empty() {
+            return Ok(records);
+        }
+        let ctx = LogContext {
+            job: self.ctx.clone(),
+            entry: entry.to_owned(),
+        };
+        for slot in &mut self.slots {
+            let plugin = slot.plugin.clone();
+            let spec = &plugin.spec;
+            match slot.run(&self.runtime, &ctx, &records) {
+                Ok(kept) if spec.mode == Mode::Enforce => records = kept,
+                Ok(kept) => {
+                    if kept != records {
+                        tracing::info!(plugin = %spec.name, mode = "monitor", before = records.len(), after = kept.len(), "plugin would change the log");
+                    }
+                }
+                Err(err) => {
+                    // The instance may be in any state after a failure.
+                    slot.live = None;
+                    metrics::counter!("executor_plugin_failures_total", "plugin" => spec.name.clone(), "hook" => "filter", "kind" => err.kind()).increment(1);
+                    if spec.mode == Mode::Monitor || spec.failure_policy == FailurePolicy::Ignore {
+                        tracing::warn!(plugin = %spec.name, error = %err, "log plugin failed; batch passed on unfiltered by it, per its policy");
+                        self.ignored.push(err);
+                    } else {
+                        tracing::error!(plugin = %spec.name, error = %err, "log plugin failed; batch withheld per its policy");
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    /// Failures that were ignored per policy, oldest first.
+    pub fn ignored_failures(&self) -> &[PluginError] {
+        &self.ignored
+    }
+}
+
+impl Slot {
+    fn run(
+        &mut self,
+        runtime: &Runtime,
+        ctx: &LogContext,
+        records: &[LogRecord],
+    ) -> Result<Vec<LogRecord>, PluginError> {
+        let plugin = &self.plugin;
+        let timeout = plugin.spec.log_timeout();
+        if self.live.is_none() {
+            let mut live = plugin.instantiate(runtime, Hook::Filter, timeout)?;
+            let Some(indices) = &plugin.log_filter else {
+                return Ok(records.to_vec());
+            };
+            let guest = indices.load(&mut live.store, &live.instance).map_err(|e| {
+                PluginError::Instantiate {
+                    plugin: plugin.spec.name.clone(),
+                    hook: Hook::Filter,
+                    detail: format!("{e:#}"),
+                }
+            })?;
+            self.live = Some((live, guest));
+        }
+        let Some((live, guest)) = &mut self.live else {
+            return Ok(records.to_vec());
+        };
+        plugin.call(runtime, live, Hook::Filter, timeout, |store| {
+            guest.call_filter(store, ctx, records)
+        })
+    }
+}

@@ -1,0 +1,313 @@
+//! Turns a plugin spec into a ready plugin (read, verify the pin, compile, check the contract, pre-instantiate, validate the settings) and makes and calls its instances.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Instance, InstancePre};
+use wasmtime::{Store, Trap};
+
+use super::bindings::exports::executor::plugin::{admission, lifecycle, log_filter};
+use super::bindings::{ADMISSION, CONTRACT_VERSION, LOG_FILTER};
+use super::config::PluginSpec;
+use super::engine::{Runtime, TICK};
+use super::error::{Hook, LoadError, PluginError};
+use super::host::HostState;
+use super::scope::{PathPattern, default_scope};
+
+/// What is known about a loaded plugin.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginInfo {
+    /// Its configured name.
+    pub name: String,
+    /// Its file.
+    pub path: PathBuf,
+    /// The file's SHA-256.
+    pub sha256: String,
+    /// The file's size.
+    pub size_bytes: usize,
+    /// `admission` and/or `logs`.
+    pub hooks: Vec<&'static str>,
+    /// How long compiling (or loading the cached compilation) took.
+    #[serde(rename = "compileMs", serialize_with = "millis")]
+    pub compile_time: Duration,
+    /// Whether the compilation came from the cache.
+    pub cached: bool,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+/// A plugin ready to be instantiated.
+pub(crate) struct LoadedPlugin {
+    pub(crate) spec: PluginSpec,
+    pub(crate) name: Arc<str>,
+    pub(crate) info: PluginInfo,
+    pub(crate) allowed: Vec<PathPattern>,
+    pub(crate) admission: Option<admission::GuestIndices>,
+    pub(crate) log_filter: Option<log_filter::GuestIndices>,
+    settings: String,
+    pre: InstancePre<HostState>,
+    lifecycle: lifecycle::GuestIndices,
+}
+
+/// A live instance and its store.
+pub(crate) struct Live {
+    pub(crate) store: Store<HostState>,
+    pub(crate) instance: Instance,
+}
+
+impl LoadedPlugin {
+    /// Loads and checks one plugin; `init` runs once with its settings so that
+    /// bad settings are reported at start-up, not at the first job.
+    pub(crate) fn load(runtime: &Runtime, spec: PluginSpec) -> Result<LoadedPlugin, LoadError> {
+        let plugin = spec.name.clone();
+        let path = spec.path.clone();
+        let wasm = std::fs::read(&path).map_err(|source| LoadError::Read {
+            plugin: plugin.clone(),
+            path: path.clone(),
+            source,
+        })?;
+        let sha256 = hex::encode(Sha256::digest(&wasm));
+        if let Some(expected) = &spec.sha256 {
+            if *expected != sha256 {
+                return Err(LoadError::Digest {
+                    plugin,
+                    path,
+                    expected: expected.clone(),
+                    actual: sha256,
+                });
+            }
+        }
+        match wasm.get(..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
+                return Err(LoadError::CoreModule { plugin, path });
+            }
+            Some([0, b'a', b's', b'm', ..]) => {}
+            _ => return Err(LoadError::NotWasm { plugin, path }),
+        }
+        let started = Instant::now();
+        let (component, cached) =
+            runtime
+                .compile(&wasm, &sha256)
+                .map_err(|e| LoadError::Compile {
+                    plugin: plugin.clone(),
+                    path: path.clone(),
+                    detail: format!("{e:#}"),
+                })?;
+        let compile_time = started.elapsed();
+
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&runtime.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        if let Some(found) = exports.iter().find_map(|e| {
+            let version = e.strip_prefix("executor:plugin/")?.split_once('@')?.1;
+            (version != CONTRACT_VERSION).then(|| version.to_owned())
+        }) {
+            return Err(LoadError::Version { plugin, found });
+        }
+        let pre = runtime
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link {
+                plugin: plugin.clone(),
+                detail: format!("{e:#}"),
+            })?;
+        let lifecycle = lifecycle::GuestIndices::new(&pre).map_err(|_| LoadError::NotAPlugin {
+            plugin: plugin.clone(),
+            exports: if exports.is_empty() {
+                "none".into()
+            } else {
+                exports.join(", ")
+            },
+        })?;
+        let admission = exports
+            .iter()
+            .any(|e| e == ADMISSION)
+            .then(|| admission::GuestIndices::new(&pre))
+            .transpose();
+        let log_filter = exports
+            .iter()
+            .any(|e| e == LOG_FILTER)
+            .then(|| log_filter::GuestIndices::new(&pre))
+            .transpose();
+        let (admission, log_filter) = match (admission, log_filter) {
+            (Ok(a), Ok(l)) => (a, l),
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(LoadError::Link {
+                    plugin,
+                    detail: format!("{e:#}"),
+                });
+            }
+        };
+        let mut hooks = Vec::new();
+        if admission.is_some() {
+            hooks.push("admission");
+        }
+        if log_filter.is_some() {
+            hooks.push("logs");
+        }
+        if hooks.is_empty() {
+            return Err(LoadError::NoHooks { plugin });
+        }
+        let mut allowed = default_scope();
+        allowed.extend(spec.allowed_paths.iter().cloned());
+        let loaded = LoadedPlugin {
+            name: Arc::from(spec.name.as_str()),
+            info: PluginInfo {
+                name: spec.name.clone(),
+                path,
+                sha256,
+                size_bytes: wasm.len(),
+                hooks,
+                compile_time,
+                cached,
+            },
+            settings: spec.settings.to_string(),
+            allowed,
+            admission,
+            log_filter,
+            pre,
+            lifecycle,
+            spec,
+        };
+        let timeout = loaded
+            .spec
+            .admission_timeout()
+            .max(loaded.spec.log_timeout());
+        loaded
+            .instantiate(runtime, Hook::Init, timeout)
+            .map_err(LoadError::Init)?;
+        Ok(loaded)
+    }
+
+    /// Makes a fresh instance and runs `init` on it, each within `timeout`.
+    pub(crate) fn instantiate(
+        &self,
+        runtime: &Runtime,
+        hook: Hook,
+        timeout: Duration,
+    ) -> Result<Live, PluginError> {
+        let memory = self.spec.memory_mib as usize * 1024 * 1024;
+        let mut store = Store::new(&runtime.engine, HostState::new(self.name.clone(), memory));
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(ticks(timeout));
+        let instance = {
+            let _guard = runtime.call_guard();
+            self.pre.instantiate(&mut store)
+        };
+        let instance = match instance {
+            Ok(instance) => instance,
+            Err(err) => {
+                let failure = self.classify(&mut store, hook, timeout, err);
+                return Err(match failure {
+                    PluginError::Trap {
+                        plugin,
+                        hook,
+                        detail,
+                    } => PluginError::Instantiate {
+                        plugin,
+                        hook,
+                        detail,
+                    },
+                    other => other,
+                });
+            }
+        };
+        let mut live = Live { store, instance };
+        let guest = self
+            .lifecycle
+            .load(&mut live.store, &live.instance)
+            .map_err(|e| self.classify(&mut live.store, Hook::Init, timeout, e))?;
+        let settings = &self.settings;
+        match self.call(runtime, &mut live, Hook::Init, timeout, |store| {
+            guest.call_init(store, settings)
+        }) {
+            Err(PluginError::Returned {
+                plugin, message, ..
+            }) => Err(PluginError::Settings { plugin, message }),
+            other => other.map(|()| live),
+        }
+    }
+
+    /// Calls into `live` with a fresh deadline, turning every kind of failure
+    /// into a [`PluginError`] and the plugin's output into tracing events.
+    pub(crate) fn call<R>(
+        &self,
+        runtime: &Runtime,
+        live: &mut Live,
+        hook: Hook,
+        timeout: Duration,
+        f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<Result<R, String>>,
+    ) -> Result<R, PluginError> {
+        live.store.set_epoch_deadline(ticks(timeout));
+        let result = {
+            let _guard = runtime.call_guard();
+            f(&mut live.store)
+        };
+        match result {
+            Ok(Ok(value)) => {
+                live.store.data_mut().flush_output();
+                Ok(value)
+            }
+            Ok(Err(message)) => {
+                live.store.data_mut().flush_output();
+                Err(PluginError::Returned {
+                    plugin: self.spec.name.clone(),
+                    hook,
+                    message,
+                })
+            }
+            Err(err) => Err(self.classify(&mut live.store, hook, timeout, err)),
+        }
+    }
+
+    fn classify(
+        &self,
+        store: &mut Store<HostState>,
+        hook: Hook,
+        timeout: Duration,
+        err: wasmtime::Error,
+    ) -> PluginError {
+        let last_stderr = store.data_mut().flush_output();
+        let plugin = self.spec.name.clone();
+        if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return PluginError::Timeout {
+                plugin,
+                hook,
+                timeout_ms: timeout.as_millis(),
+            };
+        }
+        if store.data().limiter.exceeded {
+            return PluginError::Memory {
+                plugin,
+                hook,
+                limit_mib: self.spec.memory_mib,
+            };
+        }
+        // The root cause is the trap itself ("wasm `unreachable` instruction
+        // executed") or the host's reason; the wasm backtrace goes to debug.
+        tracing::debug!(plugin, %hook, error = ?err, "plugin trap");
+        let mut detail = err.root_cause().to_string();
+        if let Some(line) = last_stderr {
+            detail = format!("{detail} (last output: {line})");
+        }
+        PluginError::Trap {
+            plugin,
+            hook,
+            detail,
+        }
+    }
+}
+
+/// Epoch ticks for `timeout`; one more than the exact count because the
+/// current tick is already partly over.
+fn ticks(timeout: Duration) -> u64 {
+    (timeout.as_micros() / TICK.as_micros()).max(1) as u64 + 1
+}

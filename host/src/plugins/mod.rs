@@ -1,0 +1,104 @@
+//! Sandboxed WebAssembly plugins: configuration, loading, the admission chain and log filtering; knows nothing of queues or clusters.
+
+mod admission;
+mod bindings;
+mod config;
+mod engine;
+mod error;
+mod filter;
+mod host;
+mod loader;
+mod scope;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+pub use admission::{AdmissionOutcome, Decision, Step, TrailEntry};
+pub use bindings::executor::plugin::host::{JobContext, LogContext, LogRecord, Stream};
+pub use config::{
+    ConfigError, DEFAULT_ADMISSION_TIMEOUT, DEFAULT_LOG_TIMEOUT, DEFAULT_MEMORY_MIB, FailurePolicy,
+    Mode, PluginSpec, PluginsConfig,
+};
+pub use engine::{EngineError, Runtime, RuntimeOptions, default_cache_dir};
+pub use error::{Hook, LoadError, LoadErrors, PluginError};
+pub use filter::LogSession;
+pub use loader::PluginInfo;
+pub use scope::{DEFAULT_SCOPE, PathPattern, PatternError};
+
+use loader::LoadedPlugin;
+
+/// The configured plugins, loaded and ready; cheap to share between jobs.
+#[derive(Clone)]
+pub struct Plugins {
+    runtime: Arc<Runtime>,
+    plugins: Vec<Arc<LoadedPlugin>>,
+    skipped: Vec<String>,
+}
+
+impl Plugins {
+    /// No plugins: admission allows everything, filtering keeps everything.
+    pub fn none(runtime: Arc<Runtime>) -> Plugins {
+        Plugins {
+            runtime,
+            plugins: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    /// Loads every plugin of `config`. A plugin that cannot be loaded is
+    /// skipped with a warning when its failure policy is `ignore` (and listed
+    /// in [`Self::skipped`]); otherwise it is an error, and every such error is
+    /// reported together.
+    pub fn load(runtime: Arc<Runtime>, config: &PluginsConfig) -> Result<Plugins, LoadErrors> {
+        let mut plugins = Vec::new();
+        let mut skipped = Vec::new();
+        let mut errors = Vec::new();
+        for spec in &config.plugins {
+            let policy = spec.failure_policy;
+            match LoadedPlugin::load(&runtime, spec.clone()) {
+                Ok(p) => {
+                    tracing::info!(plugin = %p.info.name, hooks = ?p.info.hooks, cached = p.info.cached, compile_ms = p.info.compile_time.as_millis() as u64, mode = %spec.mode, "plugin loaded");
+                    plugins.push(Arc::new(p));
+                }
+                Err(err) if policy == FailurePolicy::Ignore => {
+                    tracing::warn!(plugin = %spec.name, error = %err, "plugin skipped per its failure policy");
+                    metrics::counter!("executor_plugin_failures_total", "plugin" => spec.name.clone(), "hook" => "load", "kind" => "load").increment(1);
+                    skipped.push(err.to_string());
+                }
+                Err(err) => errors.push(err),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Plugins {
+                runtime,
+                plugins,
+                skipped,
+            })
+        } else {
+            Err(LoadErrors(errors))
+        }
+    }
+
+    /// What is known about each loaded plugin, in order.
+    pub fn info(&self) -> Vec<PluginInfo> {
+        self.plugins.iter().map(|p| p.info.clone()).collect()
+    }
+
+    /// Why plugins with policy `ignore` were skipped at load.
+    pub fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+
+    /// Runs the admission chain on `job` (a `batch/v1` Job as JSON). Blocks
+    /// for as long as the plugins run (bounded by their deadlines): call it
+    /// from a blocking thread in async code.
+    pub fn admit(&self, ctx: &JobContext, job: Value) -> AdmissionOutcome {
+        admission::run(&self.runtime, &self.plugins, ctx, job)
+    }
+
+    /// Starts the log filtering of one job.
+    pub fn log_session(&self, ctx: JobContext) -> LogSession {
+        LogSession::new(self.runtime.clone(), &self.plugins, ctx)
+    }
+}

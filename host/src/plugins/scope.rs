@@ -1,0 +1,303 @@
+//! What a plugin may change: JSON-pointer patterns, the default scope, and the check of a before/after pair of documents.
+
+use std::fmt;
+
+use serde_json::Value;
+
+/// A JSON pointer (RFC 6901) whose segments may be `*`, matching any array
+/// index or object key. A pattern grants its whole subtree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    raw: String,
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Key(String),
+    Any,
+}
+
+/// Why a string is not a path pattern.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{pattern:?} is not a JSON pointer: {reason}; expected e.g. \"/spec/template/spec/containers/*/env\""
+)]
+pub struct PatternError {
+    pattern: String,
+    reason: &'static str,
+}
+
+impl PathPattern {
+    /// Parses a pointer such as `/spec/template/spec/containers/*/resources`.
+    pub fn parse(pattern: &str) -> Result<Self, PatternError> {
+        let err = |reason| PatternError {
+            pattern: pattern.to_owned(),
+            reason,
+        };
+        let Some(rest) = pattern.strip_prefix('/') else {
+            return Err(err("it must start with '/'"));
+        };
+        if rest.is_empty() {
+            return Err(err("it grants the whole document"));
+        }
+        let mut segments = Vec::new();
+        for raw in rest.split('/') {
+            if raw == "*" {
+                segments.push(Segment::Any);
+                continue;
+            }
+            let mut key = String::new();
+            let mut chars = raw.chars();
+            while let Some(c) = chars.next() {
+                match (c, c == '~') {
+                    (_, true) => match chars.next() {
+                        Some('0') => key.push('~'),
+                        Some('1') => key.push('/'),
+                        _ => return Err(err("'~' must be followed by '0' or '1'")),
+                    },
+                    (c, false) => key.push(c),
+                }
+            }
+            segments.push(Segment::Key(key));
+        }
+        Ok(PathPattern {
+            raw: pattern.to_owned(),
+            segments,
+        })
+    }
+
+    fn matches_at(&self, depth: usize, key: &str) -> bool {
+        match self.segments.get(depth) {
+            Some(Segment::Any) => true,
+            Some(Segment::Key(k)) => k == key,
+            None => true,
+        }
+    }
+}
+
+impl fmt::Display for PathPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+/// What every plugin may change without a grant: metadata labels and
+/// annotations of the Job and its pod template, scheduling (affinity,
+/// tolerations, node selector, priority class), image pull secrets, and
+/// container resources.
+pub const DEFAULT_SCOPE: &[&str] = &[
+    "/metadata/labels",
+    "/metadata/annotations",
+    "/spec/template/metadata/labels",
+    "/spec/template/metadata/annotations",
+    "/spec/template/spec/affinity",
+    "/spec/template/spec/tolerations",
+    "/spec/template/spec/nodeSelector",
+    "/spec/template/spec/imagePullSecrets",
+    "/spec/template/spec/priorityClassName",
+    "/spec/template/spec/containers/*/resources",
+    "/spec/template/spec/initContainers/*/resources",
+];
+
+/// The default scope as patterns.
+pub fn default_scope() -> Vec<PathPattern> {
+    DEFAULT_SCOPE
+        .iter()
+        .filter_map(|p| PathPattern::parse(p).ok())
+        .collect()
+}
+
+/// One change outside the allowed paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// `add`, `remove` or `replace`, as in RFC 6902.
+    pub op: &'static str,
+    /// The JSON pointer of the changed value.
+    pub path: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.op, self.path)
+    }
+}
+
+/// Lists every change from `before` to `after` outside `allowed`, down to the
+/// leaves: creating an object on the way to an allowed path (e.g. the pod
+/// template's `metadata`) is not a violation, anything inside it that is not
+/// allowed is.
+pub fn violations(before: &Value, after: &Value, allowed: &[PathPattern]) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let live: Vec<&PathPattern> = allowed.iter().collect();
+    walk(
+        Some(before),
+        Some(after),
+        &mut String::new(),
+        0,
+        &live,
+        &mut out,
+    );
+    out
+}
+
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn walk(
+    before: Option<&Value>,
+    after: Option<&Value>,
+    path: &mut String,
+    depth: usize,
+    live: &[&PathPattern],
+    out: &mut Vec<Violation>,
+) {
+    if live.iter().any(|p| p.segments.len() == depth) {
+        return; // a pattern ends here: the whole subtree is granted
+    }
+    let mut descend =
+        |key: &str, b: Option<&Value>, a: Option<&Value>, out: &mut Vec<Violation>| {
+            let next: Vec<&PathPattern> = live
+                .iter()
+                .copied()
+                .filter(|p| p.matches_at(depth, key))
+                .collect();
+            let len = path.len();
+            path.push('/');
+            path.push_str(&escape(key));
+            walk(b, a, path, depth + 1, &next, out);
+            path.truncate(len);
+        };
+    match (before, after) {
+        (Some(b), Some(a)) if b == a => {}
+        (Some(Value::Object(b)), Some(Value::Object(a))) => {
+            for (k, bv) in b {
+                descend(k, Some(bv), a.get(k), out);
+            }
+            for (k, av) in a.iter().filter(|(k, _)| !b.contains_key(*k)) {
+                descend(k, None, Some(av), out);
+            }
+        }
+        (Some(Value::Array(b)), Some(Value::Array(a))) => {
+            for i in 0..b.len().max(a.len()) {
+                descend(&i.to_string(), b.get(i), a.get(i), out);
+            }
+        }
+        (None, Some(Value::Object(a))) => {
+            for (k, av) in a {
+                descend(k, None, Some(av), out);
+            }
+        }
+        (Some(Value::Object(b)), None) => {
+            for (k, bv) in b {
+                descend(k, Some(bv), None, out);
+            }
+        }
+        (None, Some(_)) => out.push(Violation {
+            op: "add",
+            path: path.clone(),
+        }),
+        (Some(_), None) => out.push(Violation {
+            op: "remove",
+            path: path.clone(),
+        }),
+        (Some(_), Some(_)) => out.push(Violation {
+            op: "replace",
+            path: path.clone(),
+        }),
+        (None, None) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job() -> Value {
+        json!({"metadata": {"name": "j", "labels": {"a": "1"}},
+               "spec": {"template": {"spec": {
+                   "containers": [{"name": "main", "image": "x", "command": ["true"]}]}}}})
+    }
+
+    #[test]
+    fn changes_in_the_default_scope_pass() {
+        let mut after = job();
+        after["metadata"]["labels"]["b"] = json!("2");
+        after["metadata"]["annotations"] = json!({"c": "3"});
+        after["spec"]["template"]["metadata"] = json!({"labels": {"d": "4"}});
+        after["spec"]["template"]["spec"]["tolerations"] = json!([{"key": "gpu"}]);
+        after["spec"]["template"]["spec"]["containers"][0]["resources"] =
+            json!({"limits": {"cpu": "1"}});
+        assert_eq!(violations(&job(), &after, &default_scope()), vec![]);
+    }
+
+    #[test]
+    fn changes_outside_are_listed_by_leaf() {
+        let mut after = job();
+        after["spec"]["template"]["spec"]["containers"][0]["command"] = json!(["sh"]);
+        after["spec"]["template"]["spec"]["containers"][0]["securityContext"] =
+            json!({"privileged": true});
+        after["metadata"]["name"] = json!("other");
+        let v: Vec<String> = violations(&job(), &after, &default_scope())
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        assert_eq!(
+            v,
+            [
+                "replace /metadata/name",
+                "replace /spec/template/spec/containers/0/command/0",
+                "add /spec/template/spec/containers/0/securityContext/privileged",
+            ]
+        );
+    }
+
+    #[test]
+    fn added_containers_and_removed_fields_are_violations() {
+        let mut after = job();
+        after["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "sidecar", "resources": {}}));
+        after["metadata"].as_object_mut().unwrap().remove("name");
+        let v: Vec<String> = violations(&job(), &after, &default_scope())
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        assert_eq!(
+            v,
+            [
+                "remove /metadata/name",
+                "add /spec/template/spec/containers/1/name"
+            ]
+        );
+    }
+
+    #[test]
+    fn grants_extend_the_scope_with_wildcards_and_escapes() {
+        let mut after = job();
+        after["spec"]["template"]["spec"]["containers"][0]["env"] =
+            json!([{"name": "A", "value": "1"}]);
+        after["metadata"]["annotations"] = json!({"a/b": "x"});
+        let only = [
+            PathPattern::parse("/spec/template/spec/containers/*/env").unwrap(),
+            PathPattern::parse("/metadata/annotations/a~1b").unwrap(),
+        ];
+        assert_eq!(violations(&job(), &after, &only), vec![]);
+        assert_eq!(violations(&job(), &after, &[]).len(), 2);
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        assert!(
+            PathPattern::parse("spec")
+                .unwrap_err()
+                .to_string()
+                .contains("must start with '/'")
+        );
+        assert!(PathPattern::parse("/").is_err());
+        assert!(PathPattern::parse("/a~2").is_err());
+    }
+}
