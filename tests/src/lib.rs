@@ -78,3 +78,18 @@ pub fn realistic_job() -> serde_json::Value {
     let text = include_str!("../fixtures/job.json");
     serde_json::from_str(text).expect("fixtures/job.json is valid JSON")
 }
+
+/// The SHA-256 of `bytes` as lowercase hex, as plugin pins are written.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = sha2_digest(bytes);
+    digest.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn sha2_digest(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).to_vec()
+}

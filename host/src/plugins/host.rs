@@ -73,7 +73,11 @@ impl HostState {
         let mut last = None;
         for line in self.stderr.take_lines() {
             tracing::warn!(plugin, stream = "stderr", "{line}");
-            last = Some(line);
+            // Rust's panic hook ends with a hint about backtraces; the line
+            // worth quoting in an error is the panic message before it.
+            if !line.starts_with("note: run with `RUST_BACKTRACE") {
+                last = Some(line);
+            }
         }
         if self.log_calls > LOG_CALLS_PER_CALL {
             let dropped = self.log_calls - LOG_CALLS_PER_CALL;

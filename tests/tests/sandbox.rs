@@ -1,0 +1,431 @@
+//! The sandbox rules, with a guest that misbehaves on request: each failure gets the outcome its policy says, names the plugin and the hook, and the next call works.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ctx, load, runtime, spec};
+use executor::plugins::{
+    Decision, FailurePolicy, LoadError, LogRecord, Mode, PathPattern, PluginError, PluginSpec,
+    Plugins, PluginsConfig, Step, Stream,
+};
+use executor_tests::{components, realistic_job};
+use serde_json::json;
+
+fn misbehave(admit: &str, policy: FailurePolicy) -> PluginSpec {
+    let mut s = spec("misbehave", json!({ "admit": admit, "filter": admit }));
+    s.failure_policy = policy;
+    // Only the endless loop should meet the deadline; the rest get room to
+    // fail in their own way on a loaded machine.
+    s.timeout = Some(Duration::from_millis(if admit == "loop" {
+        50
+    } else {
+        5_000
+    }));
+    s
+}
+
+fn annotate() -> PluginSpec {
+    spec(
+        "annotate",
+        json!({"job": {"annotations": {"seen-by": "annotate"}}}),
+    )
+}
+
+fn annotated(job: &serde_json::Value) -> bool {
+    job["metadata"]["annotations"]["seen-by"] == "annotate"
+}
+
+/// The misbehaviours of the admission hook, and words the error must contain.
+const FAILURES: &[(&str, &str)] = &[
+    ("loop", "timed out in admit after 50 ms"),
+    ("hog", "exceeded its memory limit of 64 MiB in admit"),
+    ("trap", "trapped in admit"),
+    ("sleep", "plugins must not block"),
+    ("error", "failed in admit: cannot decide"),
+    (
+        "not-json",
+        "returned from admit a Job that is not a JSON object",
+    ),
+    (
+        "not-object",
+        "returned from admit a Job that is not a JSON object: it is [1,2,3]",
+    ),
+    (
+        "command",
+        "outside its allowed paths in admit: replace /spec/template/spec/containers/0/command/0, replace /spec/template/spec/containers/0/command/2",
+    ),
+    (
+        "privileged",
+        "add /spec/template/spec/containers/0/securityContext/privileged",
+    ),
+];
+
+#[test]
+fn failures_under_policy_fail_refuse_the_job_and_name_plugin_and_hook() {
+    for (mode, words) in FAILURES {
+        let plugins = load(vec![misbehave(mode, FailurePolicy::Fail), annotate()]);
+        for attempt in 0..2 {
+            let out = plugins.admit(&ctx(), realistic_job());
+            let Decision::Failed(err) = &out.decision else {
+                panic!(
+                    "{mode}: a failing plugin with policy fail must refuse the job, got {:?}",
+                    out.decision
+                )
+            };
+            let msg = out.message().unwrap();
+            assert!(
+                msg.contains("plugin `misbehave`") && msg.contains(words),
+                "{mode} (attempt {attempt}): {msg}"
+            );
+            assert!(!err.to_string().is_empty());
+            assert_eq!(
+                out.trail.len(),
+                1,
+                "{mode}: the chain must stop at the failing plugin"
+            );
+            assert!(!annotated(&out.job), "{mode}: later plugins must not run");
+        }
+    }
+}
+
+#[test]
+fn failures_under_policy_ignore_skip_the_plugin_with_a_warning() {
+    for (mode, words) in FAILURES {
+        let plugins = load(vec![misbehave(mode, FailurePolicy::Ignore), annotate()]);
+        let out = plugins.admit(&ctx(), realistic_job());
+        assert!(out.allowed(), "{mode}: {:?}", out.decision);
+        assert!(
+            annotated(&out.job),
+            "{mode}: the next plugin must still run"
+        );
+        assert!(
+            out.warnings
+                .iter()
+                .any(|w| w.contains(words) && w.ends_with("(ignored)")),
+            "{mode}: {:?}",
+            out.warnings
+        );
+        assert!(matches!(
+            &out.trail[0].step,
+            Step::Failed { ignored: true, .. }
+        ));
+        // The failed instance left nothing behind: the job is exactly what annotate made of it.
+        let mut expected = realistic_job();
+        expected["metadata"]["annotations"]["seen-by"] = json!("annotate");
+        assert_eq!(out.job, expected, "{mode}");
+    }
+}
+
+#[test]
+fn the_host_keeps_serving_after_many_failures() {
+    // More failing calls than the pool has instances: every slot must be released.
+    let plugins = load(vec![
+        misbehave("trap", FailurePolicy::Ignore),
+        misbehave("hog", FailurePolicy::Ignore),
+    ]);
+    for _ in 0..80 {
+        assert!(plugins.admit(&ctx(), realistic_job()).allowed());
+    }
+    let fine = load(vec![annotate()]);
+    assert!(annotated(&fine.admit(&ctx(), realistic_job()).job));
+}
+
+#[test]
+fn a_deny_stops_the_chain_with_the_plugin_message() {
+    let plugins = load(vec![misbehave("deny", FailurePolicy::Fail), annotate()]);
+    let out = plugins.admit(&ctx(), realistic_job());
+    assert_eq!(
+        out.decision,
+        Decision::Denied {
+            plugin: "misbehave".into(),
+            message: "job 1234 of queue batches is not welcome".into()
+        }
+    );
+    assert_eq!(
+        out.message().unwrap(),
+        "denied by plugin `misbehave`: job 1234 of queue batches is not welcome"
+    );
+    assert_eq!(out.trail.len(), 1);
+}
+
+#[test]
+fn monitor_mode_records_but_never_applies() {
+    let mut deny = misbehave("deny", FailurePolicy::Fail);
+    deny.mode = Mode::Monitor;
+    let mut change = spec("misbehave", json!({"admit": "annotate"}));
+    change.name = "monitored-annotate".into();
+    change.mode = Mode::Monitor;
+    let mut fail = misbehave("trap", FailurePolicy::Fail);
+    fail.name = "monitored-trap".into();
+    fail.mode = Mode::Monitor;
+    let plugins = load(vec![deny, change, fail]);
+    let out = plugins.admit(&ctx(), realistic_job());
+    assert!(out.allowed(), "{:?}", out.decision);
+    assert_eq!(
+        out.job,
+        realistic_job(),
+        "monitor mode must not change the job"
+    );
+    assert!(matches!(out.trail[0].step, Step::Denied { .. }));
+    assert_eq!(out.trail[1].step, Step::Mutated);
+    assert_eq!(
+        out.trail[1].patch.0.len(),
+        1,
+        "the would-be patch is recorded"
+    );
+    assert!(matches!(
+        out.trail[2].step,
+        Step::Failed { ignored: true, .. }
+    ));
+}
+
+#[test]
+fn mutations_are_applied_and_recorded_as_patches() {
+    let plugins = load(vec![spec("misbehave", json!({"admit": "annotate"}))]);
+    let out = plugins.admit(&ctx(), realistic_job());
+    assert!(out.allowed());
+    assert_eq!(out.job["metadata"]["annotations"]["misbehave/seen"], "1234");
+    let patch = serde_json::to_value(&out.trail[0].patch).unwrap();
+    assert_eq!(
+        patch,
+        json!([{"op": "add", "path": "/metadata/annotations/misbehave~1seen", "value": "1234"}])
+    );
+    assert_eq!(out.warnings, ["misbehave: annotated"]);
+}
+
+#[test]
+fn grants_widen_the_scope() {
+    let mut env = misbehave("env", FailurePolicy::Fail);
+    assert!(
+        !load(vec![env.clone()])
+            .admit(&ctx(), realistic_job())
+            .allowed()
+    );
+    env.allowed_paths = vec![PathPattern::parse("/spec/template/spec/containers/*/env").unwrap()];
+    let out = load(vec![env]).admit(&ctx(), realistic_job());
+    assert!(out.allowed(), "{:?}", out.message());
+    assert_eq!(
+        out.job["spec"]["template"]["spec"]["containers"][0]["env"][0]["name"],
+        "INJECTED"
+    );
+}
+
+#[test]
+fn plugin_output_and_logs_are_captured_without_failing_the_call() {
+    let out = load(vec![misbehave("chatty", FailurePolicy::Fail)]).admit(&ctx(), realistic_job());
+    assert!(out.allowed(), "{:?}", out.message());
+}
+
+fn load_err(spec: PluginSpec) -> LoadError {
+    match Plugins::load(
+        runtime(),
+        &PluginsConfig {
+            plugins: vec![spec],
+        },
+    ) {
+        Ok(_) => panic!("the plugin must be refused"),
+        Err(mut errs) => errs.0.remove(0),
+    }
+}
+
+#[test]
+fn settings_rejected_by_init_refuse_the_plugin_at_load() {
+    let err = load_err(spec("misbehave", json!({"init": "reject"})));
+    assert!(
+        matches!(&err, LoadError::Init(PluginError::Settings { .. })),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "plugin `misbehave` refused its settings: setting `threshold` must be a number, got \"high\""
+    );
+    let err = load_err(spec(
+        "annotate",
+        json!({"job": {"labels": {"x": "{{nope}}"}}}),
+    ));
+    assert!(
+        err.to_string()
+            .contains("job.labels.x: unknown placeholder {{nope}}"),
+        "{err}"
+    );
+    let err = load_err(spec("misbehave", json!({"init": "trap"})));
+    assert!(
+        err.to_string().contains("trapped in init") && err.to_string().contains("init exploded"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_sha256_pin_mismatch_refuses_the_plugin() {
+    let mut pinned = spec("annotate", json!(null));
+    pinned.sha256 = Some("0".repeat(64));
+    let err = load_err(pinned.clone());
+    assert!(
+        err.to_string().contains("but the configuration pins 0000"),
+        "{err}"
+    );
+    // With the right digest it loads.
+    let digest = executor_tests::sha256_hex(&components().bytes("annotate"));
+    pinned.sha256 = Some(digest);
+    load(vec![pinned]);
+}
+
+#[test]
+fn files_that_are_not_plugins_are_refused_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(
+        &core,
+        wat::parse_str("(module (func (export \"f\")))").unwrap(),
+    )
+    .unwrap();
+    let err = load_err(PluginSpec::new("core", &core));
+    assert!(
+        err.to_string()
+            .contains("is a core WebAssembly module, not a component"),
+        "{err}"
+    );
+
+    let text = dir.path().join("text.wasm");
+    std::fs::write(&text, "hello").unwrap();
+    assert!(
+        load_err(PluginSpec::new("text", &text))
+            .to_string()
+            .contains("is not a WebAssembly file")
+    );
+
+    let err = load_err(spec("other-world", json!(null)));
+    assert!(
+        err.to_string().contains("is not an executor plugin") && err.to_string().contains("greet"),
+        "{err}"
+    );
+
+    let err = load_err(PluginSpec::new("missing", dir.path().join("missing.wasm")));
+    assert!(
+        err.to_string().contains("plugin `missing`: cannot read"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_plugin_that_fails_to_load_is_skipped_under_policy_ignore() {
+    let mut bad = spec("misbehave", json!({"init": "reject"}));
+    bad.failure_policy = FailurePolicy::Ignore;
+    let plugins = Plugins::load(
+        runtime(),
+        &PluginsConfig {
+            plugins: vec![bad, annotate()],
+        },
+    )
+    .unwrap();
+    assert_eq!(plugins.skipped().len(), 1);
+    assert_eq!(plugins.info().len(), 1);
+    assert!(annotated(&plugins.admit(&ctx(), realistic_job()).job));
+}
+
+#[test]
+fn hooks_are_detected_from_the_exports() {
+    let plugins = load(vec![
+        annotate(),
+        spec("redact", json!(null)),
+        spec("misbehave", json!({})),
+    ]);
+    let hooks: Vec<Vec<&str>> = plugins.info().into_iter().map(|i| i.hooks).collect();
+    assert_eq!(
+        hooks,
+        [vec!["admission"], vec!["logs"], vec!["admission", "logs"]]
+    );
+}
+
+fn lines(texts: &[&str]) -> Vec<LogRecord> {
+    texts
+        .iter()
+        .map(|t| LogRecord {
+            stream: Stream::Stdout,
+            text: (*t).into(),
+        })
+        .collect()
+}
+
+fn texts(records: &[LogRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.text.as_str()).collect()
+}
+
+#[test]
+fn a_log_instance_lives_for_the_job_and_is_replaced_after_a_failure() {
+    let plugins = load(vec![spec("misbehave", json!({"filter": "number"}))]);
+    let mut session = plugins.log_session(ctx());
+    assert_eq!(
+        texts(&session.filter("step.0", lines(&["a"])).unwrap()),
+        ["1:a"]
+    );
+    assert_eq!(
+        texts(&session.filter("step.0", lines(&["b", "c"])).unwrap()),
+        ["2:b", "2:c"]
+    );
+    // A second job gets its own instance.
+    let mut other = plugins.log_session(ctx());
+    assert_eq!(
+        texts(&other.filter("step.0", lines(&["x"])).unwrap()),
+        ["1:x"]
+    );
+
+    let mut flaky = spec("misbehave", json!({"filter": "trap-second"}));
+    flaky.failure_policy = FailurePolicy::Ignore;
+    let plugins = load(vec![flaky]);
+    let mut session = plugins.log_session(ctx());
+    assert_eq!(
+        texts(&session.filter("e", lines(&["one"])).unwrap()),
+        ["one"]
+    );
+    assert_eq!(
+        texts(&session.filter("e", lines(&["two"])).unwrap()),
+        ["two"],
+        "ignored: passed on unfiltered"
+    );
+    assert!(
+        session.ignored_failures()[0]
+            .to_string()
+            .contains("trapped in filter")
+    );
+    // A fresh instance: its first call succeeds again.
+    assert_eq!(
+        texts(&session.filter("e", lines(&["three"])).unwrap()),
+        ["three"]
+    );
+    assert_eq!(session.ignored_failures().len(), 1);
+}
+
+#[test]
+fn log_filter_failures_under_policy_fail_withhold_the_batch() {
+    for (mode, words) in [
+        ("loop", "timed out in filter after 50 ms"),
+        ("hog", "exceeded its memory limit of 64 MiB in filter"),
+        ("trap", "trapped in filter"),
+        ("error", "failed in filter: cannot filter"),
+    ] {
+        let plugins = load(vec![misbehave(mode, FailurePolicy::Fail)]);
+        let mut session = plugins.log_session(ctx());
+        for _ in 0..2 {
+            let err = session.filter("e", lines(&["secret"])).unwrap_err();
+            assert!(
+                err.to_string().contains("plugin `misbehave`") && err.to_string().contains(words),
+                "{mode}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn monitor_log_plugins_do_not_change_the_log() {
+    let mut upper = spec("misbehave", json!({"filter": "drop-all"}));
+    upper.mode = Mode::Monitor;
+    let plugins = load(vec![upper]);
+    let mut session = plugins.log_session(ctx());
+    assert_eq!(
+        texts(&session.filter("e", lines(&["kept"])).unwrap()),
+        ["kept"]
+    );
+}
