@@ -15,8 +15,11 @@ pub enum Level {
     Error,
 }
 
+/// Where messages go inside a component: the contract's `log` import.
+type Sink = fn(Level, &str);
+
 thread_local! {
-    static SINK: Cell<Option<fn(Level, &str)>> = const { Cell::new(None) };
+    static SINK: Cell<Option<Sink>> = const { Cell::new(None) };
     static CAPTURED: RefCell<Vec<(Level, String)>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -52,7 +55,7 @@ pub fn error(message: impl AsRef<str>) {
     log(Level::Error, message);
 }
 
-pub(crate) fn set_sink(sink: fn(Level, &str)) {
+pub(crate) fn set_sink(sink: Sink) {
     SINK.with(|s| s.set(Some(sink)));
 }
 

@@ -13,6 +13,7 @@ pub const COMPONENTS: &[&str] = &[
     "redact",
     "misbehave",
     "other-world",
+    "no-hooks",
 ];
 
 /// The workspace root.

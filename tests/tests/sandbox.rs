@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{ctx, load, runtime, spec};
 use executor::plugins::{
     Decision, FailurePolicy, LoadError, LogRecord, Mode, PathPattern, PluginError, PluginSpec,
-    Plugins, PluginsConfig, Step, Stream,
+    Plugins, PluginsConfig, Runtime, RuntimeOptions, Step, Stream,
 };
 use executor_tests::{components, realistic_job};
 use serde_json::json;
@@ -302,11 +302,46 @@ fn files_that_are_not_plugins_are_refused_plainly() {
         "{err}"
     );
 
+    let err = load_err(spec("no-hooks", json!(null)));
+    assert_eq!(
+        err.to_string(),
+        "plugin `no-hooks` implements neither hook: it exports neither `executor:plugin/admission@0.1.0` nor `executor:plugin/log-filter@0.1.0`"
+    );
+
     let err = load_err(PluginSpec::new("missing", dir.path().join("missing.wasm")));
     assert!(
         err.to_string().contains("plugin `missing`: cannot read"),
         "{err}"
     );
+}
+
+#[test]
+fn compiled_plugins_are_cached_by_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = RuntimeOptions {
+        max_instances: 8,
+        cache_dir: Some(dir.path().join("cache")),
+    };
+    let config = PluginsConfig {
+        plugins: vec![annotate()],
+    };
+    let first = Plugins::load(Runtime::new(&options).unwrap(), &config)
+        .unwrap()
+        .info();
+    let second = Plugins::load(Runtime::new(&options).unwrap(), &config)
+        .unwrap()
+        .info();
+    assert!(
+        !first[0].cached && second[0].cached,
+        "the second load must come from the cache"
+    );
+    let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .collect();
+    assert_eq!(cached.len(), 1);
+    // A cached plugin behaves exactly like a freshly compiled one.
+    let plugins = Plugins::load(Runtime::new(&options).unwrap(), &config).unwrap();
+    assert!(annotated(&plugins.admit(&ctx(), realistic_job()).job));
 }
 
 #[test]

@@ -425,10 +425,9 @@ fn filter(args: FilterArgs) -> anyhow::Result<ExitCode> {
                 text: String::from_utf8_lossy(&bytes).into_owned(),
             });
         }
-        if (done && !batch.is_empty()) || batch.len() >= args.batch_lines as usize {
-            if !emit(std::mem::take(&mut batch), &mut out)? {
-                return Ok(ExitCode::FAILURE);
-            }
+        let full = (done && !batch.is_empty()) || batch.len() >= args.batch_lines as usize;
+        if full && !emit(std::mem::take(&mut batch), &mut out)? {
+            return Ok(ExitCode::FAILURE);
         }
         if done {
             break;

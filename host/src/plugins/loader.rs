@@ -72,15 +72,15 @@ impl LoadedPlugin {
             source,
         })?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
-        if let Some(expected) = &spec.sha256 {
-            if *expected != sha256 {
-                return Err(LoadError::Digest {
-                    plugin,
-                    path,
-                    expected: expected.clone(),
-                    actual: sha256,
-                });
-            }
+        if let Some(expected) = &spec.sha256
+            && *expected != sha256
+        {
+            return Err(LoadError::Digest {
+                plugin,
+                path,
+                expected: expected.clone(),
+                actual: sha256,
+            });
         }
         match wasm.get(..8) {
             Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {

@@ -188,10 +188,10 @@ impl Redactor {
 
     /// Masks one line of `entry`; `None` means the line is dropped.
     pub fn line(&mut self, entry: &str, text: String) -> Option<String> {
-        if let Some(drop) = &self.drop {
-            if drop.is_match(&text) {
-                return None;
-            }
+        if let Some(drop) = &self.drop
+            && drop.is_match(&text)
+        {
+            return None;
         }
         if self.in_key.get(entry).copied().unwrap_or(false) {
             if let Some(m) = self.key_end.find(&text) {
@@ -200,10 +200,12 @@ impl Redactor {
             }
             return Some(self.replacement.clone());
         }
-        let matched = self.set.matches(&text);
-        if !matched.matched_any() {
+        // Most lines hold no secret: a search that may stop at the first
+        // match is much cheaper than asking which detectors match.
+        if !self.set.is_match(&text) {
             return Some(text);
         }
+        let matched = self.set.matches(&text);
         let mut out = text;
         let mut opened = false;
         for i in matched.iter() {

@@ -7,6 +7,7 @@ use executor::plugins::{JobContext, PluginSpec, Plugins, PluginsConfig, Runtime,
 use executor_tests::{components, workspace};
 use serde_json::Value;
 
+/// One runtime per test binary, caching compiled components under `target/`.
 pub fn runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
     RUNTIME
@@ -31,10 +32,12 @@ pub fn spec(crate_name: &str, settings: Value) -> PluginSpec {
     spec
 }
 
+/// Loads `specs`, failing the test with the loader's message.
 pub fn load(specs: Vec<PluginSpec>) -> Plugins {
     Plugins::load(runtime(), &PluginsConfig { plugins: specs }).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The context of the fixture Job.
 pub fn ctx() -> JobContext {
     JobContext {
         job_id: "1234".into(),

@@ -1,0 +1,302 @@
+//! The author CLI (`executor plugin check|run|filter`) as a user runs it: the real binary, real components, real files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use executor_tests::{components, workspace};
+use serde_json::{Value, json};
+
+fn executor(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_executor"))
+        .args(args)
+        .env(
+            "XDG_CACHE_HOME",
+            workspace()
+                .join("target")
+                .join("test-components")
+                .join("xdg"),
+        )
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn wasm(name: &str) -> String {
+    components().path(name).display().to_string()
+}
+
+fn job_file() -> String {
+    workspace()
+        .join("tests/fixtures/job.json")
+        .display()
+        .to_string()
+}
+
+fn write_config(dir: &Path, yaml: &str) -> String {
+    let path = dir.join("plugins.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn check_names_hooks_size_and_accepts_settings() {
+    let out = executor(
+        &[
+            "plugin",
+            "check",
+            &wasm("redact"),
+            "--settings",
+            "{literals: [x]}",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["hooks"], json!(["logs"]));
+    assert_eq!(
+        v["sizeBytes"].as_u64().unwrap(),
+        std::fs::metadata(components().path("redact"))
+            .unwrap()
+            .len()
+    );
+    assert!(v["compileMs"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["settingsAccepted"], true);
+
+    let text = executor(&["plugin", "check", &wasm("misbehave")], None);
+    assert!(
+        stdout(&text).contains("hooks:    admission, logs"),
+        "{}",
+        stdout(&text)
+    );
+}
+
+#[test]
+fn check_reports_bad_input_plainly() {
+    let out = executor(&["plugin", "check", &wasm("other-world")], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is not an executor plugin"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = executor(
+        &[
+            "plugin",
+            "check",
+            &wasm("annotate"),
+            "--settings",
+            "{job: {labels: {a: '{{oops}}'}}}",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(
+            "refused its settings: invalid settings: job.labels.a: unknown placeholder {{oops}}"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = executor(
+        &[
+            "plugin",
+            "check",
+            &wasm("annotate"),
+            "--settings",
+            "{not yaml",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--settings: the argument is not valid JSON or YAML"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn run_prints_the_decision_the_job_and_each_patch_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "plugins:\n  - name: annotate\n    path: {}\n    settings: {{job: {{labels: {{queue: '{{{{queue}}}}'}}}}}}\n  - name: pull-secrets\n    path: {}\n    settings: {{registries: [{{registry: ghcr.io, secrets: [ghcr]}}]}}\n",
+            wasm("annotate"),
+            wasm("pull-secrets")
+        ),
+    );
+    let out = executor(
+        &[
+            "plugin",
+            "run",
+            &config,
+            "--job",
+            &job_file(),
+            "--queue",
+            "gpu",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["allowed", "job", "message", "patches", "warnings"]);
+    assert_eq!(v["allowed"], true);
+    assert_eq!(v["message"], Value::Null);
+    assert_eq!(v["job"]["metadata"]["labels"]["queue"], "gpu");
+    assert_eq!(
+        v["patches"][0],
+        json!({"plugin": "annotate", "patch": [{"op": "add", "path": "/metadata/labels/queue", "value": "gpu"}]})
+    );
+    assert_eq!(v["patches"][1]["plugin"], "pull-secrets");
+    assert_eq!(
+        v["patches"][1]["patch"][0]["path"],
+        "/spec/template/spec/imagePullSecrets"
+    );
+}
+
+#[test]
+fn run_exits_non_zero_when_denied_and_reads_yaml_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let job: Value = serde_json::from_str(&std::fs::read_to_string(job_file()).unwrap()).unwrap();
+    let yaml_job = dir.path().join("job.yaml");
+    std::fs::write(&yaml_job, serde_json::to_string(&job).unwrap()).unwrap();
+    let out = executor(
+        &[
+            "plugin",
+            "run",
+            &wasm("scheduling-policy"),
+            "--settings",
+            "{allowedRegistries: [quay.io]}",
+            "--job",
+            yaml_job.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("decision: refused: denied by plugin `scheduling-policy`: image \"sourcegraph/batcheshelper:6.0.0\""), "{text}");
+
+    let not_a_job = dir.path().join("pod.yaml");
+    std::fs::write(&not_a_job, "kind: Pod\n").unwrap();
+    let out = executor(
+        &[
+            "plugin",
+            "run",
+            &wasm("annotate"),
+            "--job",
+            not_a_job.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is a Pod; expected a batch/v1 Job"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_config_with_typos_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "plugins:\n  - name: a\n    path: {}\n    timeoutMS: 10\n  - name: b\n    path: nowhere.wasm\n    mode: strict\n",
+            wasm("annotate")
+        ),
+    );
+    let out = executor(&["plugin", "run", &config, "--job", &job_file()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("has 3 problem(s)"), "{err}");
+    assert!(
+        err.contains("plugins[0] (a): timeoutMS: unknown key"),
+        "{err}"
+    );
+    assert!(
+        err.contains("plugins[1] (b): path:") && err.contains("nowhere.wasm does not exist"),
+        "{err}"
+    );
+    assert!(
+        err.contains("plugins[1] (b): mode: \"strict\" is not a mode"),
+        "{err}"
+    );
+}
+
+#[test]
+fn filter_masks_a_log_from_stdin_line_by_line() {
+    let log = "building\npassword=hunter2\nAKIAIOSFODNN7EXAMPLE leaked\nDEBUG x\ndone\n";
+    let out = executor(
+        &[
+            "plugin",
+            "filter",
+            &wasm("redact"),
+            "--settings",
+            "{dropLines: ['^DEBUG']}",
+            "--batch-lines",
+            "2",
+        ],
+        Some(log),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "building\npassword=[REDACTED]\n[REDACTED] leaked\ndone\n"
+    );
+
+    let out = executor(
+        &["plugin", "filter", &wasm("redact"), "-o", "json"],
+        Some("token: abc\n"),
+    );
+    assert_eq!(
+        stdout(&out),
+        "{\"stream\":\"stdout\",\"text\":\"token: [REDACTED]\"}\n"
+    );
+}
+
+#[test]
+fn filter_withholds_the_log_when_a_plugin_fails() {
+    let out = executor(
+        &[
+            "plugin",
+            "filter",
+            &wasm("misbehave"),
+            "--settings",
+            "{filter: trap}",
+        ],
+        Some("secret\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out).contains("plugin `misbehave` trapped in filter"),
+        "{}",
+        stderr(&out)
+    );
+}
