@@ -38,6 +38,16 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Asserts the command failed with `code` and said `needle` on stderr.
+fn fails_with(out: &Output, code: i32, needle: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(out));
+    assert!(
+        stderr(out).contains(needle),
+        "expected {needle:?} in:\n{}",
+        stderr(out)
+    );
+}
+
 fn wasm(name: &str) -> String {
     components().path(name).display().to_string()
 }
@@ -92,12 +102,7 @@ fn check_names_hooks_size_and_accepts_settings() {
 #[test]
 fn check_reports_bad_input_plainly() {
     let out = executor(&["plugin", "check", &wasm("other-world")], None);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("is not an executor plugin"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with(&out, 2, "is not an executor plugin");
 
     let out = executor(
         &[
@@ -109,13 +114,10 @@ fn check_reports_bad_input_plainly() {
         ],
         None,
     );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains(
-            "refused its settings: invalid settings: job.labels.a: unknown placeholder {{oops}}"
-        ),
-        "{}",
-        stderr(&out)
+    fails_with(
+        &out,
+        2,
+        "refused its settings: invalid settings: job.labels.a: unknown placeholder {{oops}}",
     );
 
     let out = executor(
@@ -128,11 +130,10 @@ fn check_reports_bad_input_plainly() {
         ],
         None,
     );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("--settings: the argument is not valid JSON or YAML"),
-        "{}",
-        stderr(&out)
+    fails_with(
+        &out,
+        2,
+        "--settings: the argument is not valid JSON or YAML",
     );
 }
 
@@ -213,12 +214,7 @@ fn run_exits_non_zero_when_denied_and_reads_yaml_jobs() {
         ],
         None,
     );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("is a Pod; expected a batch/v1 Job"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with(&out, 2, "is a Pod; expected a batch/v1 Job");
 }
 
 #[test]

@@ -150,19 +150,13 @@ mod tests {
             .collect()
     }
 
+    fn pod_mut(j: &mut Job) -> &mut plugin_sdk::k8s_openapi::api::core::v1::PodSpec {
+        j.spec.as_mut().unwrap().template.spec.as_mut().unwrap()
+    }
+
     fn with_step_image(image: &str) -> Job {
         let mut j = job();
-        j.spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .init_containers
-            .as_mut()
-            .unwrap()[1]
-            .image = Some(image.into());
+        pod_mut(&mut j).init_containers.as_mut().unwrap()[1].image = Some(image.into());
         j
     }
 
@@ -196,14 +190,7 @@ mod tests {
     #[test]
     fn existing_secrets_are_kept_and_not_duplicated() {
         let mut j = with_step_image("ghcr.io/acme/tool:1");
-        j.spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .image_pull_secrets = Some(vec![
+        pod_mut(&mut j).image_pull_secrets = Some(vec![
             LocalObjectReference {
                 name: "ghcr-pull".into(),
             },
