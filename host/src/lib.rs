@@ -1,4 +1,5 @@
 //! The executor: runs queued jobs as Kubernetes Jobs, calling sandboxed WebAssembly plugins at admission and before log upload.
 
 pub mod cli;
+pub mod config;
 pub mod plugins;

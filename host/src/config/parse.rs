@@ -1,0 +1,234 @@
+//! Parsers for the forms configuration values take (lists, maps, quantities, durations, strict Kubernetes JSON); each returns the expected form on failure.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube_quantity::ParsedQuantity;
+use serde::de::DeserializeOwned;
+
+/// A comma-separated list; whitespace around items is ignored, empty items dropped.
+pub fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `key=value` pairs separated by commas (a node selector).
+pub fn key_values(value: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut map = BTreeMap::new();
+    for item in list(value) {
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(format!(
+                "{item:?} is not key=value; expected a comma-separated list such as foo=bar,app=my-app"
+            ));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if !label_key(k) {
+            return Err(format!(
+                "{k:?} is not a valid label key; expected an optional DNS prefix and '/', then at most 63 characters of [A-Za-z0-9._-]"
+            ));
+        }
+        if !label_value(v) {
+            return Err(format!(
+                "{v:?} (for {k}) is not a valid label value; expected at most 63 characters of [A-Za-z0-9._-], starting and ending with a letter or digit"
+            ));
+        }
+        map.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(map)
+}
+
+fn name_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Whether `s` is a DNS-1123 subdomain (what Secret and prefix names must be).
+pub fn dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// Whether `s` is a label (or annotation) key.
+pub fn label_key(s: &str) -> bool {
+    match s.rsplit_once('/') {
+        Some((prefix, name)) => dns_subdomain(prefix) && name_part(name),
+        None => name_part(s),
+    }
+}
+
+/// Whether `s` is a label value (empty is allowed).
+pub fn label_value(s: &str) -> bool {
+    s.is_empty() || name_part(s)
+}
+
+/// A Kubernetes quantity (`500m`, `12Gi`, `1e3`), checked by a real quantity parser.
+pub fn quantity(value: &str) -> Result<(Quantity, ParsedQuantity), String> {
+    let q = Quantity(value.trim().to_owned());
+    match ParsedQuantity::try_from(&q) {
+        Ok(parsed) if !value.trim().starts_with('-') => Ok((q, parsed)),
+        _ => Err(format!(
+            "{value:?} is not a Kubernetes quantity; expected e.g. 500m, 2, 12Gi or 1.5G"
+        )),
+    }
+}
+
+/// A duration as Go writes them (`1s`, `30m`, `1h30m`, `250ms`).
+pub fn duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value.trim())
+        .map_err(|e| format!("{value:?} is not a duration ({e}); expected e.g. 1s, 30m or 1h30m"))
+}
+
+/// A boolean as Go's `strconv.ParseBool` reads it.
+pub fn boolean(value: &str) -> Result<bool, String> {
+    match value.trim() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        other => Err(format!(
+            "{other:?} is not a boolean; expected true or false"
+        )),
+    }
+}
+
+/// A whole number within `range`.
+pub fn integer(value: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64, String> {
+    match value.trim().parse::<i64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{value:?} is out of range; expected a whole number from {} to {}",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+/// JSON read strictly into a Kubernetes type: syntax errors, type errors and
+/// unknown fields are all errors, each with the path where it happened.
+pub fn strict_json<T: DeserializeOwned>(value: &str, expected: &str) -> Result<T, String> {
+    let mut unknown = Vec::new();
+    let mut json = serde_json::Deserializer::from_str(value);
+    let mut record = |path: serde_ignored::Path<'_>| unknown.push(pointer(&path));
+    let ignoring = serde_ignored::Deserializer::new(&mut json, &mut record);
+    let parsed: T = serde_path_to_error::deserialize(ignoring).map_err(|e| {
+        let at = e.path().to_string();
+        let at = if at == "." {
+            String::new()
+        } else {
+            format!(" at {at}")
+        };
+        format!("is not {expected}{at}: {}", e.inner())
+    })?;
+    json.end().map_err(|e| format!("is not {expected}: {e}"))?;
+    if !unknown.is_empty() {
+        return Err(format!(
+            "has unknown field(s) {}; expected {expected}",
+            unknown.join(", ")
+        ));
+    }
+    Ok(parsed)
+}
+
+/// `[0].labelSelector.matchLabels`: the path of an ignored field, written as
+/// a user would look it up in their JSON.
+fn pointer(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", pointer(parent)),
+        Path::Map { parent, key } => {
+            let p = pointer(parent);
+            if p.is_empty() {
+                key.clone()
+            } else {
+                format!("{p}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => pointer(parent),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::NodeSelectorRequirement;
+
+    #[test]
+    fn lists_and_maps_tolerate_whitespace() {
+        assert_eq!(list(" a, b ,,c "), ["a", "b", "c"]);
+        let m = key_values(" foo = bar , app=my-app,").unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m["foo"], "bar");
+        assert!(
+            key_values("foo")
+                .unwrap_err()
+                .contains("\"foo\" is not key=value")
+        );
+        assert!(
+            key_values("a=b c")
+                .unwrap_err()
+                .contains("not a valid label value")
+        );
+    }
+
+    #[test]
+    fn quantities_durations_booleans_integers() {
+        assert!(quantity("12Gi").is_ok() && quantity("500m").is_ok() && quantity("1.5").is_ok());
+        assert!(
+            quantity("12GB")
+                .unwrap_err()
+                .contains("not a Kubernetes quantity")
+        );
+        assert!(quantity("-1").is_err());
+        assert_eq!(duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(duration("soon").is_err());
+        assert!(boolean("True").unwrap() && !boolean("0").unwrap() && boolean("yes").is_err());
+        assert_eq!(integer("1200", 1..=i64::MAX).unwrap(), 1200);
+        assert!(integer("0", 1..=10).unwrap_err().contains("from 1 to 10"));
+    }
+
+    #[test]
+    fn strict_json_names_the_path_of_every_problem() {
+        let ok: Vec<NodeSelectorRequirement> = strict_json(
+            r#"[{"key": "foo", "operator": "In", "values": ["bar"]}]"#,
+            "a list",
+        )
+        .unwrap();
+        assert_eq!(ok[0].key, "foo");
+        // k8s-openapi defaults missing required fields; the misspelt one is reported.
+        let err = strict_json::<Vec<NodeSelectorRequirement>>(
+            r#"[{"key": "foo", "operater": "In"}]"#,
+            "a list",
+        )
+        .unwrap_err();
+        assert!(err.contains("unknown field(s) [0].operater"), "{err}");
+        let err =
+            strict_json::<Vec<NodeSelectorRequirement>>(r#"[{"key": 3}]"#, "a list").unwrap_err();
+        assert!(err.contains("at [0].key: invalid type"), "{err}");
+        let err = strict_json::<Vec<NodeSelectorRequirement>>(
+            r#"[{"key": "foo", "operator": "In", "valuez": []}]"#,
+            "a list",
+        )
+        .unwrap_err();
+        assert!(err.contains("unknown field(s) [0].valuez"), "{err}");
+        let err = strict_json::<Vec<NodeSelectorRequirement>>("[{", "a list").unwrap_err();
+        assert!(err.starts_with("is not a list"), "{err}");
+    }
+}

@@ -1,0 +1,253 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+
+use super::*;
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(flatten)]
+    raw: RawConfig,
+}
+
+fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+    let cli = Cli::try_parse_from(std::iter::once("executor").chain(args.iter().copied())).unwrap();
+    Config::from_raw(&cli.raw)
+}
+
+#[test]
+fn defaults_are_the_seeds() {
+    let c = parse(&[]).unwrap();
+    let k = &c.kubernetes;
+    assert_eq!(k.namespace, "default");
+    assert_eq!(k.persistence_volume_name, "sg-executor-pvc");
+    assert_eq!(
+        k.resources.limit_memory.as_ref().unwrap().quantity.0,
+        "12Gi"
+    );
+    assert_eq!(
+        k.resources.request_memory.as_ref().unwrap().quantity.0,
+        "12Gi"
+    );
+    assert!(k.resources.limit_cpu.is_none() && k.resources.request_cpu.is_none());
+    assert_eq!(k.job_deadline, Duration::from_secs(1200));
+    assert_eq!(
+        (k.fs_group, k.run_as_user, k.keep_jobs),
+        (Some(1000), None, false)
+    );
+    assert_eq!(
+        (k.volume_type, k.volume_size.quantity.0.as_str()),
+        (VolumeType::EmptyDir, "5Gi")
+    );
+    assert_eq!(c.queue.poll_interval, Duration::from_secs(1));
+    assert_eq!(c.queue.maximum_num_jobs, 1);
+    assert_eq!(c.queue.maximum_runtime_per_job, Duration::from_secs(1800));
+    assert_eq!(
+        (c.queue.num_total_jobs, c.queue.max_active_time),
+        (None, None)
+    );
+}
+
+#[test]
+fn values_are_parsed_into_types() {
+    let c = parse(&[
+        "--node-selector", " disk = ssd , zone=a ",
+        "--node-required-affinity-match-expressions", r#"[{"key": "foo", "operator": "In", "values": ["bar"]}]"#,
+        "--pod-anti-affinity", r#"[{"labelSelector": {"matchLabels": {"app": "x"}}, "topologyKey": "kubernetes.io/hostname"}]"#,
+        "--node-tolerations", r#"[{"key": "foo", "operator": "Equal", "value": "bar", "effect": "NoSchedule"}]"#,
+        "--resource-limit-cpu", "2", "--resource-request-cpu", "500m",
+        "--job-annotations", r#"{"acme.com/team": "infra"}"#,
+        "--image-pull-secrets", "a, b",
+        "--job-volume-type", "pvc",
+        "--queue-names", "batches, codeintel",
+        "--frontend-url", "https://sourcegraph.example.com",
+        "--maximum-runtime-per-job", "1h30m",
+    ])
+    .unwrap();
+    let k = &c.kubernetes;
+    assert_eq!(
+        k.node_selector,
+        BTreeMap::from([("disk".into(), "ssd".into()), ("zone".into(), "a".into())])
+    );
+    assert_eq!(
+        k.required_match_expressions[0].values.as_deref(),
+        Some(&["bar".to_owned()][..])
+    );
+    assert_eq!(
+        k.pod_anti_affinity[0].topology_key,
+        "kubernetes.io/hostname"
+    );
+    assert_eq!(k.tolerations[0].effect.as_deref(), Some("NoSchedule"));
+    assert_eq!(k.image_pull_secrets, ["a", "b"]);
+    assert_eq!(k.volume_type, VolumeType::Pvc);
+    assert_eq!(k.job_annotations["acme.com/team"], "infra");
+    assert_eq!((c.queue.queue_names.len(), c.queue.multi_queue), (2, true));
+    assert_eq!(c.queue.maximum_runtime_per_job, Duration::from_secs(5400));
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_variable_value_and_expected_form() {
+    let err = parse(&[
+        "--node-selector",
+        "foo",
+        "--node-required-affinity-match-fields",
+        r#"[{"key": "metadata.name", "operater": "In"}]"#,
+        "--pod-affinity",
+        r#"[{"labelSelector": {}}]"#,
+        "--node-tolerations",
+        r#"[{"key": "a", "operator": "Maybe"}]"#,
+        "--resource-limit-memory",
+        "12GB",
+        "--job-deadline=-5",
+        "--keep-jobs",
+        "yes",
+        "--job-pod-annotations",
+        r#"{"a": 1}"#,
+        "--job-volume-type",
+        "hostPath",
+        "--additional-job-volume-mounts",
+        r#"[{"name": "cache", "mountPath": "/cache"}]"#,
+        "--queue-name",
+        "batches",
+        "--queue-names",
+        "a,b",
+        "--queue-poll-interval",
+        "often",
+        "--maximum-num-jobs",
+        "0",
+        "--frontend-url",
+        "ftp://x",
+    ])
+    .unwrap_err();
+    let text = err.to_string();
+    for needle in [
+        "EXECUTOR_KUBERNETES_NODE_SELECTOR: \"foo\" is not key=value",
+        "EXECUTOR_KUBERNETES_NODE_REQUIRED_AFFINITY_MATCH_FIELDS: \"[{\\\"key\\\": \\\"metadata.name\\\", \\\"operater\\\": \\\"In\\\"}]\" has unknown field(s) [0].operater",
+        "EXECUTOR_KUBERNETES_POD_AFFINITY:",
+        "topologyKey",
+        "EXECUTOR_KUBERNETES_NODE_TOLERATIONS: [0].operator: \"Maybe\"",
+        "EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY: \"12GB\" is not a Kubernetes quantity",
+        "KUBERNETES_JOB_DEADLINE: \"-5\" is out of range",
+        "KUBERNETES_KEEP_JOBS: \"yes\" is not a boolean",
+        "KUBERNETES_JOB_POD_ANNOTATIONS:",
+        "KUBERNETES_JOB_VOLUME_TYPE: \"hostPath\" is not a volume type; expected emptyDir or pvc",
+        "KUBERNETES_ADDITIONAL_JOB_VOLUME_MOUNTS: mount \"cache\" names no volume",
+        "EXECUTOR_QUEUE_NAMES: set together with EXECUTOR_QUEUE_NAME",
+        "EXECUTOR_QUEUE_POLL_INTERVAL: \"often\" is not a duration",
+        "EXECUTOR_MAXIMUM_NUM_JOBS: \"0\" is out of range",
+        "EXECUTOR_FRONTEND_URL: \"ftp://x\" is not an http(s) URL",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    assert_eq!(err.0.len(), 14, "one problem per invalid variable: {text}");
+}
+
+#[test]
+fn unknown_json_fields_are_errors_with_their_path() {
+    let err = parse(&[
+        "--node-required-affinity-match-expressions",
+        r#"[{"key": "a", "operator": "Exists"}, {"key": "b", "operator": "In", "valuez": ["x"]}]"#,
+    ])
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown field(s) [1].valuez"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_request_above_its_limit_is_an_error() {
+    let err = parse(&[
+        "--resource-limit-cpu",
+        "1",
+        "--resource-request-cpu",
+        "1500m",
+        "--resource-request-memory",
+        "16Gi",
+    ])
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(
+            "EXECUTOR_KUBERNETES_RESOURCE_REQUEST_CPU: \"1500m\" is above its limit \"1\""
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY: \"16Gi\" is above its limit \"12Gi\""
+        ),
+        "{text}"
+    );
+    assert!(
+        parse(&[
+            "--resource-limit-cpu",
+            "1",
+            "--resource-request-cpu",
+            "1000m"
+        ])
+        .is_ok()
+    );
+}
+
+/// The README's configuration table lists exactly the variables the code
+/// reads, with the same defaults.
+#[test]
+fn the_readme_table_matches_the_code() {
+    let cmd = Cli::command();
+    let code: BTreeMap<String, String> = cmd
+        .get_arguments()
+        .filter_map(|a| {
+            let env = a.get_env()?.to_string_lossy().into_owned();
+            let default = a
+                .get_default_values()
+                .first()
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Some((env, default))
+        })
+        .collect();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme
+        .split("## Configuration\n")
+        .nth(1)
+        .expect("README has a ## Configuration section");
+    let table: BTreeMap<String, String> = section
+        .lines()
+        .take_while(|l| !l.starts_with("## "))
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            let default = cells.get(2)?.trim_matches('`');
+            let meaning = cells.get(3)?;
+            assert!(!meaning.is_empty(), "README: {name} has no meaning");
+            Some((
+                name.to_owned(),
+                if default == "—" {
+                    String::new()
+                } else {
+                    default.to_owned()
+                },
+            ))
+        })
+        .collect();
+    let expected: String = code
+        .iter()
+        .map(|(k, d)| {
+            format!(
+                "| `{k}` | {} | ... |\n",
+                if d.is_empty() {
+                    "—".into()
+                } else {
+                    format!("`{d}`")
+                }
+            )
+        })
+        .collect();
+    assert_eq!(
+        table, code,
+        "the README's configuration table is out of step; its rows should be:\n{expected}"
+    );
+}
