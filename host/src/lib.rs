@@ -2,4 +2,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod k8s;
 pub mod plugins;
+pub mod queue;
