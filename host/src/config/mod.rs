@@ -437,8 +437,7 @@ impl Config {
         );
 
         let namespace = raw.namespace.trim().to_owned();
-        if !(parse::dns_subdomain(&namespace) && namespace.len() <= 63 && !namespace.contains('.'))
-        {
+        if !parse::dns_label(&namespace) {
             c.check::<()>("EXECUTOR_KUBERNETES_NAMESPACE", Err(format!("{namespace:?} is not a namespace name; expected a DNS label (lowercase letters, digits, '-', at most 63)")));
         }
 

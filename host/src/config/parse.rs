@@ -51,17 +51,25 @@ fn name_part(s: &str) -> bool {
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-/// Whether `s` is a DNS-1123 subdomain (what Secret and prefix names must be).
-pub fn dns_subdomain(s: &str) -> bool {
+/// Lowercase letters, digits and '-', alphanumeric at both ends: one
+/// DNS-1123 label's characters, whatever its length.
+fn label_chars(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Whether `s` is a DNS-1123 label (what namespace and plugin names must be).
+pub fn dns_label(s: &str) -> bool {
+    s.len() <= 63 && label_chars(s)
+}
+
+/// Whether `s` is a DNS-1123 subdomain (what Secret and prefix names must be);
+/// like the API server, only the whole name's length is bounded.
+pub fn dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(label_chars)
 }
 
 /// Whether `s` is a label (or annotation) key.

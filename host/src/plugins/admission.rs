@@ -7,8 +7,8 @@ use serde_json::Value;
 use super::bindings::executor::plugin::host::{
     AdmissionResponse, Decision as WitDecision, JobContext,
 };
-use super::bindings::exports::executor::plugin::admission::Guest;
-use super::config::{FailurePolicy, Mode};
+use super::bindings::exports::executor::plugin::admission::GuestIndices;
+use super::config::Mode;
 use super::engine::Runtime;
 use super::error::{Hook, PluginError};
 use super::loader::LoadedPlugin;
@@ -118,17 +118,13 @@ pub(crate) fn run(
     };
     // The text form of the current document, re-serialized only when a change is applied.
     let mut text: Option<String> = None;
-    for plugin in plugins.iter().filter(|p| p.admission.is_some()) {
+    let admitters = plugins
+        .iter()
+        .filter_map(|p| Some((p, p.admission.as_ref()?)));
+    for (plugin, indices) in admitters {
         let started = Instant::now();
-        let job_text = match &text {
-            Some(t) => t.clone(),
-            None => {
-                let t = outcome.job.to_string();
-                text = Some(t.clone());
-                t
-            }
-        };
-        let result = admit_one(runtime, plugin, ctx, &job_text)
+        let job_text = text.get_or_insert_with(|| outcome.job.to_string());
+        let result = admit_one(runtime, plugin, indices, ctx, job_text)
             .and_then(|response| judge(plugin, &outcome.job, response));
         let name = plugin.spec.name.clone();
         let mode = plugin.spec.mode;
@@ -144,9 +140,8 @@ pub(crate) fn run(
         match result {
             Ok(Judged {
                 step,
-                new_job,
+                replacement,
                 patch,
-                new_text,
                 warnings,
             }) => {
                 outcome
@@ -157,9 +152,9 @@ pub(crate) fn run(
                 let applied = mode == Mode::Enforce;
                 match (&step, applied) {
                     (Step::Mutated, true) => {
-                        if let Some(job) = new_job {
+                        if let Some((job, job_text)) = replacement {
                             outcome.job = job;
-                            text = Some(new_text);
+                            text = Some(job_text);
                         }
                     }
                     (Step::Denied { message }, true) => {
@@ -180,8 +175,7 @@ pub(crate) fn run(
                 entry.step = step;
             }
             Err(err) => {
-                let ignored =
-                    mode == Mode::Monitor || plugin.spec.failure_policy == FailurePolicy::Ignore;
+                let ignored = plugin.spec.ignores_failures();
                 metrics::counter!("executor_plugin_failures_total", "plugin" => name.clone(), "hook" => "admit", "kind" => err.kind()).increment(1);
                 if ignored {
                     tracing::warn!(plugin = %name, error = %err, "plugin failed; ignored per its policy");
@@ -218,25 +212,15 @@ fn step_name(step: &Step) -> &'static str {
 fn admit_one(
     runtime: &Runtime,
     plugin: &LoadedPlugin,
+    indices: &GuestIndices,
     ctx: &JobContext,
     job: &str,
 ) -> Result<AdmissionResponse, PluginError> {
     let timeout = plugin.spec.admission_timeout();
-    let mut live = plugin.instantiate(runtime, Hook::Admit, timeout)?;
-    let Some(indices) = &plugin.admission else {
-        return Ok(AdmissionResponse {
-            decision: WitDecision::Allow,
-            warnings: vec![],
-        });
-    };
-    let guest: Guest =
-        indices
-            .load(&mut live.store, &live.instance)
-            .map_err(|e| PluginError::Instantiate {
-                plugin: plugin.spec.name.clone(),
-                hook: Hook::Admit,
-                detail: format!("{e:#}"),
-            })?;
+    let (mut live, guest) =
+        plugin.instantiate_guest(runtime, Hook::Admit, timeout, |store, instance| {
+            indices.load(store, instance)
+        })?;
     plugin.call(runtime, &mut live, Hook::Admit, timeout, |store| {
         guest.call_admit(store, ctx, job)
     })
@@ -244,8 +228,8 @@ fn admit_one(
 
 struct Judged {
     step: Step,
-    new_job: Option<Value>,
-    new_text: String,
+    /// The returned document, parsed and as text, when the plugin sent one.
+    replacement: Option<(Value, String)>,
     patch: json_patch::Patch,
     warnings: Vec<String>,
 }
@@ -262,15 +246,13 @@ fn judge(
     match response.decision {
         WitDecision::Allow => Ok(Judged {
             step: Step::Allowed,
-            new_job: None,
-            new_text: String::new(),
+            replacement: None,
             patch: empty(),
             warnings,
         }),
         WitDecision::Deny(message) => Ok(Judged {
             step: Step::Denied { message },
-            new_job: None,
-            new_text: String::new(),
+            replacement: None,
             patch: empty(),
             warnings,
         }),
@@ -305,8 +287,7 @@ fn judge(
             };
             Ok(Judged {
                 step,
-                new_job: Some(new),
-                new_text: text,
+                replacement: Some((new, text)),
                 patch,
                 warnings,
             })

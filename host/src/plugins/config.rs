@@ -107,6 +107,12 @@ impl PluginSpec {
     pub fn log_timeout(&self) -> Duration {
         self.timeout.unwrap_or(DEFAULT_LOG_TIMEOUT)
     }
+
+    /// Whether a failure of this plugin lets the job go on: policy `ignore`,
+    /// or monitor mode, which never affects jobs.
+    pub fn ignores_failures(&self) -> bool {
+        self.mode == Mode::Monitor || self.failure_policy == FailurePolicy::Ignore
+    }
 }
 
 /// The whole configuration: the plugins in the order they run.
@@ -232,16 +238,31 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// Whether `name` is a DNS-1123 label, the form plugin names take so they fit
-/// in metrics labels and Kubernetes annotations.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
+/// Reads `key` as one of `choices` (`default` when absent), recording a
+/// problem that lists them when it is anything else.
+fn choice<T: Copy>(
+    map: &serde_json::Map<String, Value>,
+    key: &str,
+    noun: &str,
+    choices: &[(&str, T)],
+    default: T,
+    problem: &mut impl FnMut(&str, String),
+) -> T {
+    let Some(value) = map.get(key) else {
+        return default;
+    };
+    if let Some((_, v)) = choices
+        .iter()
+        .find(|(name, _)| value.as_str() == Some(*name))
+    {
+        return *v;
+    }
+    let names: Vec<String> = choices.iter().map(|(n, _)| format!("`{n}`")).collect();
+    problem(
+        key,
+        format!("{value} is not {noun}; expected {}", names.join(" or ")),
+    );
+    default
 }
 
 fn parse_entry(
@@ -272,7 +293,8 @@ fn parse_entry(
         );
     }
     let name = match map.get("name") {
-        Some(Value::String(name)) if valid_name(name) => {
+        // A DNS label, so names fit metrics labels and Kubernetes annotations.
+        Some(Value::String(name)) if crate::config::parse::dns_label(name) => {
             if !names.insert(name.clone()) {
                 problem(
                     "name",
@@ -344,30 +366,25 @@ fn parse_entry(
             None
         }
     };
-    let mode = match map.get("mode") {
-        None => Mode::Enforce,
-        Some(Value::String(s)) if s == "enforce" => Mode::Enforce,
-        Some(Value::String(s)) if s == "monitor" => Mode::Monitor,
-        Some(other) => {
-            problem(
-                "mode",
-                format!("{other} is not a mode; expected `enforce` or `monitor`"),
-            );
-            Mode::Enforce
-        }
-    };
-    let failure_policy = match map.get("failurePolicy") {
-        None => FailurePolicy::Fail,
-        Some(Value::String(s)) if s == "fail" => FailurePolicy::Fail,
-        Some(Value::String(s)) if s == "ignore" => FailurePolicy::Ignore,
-        Some(other) => {
-            problem(
-                "failurePolicy",
-                format!("{other} is not a failure policy; expected `fail` or `ignore`"),
-            );
-            FailurePolicy::Fail
-        }
-    };
+    let mode = choice(
+        map,
+        "mode",
+        "a mode",
+        &[("enforce", Mode::Enforce), ("monitor", Mode::Monitor)],
+        Mode::Enforce,
+        &mut problem,
+    );
+    let failure_policy = choice(
+        map,
+        "failurePolicy",
+        "a failure policy",
+        &[
+            ("fail", FailurePolicy::Fail),
+            ("ignore", FailurePolicy::Ignore),
+        ],
+        FailurePolicy::Fail,
+        &mut problem,
+    );
     let timeout = match map.get("timeoutMs") {
         None => None,
         Some(v) => match v.as_u64() {

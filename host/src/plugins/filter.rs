@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::bindings::executor::plugin::host::{JobContext, LogContext, LogRecord};
-use super::bindings::exports::executor::plugin::log_filter::Guest;
-use super::config::{FailurePolicy, Mode};
+use super::bindings::exports::executor::plugin::log_filter::{Guest, GuestIndices};
+use super::config::Mode;
 use super::engine::Runtime;
 use super::error::{Hook, PluginError};
 use super::loader::{Live, LoadedPlugin};
@@ -20,6 +20,7 @@ pub struct LogSession {
 
 struct Slot {
     plugin: Arc<LoadedPlugin>,
+    indices: GuestIndices,
     live: Option<(Live, Guest)>,
 }
 
@@ -31,10 +32,12 @@ impl LogSession {
     ) -> LogSession {
         let slots = plugins
             .iter()
-            .filter(|p| p.log_filter.is_some())
-            .map(|p| Slot {
-                plugin: p.clone(),
-                live: None,
+            .filter_map(|p| {
+                Some(Slot {
+                    indices: p.log_filter.clone()?,
+                    plugin: p.clone(),
+                    live: None,
+                })
             })
             .collect();
         LogSession {
@@ -82,7 +85,7 @@ impl LogSession {
                     // The instance may be in any state after a failure.
                     slot.live = None;
                     metrics::counter!("executor_plugin_failures_total", "plugin" => spec.name.clone(), "hook" => "filter", "kind" => err.kind()).increment(1);
-                    if spec.mode == Mode::Monitor || spec.failure_policy == FailurePolicy::Ignore {
+                    if spec.ignores_failures() {
                         tracing::warn!(plugin = %spec.name, error = %err, "log plugin failed; batch passed on unfiltered by it, per its policy");
                         self.ignored.push(err);
                     } else {
@@ -110,22 +113,17 @@ impl Slot {
     ) -> Result<Vec<LogRecord>, PluginError> {
         let plugin = &self.plugin;
         let timeout = plugin.spec.log_timeout();
-        if self.live.is_none() {
-            let mut live = plugin.instantiate(runtime, Hook::Filter, timeout)?;
-            let Some(indices) = &plugin.log_filter else {
-                return Ok(records.to_vec());
-            };
-            let guest = indices.load(&mut live.store, &live.instance).map_err(|e| {
-                PluginError::Instantiate {
-                    plugin: plugin.spec.name.clone(),
-                    hook: Hook::Filter,
-                    detail: format!("{e:#}"),
-                }
-            })?;
-            self.live = Some((live, guest));
-        }
-        let Some((live, guest)) = &mut self.live else {
-            return Ok(records.to_vec());
+        let (live, guest) = match &mut self.live {
+            Some(live) => live,
+            none @ None => {
+                let indices = &self.indices;
+                none.insert(plugin.instantiate_guest(
+                    runtime,
+                    Hook::Filter,
+                    timeout,
+                    |store, instance| indices.load(store, instance),
+                )?)
+            }
         };
         plugin.call(runtime, live, Hook::Filter, timeout, |store| {
             guest.call_filter(store, ctx, records)

@@ -236,6 +236,25 @@ impl LoadedPlugin {
         }
     }
 
+    /// Makes a fresh instance (with `init` run) and loads the guest of one
+    /// hook from it with `load`, e.g. a `GuestIndices::load`.
+    pub(crate) fn instantiate_guest<G>(
+        &self,
+        runtime: &Runtime,
+        hook: Hook,
+        timeout: Duration,
+        load: impl FnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<G>,
+    ) -> Result<(Live, G), PluginError> {
+        let mut live = self.instantiate(runtime, hook, timeout)?;
+        let guest =
+            load(&mut live.store, &live.instance).map_err(|e| PluginError::Instantiate {
+                plugin: self.spec.name.clone(),
+                hook,
+                detail: format!("{e:#}"),
+            })?;
+        Ok((live, guest))
+    }
+
     /// Calls into `live` with a fresh deadline, turning every kind of failure
     /// into a [`PluginError`] and the plugin's output into tracing events.
     pub(crate) fn call<R>(
