@@ -46,6 +46,7 @@
 mod error;
 pub mod image;
 mod log;
+pub mod names;
 mod types;
 mod verdict;
 

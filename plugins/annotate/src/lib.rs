@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use plugin_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use plugin_sdk::{Admission, Error, Job, JobContext, Plugin, Verdict};
+use plugin_sdk::{Admission, Error, Job, JobContext, Plugin, Verdict, names};
 use serde::Deserialize;
 
 /// Labels and annotations for one object.
@@ -98,32 +98,9 @@ fn render(parts: &[Part], ctx: &JobContext) -> String {
     out
 }
 
-/// Checks a label or annotation key: an optional DNS-subdomain prefix and `/`,
-/// then a name of at most 63 characters of `[A-Za-z0-9._-]`, alphanumeric at both ends.
+/// Checks a label or annotation key.
 fn check_key(where_: &str, key: &str) -> Result<(), Error> {
-    let (prefix, name) = match key.rsplit_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    let name_ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    let prefix_ok = prefix.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 253
-            && p.split('.').all(|l| {
-                !l.is_empty()
-                    && l.chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-            })
-    });
-    if name_ok && prefix_ok {
+    if names::label_key(key) {
         Ok(())
     } else {
         Err(Error::new(format!(

@@ -2,7 +2,7 @@
 
 use plugin_sdk::image::ImageRef;
 use plugin_sdk::k8s_openapi::api::core::v1::LocalObjectReference;
-use plugin_sdk::{Admission, Error, Job, JobContext, Plugin, Verdict};
+use plugin_sdk::{Admission, Error, Job, JobContext, Plugin, Verdict, names};
 use serde::Deserialize;
 
 /// Secrets for the images of one registry.
@@ -33,26 +33,13 @@ pub struct PullSecrets {
     settings: Settings,
 }
 
-/// Whether `name` is a DNS-1123 subdomain, the form Secret names take.
-fn valid_secret_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
-}
-
 impl Plugin for PullSecrets {
     type Settings = Settings;
 
     fn init(settings: Settings) -> Result<Self, Error> {
         let check = |at: String, names: &[String]| {
             names.iter().enumerate().try_for_each(|(j, n)| {
-                if valid_secret_name(n) {
+                if names::dns_subdomain(n) {
                     Ok(())
                 } else {
                     Err(Error::new(format!("{at}[{j}]: {n:?} is not a valid Secret name; expected a DNS subdomain (lowercase letters, digits, '-' and '.')")))
