@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 
 /// The payload exactly as the queue sends it (see `queue-protocol.md`).
@@ -105,8 +106,8 @@ pub struct WorkspaceFile {
     pub path: String,
     /// Its content.
     pub source: FileSource,
-    /// Modification time to set (RFC 3339), when given.
-    pub modified_at: Option<String>,
+    /// Modification time to set, when given.
+    pub modified_at: Option<Timestamp>,
 }
 
 /// One environment variable of a step.
@@ -194,23 +195,33 @@ impl fmt::Display for FileSource {
 
 /// Whether `path` (relative, `/`-separated) stays inside the directory it is relative to.
 fn stays_inside(path: &str) -> bool {
-    if path.starts_with('/') || path.contains('\0') {
-        return false;
-    }
-    let mut depth = 0i32;
+    !path.starts_with('/') && !path.contains('\0') && walk(path).is_some()
+}
+
+/// Whether `rev` is safe to hand to git as a revision.
+fn revision(rev: &str) -> bool {
+    !rev.starts_with('-')
+        && rev
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | '-'))
+}
+
+/// How deep below its directory `path` ends (0: the directory itself).
+fn depth(path: &str) -> usize {
+    walk(path).unwrap_or(0)
+}
+
+/// The depth `path` ends at, or `None` if it climbs above its start on the way.
+fn walk(path: &str) -> Option<usize> {
+    let mut depth = 0usize;
     for part in path.split('/') {
         match part {
             "" | "." => {}
-            ".." => {
-                depth -= 1;
-                if depth < 0 {
-                    return false;
-                }
-            }
+            ".." => depth = depth.checked_sub(1)?,
             _ => depth += 1,
         }
     }
-    true
+    Some(depth)
 }
 
 fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
@@ -259,9 +270,20 @@ impl JobPayload {
         {
             None => None,
             Some(name) => {
-                let commit = wire.commit.clone().unwrap_or_default();
-                if commit.trim().is_empty() {
+                let commit = wire.commit.clone().unwrap_or_default().trim().to_owned();
+                if commit.is_empty() {
                     problems.push(format!("`commit` is missing; a job on repository {name} needs the revision to check out"));
+                } else if !revision(&commit) {
+                    // It reaches git's command line: a leading '-' would be read as an option.
+                    problems.push(format!("`commit` {commit:?} is not a revision; expected a commit SHA or ref name of [A-Za-z0-9._/-] not starting with '-'"));
+                }
+                if let Some(bad) = wire
+                    .sparse_checkout
+                    .iter()
+                    .flatten()
+                    .find(|p| p.trim().is_empty() || p.contains('\n'))
+                {
+                    problems.push(format!("`sparseCheckout` pattern {bad:?} is empty or spans lines; expected one pattern per entry"));
                 }
                 let directory = wire.repository_directory.clone().unwrap_or_default();
                 if !stays_inside(&directory) {
@@ -281,7 +303,7 @@ impl JobPayload {
         };
         let mut files = Vec::new();
         for (path, file) in wire.files.clone().unwrap_or_default() {
-            if path.trim().is_empty() || !stays_inside(&path) {
+            if !stays_inside(&path) || depth(&path) == 0 {
                 problems.push(format!("workspace file {path:?} leaves the workspace; expected a relative path inside it"));
                 continue;
             }
@@ -307,10 +329,20 @@ impl JobPayload {
                     continue;
                 }
             };
+            let modified_at = match file.modified_at.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(text) => match text.parse::<Timestamp>() {
+                    Ok(t) => Some(t),
+                    Err(_) => {
+                        problems.push(format!("`modifiedAt` {text:?} of workspace file {path:?} is not an RFC 3339 time; expected e.g. 2024-05-01T12:00:00Z"));
+                        continue;
+                    }
+                },
+            };
             files.push(WorkspaceFile {
                 path,
                 source,
-                modified_at: file.modified_at.clone(),
+                modified_at,
             });
         }
         let mut steps = Vec::new();
@@ -481,6 +513,30 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("`id` is -1")
+        );
+    }
+
+    #[test]
+    fn revisions_times_and_file_paths_that_would_misbehave_are_refused() {
+        let err = JobPayload::parse(r#"{"id": 1, "repositoryName": "github.com/a/b", "commit": "--upload-pack=touch /tmp/x",
+            "sparseCheckout": ["src/", ""],
+            "files": {"a/..": {"content": "x"}, "t": {"content": "x", "modifiedAt": "yesterday"}}}"#).unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "`commit` \"--upload-pack=touch /tmp/x\" is not a revision",
+            "`sparseCheckout` pattern \"\" is empty",
+            "workspace file \"a/..\" leaves the workspace",
+            "`modifiedAt` \"yesterday\" of workspace file \"t\" is not an RFC 3339 time",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in {text}");
+        }
+        let ok = JobPayload::parse(
+            r#"{"id": 1, "files": {"t": {"content": "x", "modifiedAt": "2024-05-01T12:00:00Z"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.files[0].modified_at.map(|t| t.as_second()),
+            Some(1_714_564_800)
         );
     }
 
