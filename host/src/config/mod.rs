@@ -13,6 +13,14 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube_quantity::ParsedQuantity;
 
+/// Volume names the Job uses itself (see `k8s::spec`).
+const RESERVED_VOLUMES: &[&str] = &["workspace", "files"];
+/// Mount paths the Job uses itself (see `k8s::spec`).
+const RESERVED_MOUNTS: &[&str] = &["/job", "/executor/files"];
+
+/// Default of `EXECUTOR_KUBERNETES_PERSISTENCE_VOLUME_NAME`.
+pub const DEFAULT_PERSISTENCE_VOLUME_NAME: &str = "sg-executor-pvc";
+
 /// Every setting as text, from a flag or else its environment variable,
 /// else its default. Validation happens in [`Config::from_raw`], so that all
 /// problems are reported together rather than the first one alone.
@@ -49,11 +57,11 @@ pub struct RawConfig {
     /// Namespace to create Jobs in.
     #[arg(long, env = "EXECUTOR_KUBERNETES_NAMESPACE", default_value = "default")]
     pub namespace: String,
-    /// Name of the executor's persistence volume claim.
+    /// Accepted for compatibility; no effect (each job's workspace is its own volume, see KUBERNETES_JOB_VOLUME_TYPE).
     #[arg(
         long,
         env = "EXECUTOR_KUBERNETES_PERSISTENCE_VOLUME_NAME",
-        default_value = "sg-executor-pvc"
+        default_value = DEFAULT_PERSISTENCE_VOLUME_NAME
     )]
     pub persistence_volume_name: String,
     /// CPU limit of every container (a quantity).
@@ -100,7 +108,7 @@ pub struct RawConfig {
     /// Image pull secrets for every Job: comma-separated Secret names.
     #[arg(long, env = "KUBERNETES_IMAGE_PULL_SECRETS")]
     pub image_pull_secrets: Option<String>,
-    /// Workspace volume type: emptyDir or pvc.
+    /// Workspace volume type: emptyDir, or pvc (a per-job ephemeral PVC).
     #[arg(long, env = "KUBERNETES_JOB_VOLUME_TYPE", default_value = "emptyDir")]
     pub job_volume_type: String,
     /// Workspace volume size (a quantity).
@@ -378,7 +386,45 @@ fn queue_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// This process's executor name, `<hostname>-<uuid v4>` (in a pod the
+/// hostname is the pod's name), made once per start so that a restarted
+/// executor is never mistaken for its earlier life.
+pub fn executor_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "executor".to_owned());
+    format!("{host}-{}", uuid::Uuid::new_v4())
+}
+
 impl Config {
+    /// Settings that are valid but deserve a word at start-up: they weaken
+    /// the defaults or have no effect here. Never silent (design.md).
+    pub fn warnings(&self) -> Vec<String> {
+        let k = &self.kubernetes;
+        let mut out = Vec::new();
+        if k.run_as_user == Some(0) {
+            out.push(
+                "KUBERNETES_RUN_AS_USER=0: every container of every job runs as root".to_owned(),
+            );
+        }
+        if k.run_as_group == Some(0) {
+            out.push(
+                "KUBERNETES_RUN_AS_GROUP=0: every container of every job runs with group root"
+                    .to_owned(),
+            );
+        }
+        if k.persistence_volume_name != DEFAULT_PERSISTENCE_VOLUME_NAME {
+            out.push(format!("EXECUTOR_KUBERNETES_PERSISTENCE_VOLUME_NAME={:?} has no effect: this executor runs each job in a single pod with its own workspace volume (KUBERNETES_JOB_VOLUME_TYPE)", k.persistence_volume_name));
+        }
+        if k.keep_jobs {
+            out.push("KUBERNETES_KEEP_JOBS=true: finished Jobs, their pods and Secrets stay until deleted by hand".to_owned());
+        }
+        out
+    }
+
     /// Validates every setting, reporting all problems at once.
     pub fn from_raw(raw: &RawConfig) -> Result<Config, ConfigError> {
         let mut c = Checker(Vec::new());
@@ -556,6 +602,35 @@ impl Config {
                 Err(format!(
                     "mount {:?} names no volume of KUBERNETES_ADDITIONAL_JOB_VOLUMES",
                     m.name
+                )),
+            );
+        }
+        // The Job has volumes and mounts of its own; the API server would
+        // refuse a duplicate name or mount path only when a job is created.
+        if let Some(v) = additional_volumes
+            .iter()
+            .find(|v| RESERVED_VOLUMES.contains(&v.name.as_str()))
+        {
+            c.check::<()>(
+                "KUBERNETES_ADDITIONAL_JOB_VOLUMES",
+                Err(format!(
+                    "volume name {:?} is the executor's own; expected a name other than {}",
+                    v.name,
+                    RESERVED_VOLUMES.join(", ")
+                )),
+            );
+        }
+        if let Some(m) = additional_volume_mounts.iter().find(|m| {
+            RESERVED_MOUNTS
+                .iter()
+                .any(|r| m.mount_path.trim_end_matches('/') == *r)
+        }) {
+            c.check::<()>(
+                "KUBERNETES_ADDITIONAL_JOB_VOLUME_MOUNTS",
+                Err(format!(
+                    "mount path {:?} is the executor's own; expected a path other than {}",
+                    m.mount_path,
+                    RESERVED_MOUNTS.join(", ")
                 )),
             );
         }

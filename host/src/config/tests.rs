@@ -191,6 +191,91 @@ fn a_request_above_its_limit_is_an_error() {
     );
 }
 
+#[test]
+fn the_other_kinds_of_invalid_value_are_named_too() {
+    let err = parse(&[
+        "--namespace",
+        "CI_Jobs",
+        "--run-as-user",
+        "root",
+        "--run-as-group=-1",
+        "--fs-group",
+        "1e3",
+        "--job-annotations",
+        r#"{"bad key!": "x"}"#,
+        "--image-pull-secrets",
+        "ok, Not_A_Name",
+        "--job-volume-size",
+        "5 GiB",
+        "--additional-job-volumes",
+        r#"[{"name": "workspace", "emptyDir": {}}]"#,
+        "--additional-job-volume-mounts",
+        r#"[{"name": "workspace", "mountPath": "/job/"}]"#,
+        "--job-step-image",
+        "my image",
+        "--queue-name",
+        "Batches!",
+        "--maximum-runtime-per-job",
+        "forever",
+        "--num-total-jobs=-3",
+        "--max-active-time",
+        "1 fortnight",
+        "--plugins",
+        "/nonexistent/plugins.yaml",
+        "--resource-limit-cpu",
+        "two",
+    ])
+    .unwrap_err();
+    let text = err.to_string();
+    for needle in [
+        "EXECUTOR_KUBERNETES_NAMESPACE: \"CI_Jobs\" is not a namespace name",
+        "KUBERNETES_RUN_AS_USER: \"root\" is out of range; expected a whole number",
+        "KUBERNETES_RUN_AS_GROUP: \"-1\" is out of range",
+        "KUBERNETES_FS_GROUP: \"1e3\" is out of range",
+        "KUBERNETES_JOB_ANNOTATIONS: \"bad key!\" is not a valid annotation key",
+        "KUBERNETES_IMAGE_PULL_SECRETS: \"Not_A_Name\" is not a Secret name",
+        "KUBERNETES_JOB_VOLUME_SIZE: \"5 GiB\" is not a Kubernetes quantity",
+        "KUBERNETES_ADDITIONAL_JOB_VOLUMES: volume name \"workspace\" is the executor's own",
+        "KUBERNETES_ADDITIONAL_JOB_VOLUME_MOUNTS: mount path \"/job/\" is the executor's own",
+        "KUBERNETES_JOB_STEP_IMAGE: \"my image\" is not an image reference",
+        "EXECUTOR_QUEUE_NAME: \"Batches!\" is not a queue name",
+        "EXECUTOR_MAXIMUM_RUNTIME_PER_JOB: \"forever\" is not a duration",
+        "EXECUTOR_NUM_TOTAL_JOBS: \"-3\" is out of range",
+        "EXECUTOR_MAX_ACTIVE_TIME: \"1 fortnight\" is not a duration",
+        "EXECUTOR_PLUGINS_CONFIG: /nonexistent/plugins.yaml does not exist",
+        "EXECUTOR_KUBERNETES_RESOURCE_LIMIT_CPU: \"two\" is not a Kubernetes quantity",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    assert_eq!(err.0.len(), 16, "{text}");
+}
+
+#[test]
+fn settings_that_weaken_defaults_or_do_nothing_are_warned_about() {
+    assert!(parse(&[]).unwrap().warnings().is_empty());
+    let warnings = parse(&[
+        "--run-as-user",
+        "0",
+        "--persistence-volume-name",
+        "shared",
+        "--keep-jobs",
+        "true",
+    ])
+    .unwrap()
+    .warnings()
+    .join("\n");
+    for needle in [
+        "KUBERNETES_RUN_AS_USER=0: every container of every job runs as root",
+        "EXECUTOR_KUBERNETES_PERSISTENCE_VOLUME_NAME=\"shared\" has no effect",
+        "KUBERNETES_KEEP_JOBS=true",
+    ] {
+        assert!(
+            warnings.contains(needle),
+            "missing {needle:?} in:\n{warnings}"
+        );
+    }
+}
+
 /// The README's configuration table lists exactly the variables the code
 /// reads, with the same defaults.
 #[test]
