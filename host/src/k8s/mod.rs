@@ -1,3 +1,4 @@
-//! Everything the executor does with Kubernetes objects (more to come: the Job builder, watch, logs, cleanup).
+//! Everything the executor does with Kubernetes objects: names, the objects of a job (more to come: watch, logs, cleanup).
 
 pub mod names;
+pub mod spec;
