@@ -1,6 +1,8 @@
 //! Test support: builds the first-party plugins and the test-only guests from source as wasm32-wasip2 components, once per test process.
 #![allow(clippy::expect_used, clippy::panic)] // test support: a failed build must stop the tests loudly
 
+pub mod schemas;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

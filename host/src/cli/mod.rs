@@ -1,6 +1,7 @@
 //! The `executor` command line: argument parsing and the commands' output; the only place (with `main`) that uses `anyhow`.
 
 mod plugin;
+mod render;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,8 @@ enum Command {
     /// Work with plugins: check a component, try it on a Job or a log.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Print the Kubernetes objects a job would create (a v1 List), after the admission plugins.
+    Render(Box<render::RenderArgs>),
 }
 
 /// How a command prints its result.
@@ -40,6 +43,7 @@ pub fn main() -> ExitCode {
     init_tracing();
     match cli.command {
         Command::Plugin(cmd) => plugin::run(cmd),
+        Command::Render(args) => render::run(*args),
     }
 }
 

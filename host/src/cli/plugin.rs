@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use super::{EXIT_BAD_INPUT, Output};
 use crate::plugins::{
-    Decision, JobContext, LogRecord, PluginSpec, Plugins, PluginsConfig, Runtime, RuntimeOptions,
-    Step, Stream,
+    AdmissionOutcome, Decision, JobContext, LogRecord, PluginSpec, Plugins, PluginsConfig, Runtime,
+    RuntimeOptions, Step, Stream,
 };
 
 #[derive(Debug, Subcommand)]
@@ -322,50 +322,7 @@ fn admit(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         Output::Text => {
             let mut out = std::io::stdout().lock();
-            let width = outcome
-                .trail
-                .iter()
-                .map(|t| t.plugin.len())
-                .max()
-                .unwrap_or(0);
-            for t in &outcome.trail {
-                let what = match &t.step {
-                    Step::Allowed => "allowed".to_owned(),
-                    Step::Mutated => format!("mutated ({} operation(s))", t.patch.0.len()),
-                    Step::Denied { message } => format!("denied: {message}"),
-                    Step::Failed { error, ignored } => {
-                        format!(
-                            "failed{}: {error}",
-                            if *ignored { " (ignored)" } else { "" }
-                        )
-                    }
-                };
-                let mode = if t.mode == crate::plugins::Mode::Monitor {
-                    " [monitor]"
-                } else {
-                    ""
-                };
-                writeln!(
-                    out,
-                    "{:width$}  {what}{mode}  ({:.2} ms)",
-                    t.plugin,
-                    t.elapsed.as_secs_f64() * 1000.0
-                )?;
-                for op in &t.patch.0 {
-                    writeln!(out, "{:width$}    {}", "", serde_json::to_string(op)?)?;
-                }
-            }
-            for w in &outcome.warnings {
-                writeln!(out, "warning: {w}")?;
-            }
-            match &outcome.decision {
-                Decision::Allowed => writeln!(out, "decision: allowed")?,
-                _ => writeln!(
-                    out,
-                    "decision: refused: {}",
-                    outcome.message().unwrap_or_default()
-                )?,
-            }
+            write_trail(&mut out, &outcome)?;
             writeln!(out, "---")?;
             write!(out, "{}", serde_norway::to_string(&outcome.job)?)?;
         }
@@ -375,6 +332,55 @@ fn admit(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// What each plugin did, its patch, the warnings and the decision, for people.
+pub(super) fn write_trail(out: &mut dyn Write, outcome: &AdmissionOutcome) -> std::io::Result<()> {
+    let width = outcome
+        .trail
+        .iter()
+        .map(|t| t.plugin.len())
+        .max()
+        .unwrap_or(0);
+    for t in &outcome.trail {
+        let what = match &t.step {
+            Step::Allowed => "allowed".to_owned(),
+            Step::Mutated => format!("mutated ({} operation(s))", t.patch.0.len()),
+            Step::Denied { message } => format!("denied: {message}"),
+            Step::Failed { error, ignored } => {
+                format!(
+                    "failed{}: {error}",
+                    if *ignored { " (ignored)" } else { "" }
+                )
+            }
+        };
+        let mode = if t.mode == crate::plugins::Mode::Monitor {
+            " [monitor]"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "{:width$}  {what}{mode}  ({:.2} ms)",
+            t.plugin,
+            t.elapsed.as_secs_f64() * 1000.0
+        )?;
+        for op in &t.patch.0 {
+            writeln!(out, "{:width$}    {}", "", serde_json::to_string(op)?)?;
+        }
+    }
+    for w in &outcome.warnings {
+        writeln!(out, "warning: {w}")?;
+    }
+    match &outcome.decision {
+        Decision::Allowed => writeln!(out, "decision: allowed")?,
+        _ => writeln!(
+            out,
+            "decision: refused: {}",
+            outcome.message().unwrap_or_default()
+        )?,
+    }
+    Ok(())
 }
 
 fn filter(args: FilterArgs) -> anyhow::Result<ExitCode> {
