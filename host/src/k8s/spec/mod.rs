@@ -448,7 +448,7 @@ pub fn build(inputs: &Inputs<'_>, payload: &JobPayload) -> Result<JobObjects, Sp
             } else {
                 env.push(EnvVar {
                     name: var.name.clone(),
-                    value: Some(var.value.clone()),
+                    value: Some(script::escape_expansion(&var.value)),
                     value_from: None,
                 });
             }
@@ -617,7 +617,11 @@ pub fn build(inputs: &Inputs<'_>, payload: &JobPayload) -> Result<JobObjects, Sp
 }
 
 fn sh(script: String) -> Vec<String> {
-    vec!["/bin/sh".into(), "-c".into(), script]
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        script::escape_expansion(&script),
+    ]
 }
 
 fn env_from(name: &str, source: EnvVarSource) -> EnvVar {

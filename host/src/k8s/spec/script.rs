@@ -215,6 +215,61 @@ fn touch_stamp(t: Timestamp) -> Option<String> {
     (at.year() >= 1970).then(|| at.strftime("%Y%m%d%H%M.%S").to_string())
 }
 
+/// Escapes `s` against the kubelet's expansion of `command`, `args` and env
+/// `value`s, where `$(NAME)` becomes the variable's value and `$$` becomes
+/// `$`: a shell script with `$(date)` or `$$` must reach the shell unchanged.
+/// Only a `$` followed by `$` or `(` is doubled, so most scripts read as written.
+pub fn escape_expansion(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '$' && matches!(chars.peek(), Some('$' | '(')) {
+            out.push('$');
+        }
+    }
+    out
+}
+
+/// The kubelet's expansion (Kubernetes `third_party/forked/golang/expansion`):
+/// `$$` → `$`, `$(NAME)` → `lookup(NAME)` when known, else left as written.
+pub fn expand(s: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('(') {
+            match inner.find(')') {
+                Some(end) => {
+                    let name = &inner[..end];
+                    match lookup(name) {
+                        Some(value) => out.push_str(&value),
+                        None => {
+                            out.push_str("$(");
+                            out.push_str(name);
+                            out.push(')');
+                        }
+                    }
+                    rest = &inner[end + 1..];
+                }
+                None => {
+                    out.push_str("$(");
+                    rest = inner;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A step's script: its commands, one per line, as `sh -c` runs them.
 pub fn step(commands: &[String]) -> String {
     commands.join("\n")
@@ -266,6 +321,24 @@ mod tests {
             routes.file("batch changes", "a/b c.txt"),
             "https://sg.example.com/prefix/.executors/files/batch%20changes/a/b%20c.txt"
         );
+    }
+
+    #[test]
+    fn escaped_text_survives_the_kubelets_expansion() {
+        let env = |name: &str| (name == "HOME").then(|| "/job".to_owned());
+        for s in [
+            "echo $(date) $$ $HOME $(HOME) $$(HOME) $",
+            "plain",
+            "$((1 + 2))",
+            "a$",
+            "$(unterminated",
+            "$$$(",
+        ] {
+            assert_eq!(expand(&escape_expansion(s), env), s, "{s:?}");
+        }
+        // What the escape protects against:
+        assert_eq!(expand("echo $(HOME) $$", env), "echo /job $");
+        assert_eq!(escape_expansion("echo $HOME"), "echo $HOME", "left alone");
     }
 
     #[test]
