@@ -586,13 +586,15 @@ fn the_clone_checks_out_the_commit_with_a_real_git() {
     .unwrap();
     let job = serde_json::to_value(&built.job).unwrap();
     let script = script::expand(
-        pod(&job)["initContainers"][0]["command"][2].as_str().unwrap(),
+        pod(&job)["initContainers"][0]["command"][2]
+            .as_str()
+            .unwrap(),
         |_| None,
     )
     .replace(
-            script::FILES_DIR,
-            &dir.path().join("files").display().to_string(),
-        );
+        script::FILES_DIR,
+        &dir.path().join("files").display().to_string(),
+    );
     std::fs::create_dir_all(dir.path().join("files")).unwrap();
     std::fs::write(dir.path().join("files/file-0"), "added").unwrap();
     let work = dir.path().join("job");
@@ -744,15 +746,19 @@ fn the_plugin_context_describes_the_job() {
 
 #[test]
 fn scripts_and_values_reach_the_shell_as_written_through_the_kubelets_expansion() {
-    let payload = json!({"id": 1, "dockerSteps": [{"image": "alpine", "env": ["A=$(HOME)/x", "B=$$"],
+    let payload =
+        json!({"id": 1, "dockerSteps": [{"image": "alpine", "env": ["A=$(HOME)/x", "B=$$"],
         "commands": ["echo \"$(date) pid=$$ home=$(HOME)\""]}]})
-    .to_string();
+        .to_string();
     let j = &list(&[], &payload)["items"][0];
     let step = &pod(j)["initContainers"][1];
     let command = step["command"][2].as_str().unwrap();
     assert_eq!(command, "echo \"$$(date) pid=$$$ home=$$(HOME)\"");
     let kubelet = |s: &str| script::expand(s, |n| (n == "HOME").then(|| "/job".to_owned()));
     assert_eq!(kubelet(command), "echo \"$(date) pid=$$ home=$(HOME)\"");
-    assert_eq!(kubelet(step["env"][0]["value"].as_str().unwrap()), "$(HOME)/x");
+    assert_eq!(
+        kubelet(step["env"][0]["value"].as_str().unwrap()),
+        "$(HOME)/x"
+    );
     assert_eq!(kubelet(step["env"][1]["value"].as_str().unwrap()), "$$");
 }
