@@ -2,6 +2,7 @@
 
 mod plugin;
 mod render;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ enum Command {
     Plugin(plugin::PluginCommand),
     /// Print the Kubernetes objects a job would create (a v1 List), after the admission plugins.
     Render(Box<render::RenderArgs>),
+    /// Serve the cluster simulator on loopback: a Kubernetes API for kubectl and the executor.
+    Sim(sim::SimArgs),
 }
 
 /// How a command prints its result.
@@ -44,6 +47,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Plugin(cmd) => plugin::run(cmd),
         Command::Render(args) => render::run(*args),
+        Command::Sim(args) => sim::run(args),
     }
 }
 

@@ -1,0 +1,73 @@
+//! `executor sim`: the cluster simulator on loopback, with a kubeconfig for `kubectl` and the executor.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::EXIT_BAD_INPUT;
+
+#[derive(Debug, Args)]
+pub(super) struct SimArgs {
+    /// Where to listen (loopback only); port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// The nodes (YAML: `nodes: [{name, labels, taints, cpu, memory}]`); default: three nodes of 4 CPUs and 16Gi.
+    #[arg(long)]
+    nodes: Option<PathBuf>,
+    /// Where to write a kubeconfig pointing at the simulator (namespace `default`).
+    #[arg(long)]
+    kubeconfig_out: Option<PathBuf>,
+    /// Faults to inject from the start (YAML; see sim/README.md); change them at run time with `PUT /sim/faults`.
+    #[arg(long)]
+    faults: Option<PathBuf>,
+}
+
+pub(super) fn run(args: SimArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+async fn serve(args: SimArgs) -> anyhow::Result<()> {
+    let mut options = sim::Options::default();
+    if let Some(path) = &args.nodes {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--nodes: cannot read {}", path.display()))?;
+        options.nodes = sim::cluster::NodesFile::parse(&text)
+            .map_err(|e| anyhow::anyhow!("--nodes {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.faults {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--faults: cannot read {}", path.display()))?;
+        options.faults = serde_norway::from_str(&text)
+            .with_context(|| format!("--faults {}: not a fault configuration", path.display()))?;
+    }
+    let sim = sim::Sim::start(args.listen, options).await?;
+    if let Some(path) = &args.kubeconfig_out {
+        std::fs::write(path, sim.kubeconfig())
+            .with_context(|| format!("--kubeconfig-out: cannot write {}", path.display()))?;
+        eprintln!("kubeconfig written to {}", path.display());
+    }
+    eprintln!("cluster simulator serving {} (Ctrl-C to stop)", sim.url());
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! The simulated cluster: the store and what acts on it (garbage collection; the controllers come in their own modules), with the options it was started with.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::api::Query;
+use crate::faults::{FaultConfig, Faults};
+use crate::resources::{RESOURCES, Resource};
+use crate::stats::Stats;
+use crate::status::ApiError;
+use crate::store::{Key, Store, meta_mut, now};
+
+/// How the cluster is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The nodes, as `v1` Node objects (name, labels, taints, allocatable).
+    pub nodes: Vec<Value>,
+    /// How often an idle watch gets a `BOOKMARK` when it asked for them.
+    pub bookmark_interval: Duration,
+    /// Faults in force from the start.
+    pub faults: FaultConfig,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            nodes: (1..=3)
+                .map(|i| node(&format!("sim-node-{i}"), "4", "16Gi"))
+                .collect(),
+            bookmark_interval: Duration::from_secs(1),
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+/// A schedulable node with `cpu` and `memory` allocatable and 110 pods.
+pub fn node(name: &str, cpu: &str, memory: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {
+            "kubernetes.io/hostname": name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+        }},
+        "spec": {},
+        "status": {
+            "capacity": {"cpu": cpu, "memory": memory, "pods": "110"},
+            "allocatable": {"cpu": cpu, "memory": memory, "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}],
+        },
+    })
+}
+
+/// The cluster.
+pub struct Cluster {
+    /// Every object.
+    pub store: Store,
+    /// Request accounting.
+    pub stats: Stats,
+    /// Injected faults.
+    pub faults: Arc<Faults>,
+    /// The options.
+    pub options: Options,
+    address: OnceLock<String>,
+}
+
+impl Cluster {
+    /// A cluster with the standard namespaces and the configured nodes.
+    pub fn new(options: Options) -> Arc<Cluster> {
+        let cluster = Cluster {
+            store: Store::new(),
+            stats: Stats::default(),
+            faults: Arc::new(Faults::new(options.faults.clone())),
+            options,
+            address: OnceLock::new(),
+        };
+        let namespaces = resource("", "namespaces");
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let mut object =
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            crate::defaults::apply(namespaces, &mut object);
+            let _ = cluster
+                .store
+                .create(namespaces, Key::new(namespaces, "", ns), object);
+        }
+        let nodes = resource("", "nodes");
+        for n in &cluster.options.nodes {
+            let name = n["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let _ = cluster
+                .store
+                .create(nodes, Key::new(nodes, "", &name), n.clone());
+        }
+        Arc::new(cluster)
+    }
+
+    /// Records the address the API is served on (for discovery).
+    pub fn set_address(&self, address: String) {
+        let _ = self.address.set(address);
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn address(&self) -> String {
+        self.address.get().cloned().unwrap_or_default()
+    }
+
+    /// Deletes the object at `key` and, per `policy`, its dependents:
+    /// `Background` deletes them after it, `Foreground` before it (the owner
+    /// shows `deletionTimestamp` meanwhile), `Orphan` removes their owner
+    /// references and leaves them.
+    pub fn delete(&self, resource: &Resource, key: &Key, policy: &str) -> Result<Value, ApiError> {
+        let uid = self
+            .store
+            .get(key)
+            .and_then(|o| o["metadata"]["uid"].as_str().map(str::to_owned))
+            .ok_or_else(|| ApiError::not_found(resource.name, resource.group, &key.name))?;
+        let dependents = self.dependents(&uid);
+        match policy {
+            "Orphan" => {
+                for (dk, _) in &dependents {
+                    let _ = self.store.update(by_key(dk), dk, |o| {
+                        let refs = meta_mut(o)
+                            .get("ownerReferences")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        let kept: Vec<Value> = refs
+                            .into_iter()
+                            .filter(|r| r["uid"].as_str() != Some(uid.as_str()))
+                            .collect();
+                        if kept.is_empty() {
+                            meta_mut(o).remove("ownerReferences");
+                        } else {
+                            meta_mut(o).insert("ownerReferences".into(), json!(kept));
+                        }
+                        Ok(())
+                    });
+                }
+                self.store.delete(resource, key)
+            }
+            "Foreground" => {
+                self.store.update(resource, key, |o| {
+                    let meta = meta_mut(o);
+                    meta.insert("deletionTimestamp".into(), json!(now()));
+                    meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+                    meta.insert("finalizers".into(), json!(["foregroundDeletion"]));
+                    Ok(())
+                })?;
+                for (dk, _) in &dependents {
+                    let _ = self.delete(by_key(dk), dk, "Foreground");
+                }
+                self.store.delete(resource, key)
+            }
+            _ => {
+                let deleted = self.store.delete(resource, key)?;
+                for (dk, _) in &dependents {
+                    let _ = self.delete(by_key(dk), dk, "Background");
+                }
+                Ok(deleted)
+            }
+        }
+    }
+
+    /// Objects with an owner reference to `uid`.
+    fn dependents(&self, uid: &str) -> Vec<(Key, Value)> {
+        self.store.find(|_, o| {
+            o["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid)))
+        })
+    }
+
+    /// `pods/log`. Containers run in the kubelet (not yet simulated), so
+    /// every container is still waiting, as on a node that cannot start it.
+    pub async fn logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        query: &Query,
+    ) -> Result<Response, ApiError> {
+        let pods = resource("", "pods");
+        let object = self
+            .store
+            .get(&Key::new(pods, namespace, pod))
+            .ok_or_else(|| ApiError::not_found("pods", "", pod))?;
+        let container = query
+            .get("container")
+            .map(str::to_owned)
+            .or_else(|| {
+                object["spec"]["containers"][0]["name"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        Err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
+        )))
+    }
+}
+
+/// The resource named `name` in `group` (one of [`RESOURCES`]).
+pub fn resource(group: &str, name: &str) -> &'static Resource {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.name == name)
+        .unwrap_or(&RESOURCES[0])
+}
+
+fn by_key(key: &Key) -> &'static Resource {
+    RESOURCES
+        .iter()
+        .find(|r| r.name == key.resource)
+        .unwrap_or(&RESOURCES[0])
+}
+
+/// Five characters as the API server's name generator uses (no vowels, no
+/// look-alikes), for `generateName` and pod names.
+pub fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let bytes = *uuid::Uuid::new_v4().as_bytes();
+    bytes[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// The `--nodes` file: the cluster's nodes.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodesFile {
+    /// The nodes.
+    pub nodes: Vec<NodeSpec>,
+}
+
+/// One node of the `--nodes` file.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Its name.
+    pub name: String,
+    /// Labels besides the standard hostname/os/arch ones.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Taints (`{key, value?, effect}`).
+    #[serde(default)]
+    pub taints: Vec<Value>,
+    /// Allocatable CPU (default 4).
+    #[serde(default = "default_cpu")]
+    pub cpu: String,
+    /// Allocatable memory (default 16Gi).
+    #[serde(default = "default_memory")]
+    pub memory: String,
+}
+
+fn default_cpu() -> String {
+    "4".into()
+}
+
+fn default_memory() -> String {
+    "16Gi".into()
+}
+
+impl NodesFile {
+    /// Parses the YAML of a `--nodes` file into Node objects.
+    pub fn parse(text: &str) -> Result<Vec<Value>, String> {
+        let file: NodesFile = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+        if file.nodes.is_empty() {
+            return Err("no nodes; expected at least one under `nodes:`".into());
+        }
+        Ok(file
+            .nodes
+            .into_iter()
+            .map(|n| {
+                let mut object = node(&n.name, &n.cpu, &n.memory);
+                for (k, v) in n.labels {
+                    object["metadata"]["labels"][k] = json!(v);
+                }
+                if !n.taints.is_empty() {
+                    object["spec"]["taints"] = json!(n.taints);
+                }
+                object
+            })
+            .collect())
+    }
+}

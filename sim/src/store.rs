@@ -1,0 +1,362 @@
+//! The object store: every object by resource, namespace and name, one monotonic `resourceVersion`, and the event history that watches resume from.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::resources::Resource;
+use crate::status::ApiError;
+
+/// How many events are kept for watches to resume from; older versions
+/// answer `410 Gone`, as after an etcd compaction.
+pub const HISTORY: usize = 20_000;
+
+/// Where an object lives.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    /// Resource name (`jobs`).
+    pub resource: &'static str,
+    /// Namespace ("" for cluster-scoped).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl Key {
+    /// The key of `name` in `namespace` of `resource`.
+    pub fn new(resource: &Resource, namespace: &str, name: &str) -> Key {
+        Key {
+            resource: resource.name,
+            namespace: if resource.namespaced {
+                namespace.to_owned()
+            } else {
+                String::new()
+            },
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// Created.
+    Added,
+    /// Changed.
+    Modified,
+    /// Deleted (the object as it was, with a new `resourceVersion`).
+    Deleted,
+}
+
+impl EventType {
+    /// As a watch event's `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as watches deliver it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventType,
+    /// Where.
+    pub key: Key,
+    /// The object after the change.
+    pub object: Value,
+    /// The `resourceVersion` of the change.
+    pub rv: u64,
+}
+
+struct Inner {
+    rv: u64,
+    objects: BTreeMap<Key, Value>,
+    history: VecDeque<Arc<Event>>,
+}
+
+/// The store. Every write takes one lock, bumps the version and publishes
+/// the event under that lock, so watchers see changes in version order.
+pub struct Store {
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<Arc<Event>>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+/// What a watch starts with: the events it must replay, then the live feed.
+pub struct Subscription {
+    /// Events after the requested version (or the current objects as
+    /// `ADDED` when none was requested), in order.
+    pub backlog: Vec<Arc<Event>>,
+    /// Every later event.
+    pub live: broadcast::Receiver<Arc<Event>>,
+    /// The version the backlog ends at.
+    pub rv: u64,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Store {
+        let (events, _) = broadcast::channel(HISTORY);
+        Store {
+            inner: Mutex::new(Inner {
+                rv: 1,
+                objects: BTreeMap::new(),
+                history: VecDeque::new(),
+            }),
+            events,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves the map consistent (every
+        // write is a single insert), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current `resourceVersion`.
+    pub fn version(&self) -> u64 {
+        self.lock().rv
+    }
+
+    /// The object at `key`.
+    pub fn get(&self, key: &Key) -> Option<Value> {
+        self.lock().objects.get(key).cloned()
+    }
+
+    /// Every object of `resource` (in `namespace`, if given), with the version
+    /// the list is consistent at.
+    pub fn list(&self, resource: &Resource, namespace: Option<&str>) -> (Vec<Value>, u64) {
+        let inner = self.lock();
+        let items = inner
+            .objects
+            .iter()
+            .filter(|(k, _)| {
+                k.resource == resource.name && namespace.is_none_or(|ns| k.namespace == ns)
+            })
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, inner.rv)
+    }
+
+    /// Every object, of any resource, for which `pred` holds.
+    pub fn find(&self, pred: impl Fn(&Key, &Value) -> bool) -> Vec<(Key, Value)> {
+        self.lock()
+            .objects
+            .iter()
+            .filter(|(k, v)| pred(k, v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Stores a new object; its metadata gets `uid`, `creationTimestamp` and
+    /// `resourceVersion` here.
+    pub fn create(
+        &self,
+        resource: &Resource,
+        key: Key,
+        mut object: Value,
+    ) -> Result<Value, ApiError> {
+        let mut inner = self.lock();
+        if inner.objects.contains_key(&key) {
+            return Err(ApiError::already_exists(
+                resource.name,
+                resource.group,
+                &key.name,
+            ));
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
+        let meta = meta_mut(&mut object);
+        // The API layer assigns the uid before defaulting (a Job's selector
+        // names it); objects made by the simulator itself get one here.
+        meta.entry("uid")
+            .or_insert_with(|| json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("creationTimestamp".into(), json!(now()));
+        meta.insert("resourceVersion".into(), json!(rv.to_string()));
+        if !key.namespace.is_empty() {
+            meta.insert("namespace".into(), json!(key.namespace));
+        }
+        self.publish(&mut inner, EventType::Added, key, object.clone());
+        Ok(object)
+    }
+
+    /// Changes the object at `key` with `change`, which sees the current
+    /// object and may refuse. A change that leaves the object as it was is
+    /// not an event and keeps the version, as on the real server.
+    pub fn update(
+        &self,
+        resource: &Resource,
+        key: &Key,
+        change: impl FnOnce(&mut Value) -> Result<(), ApiError>,
+    ) -> Result<Value, ApiError> {
+        let mut inner = self.lock();
+        let Some(current) = inner.objects.get(key) else {
+            return Err(ApiError::not_found(
+                resource.name,
+                resource.group,
+                &key.name,
+            ));
+        };
+        let mut next = current.clone();
+        change(&mut next)?;
+        // Identity fields never change through an update.
+        for field in ["uid", "creationTimestamp", "name", "namespace"] {
+            match current["metadata"].get(field) {
+                Some(v) => {
+                    meta_mut(&mut next).insert(field.into(), v.clone());
+                }
+                None => {
+                    meta_mut(&mut next).remove(field);
+                }
+            }
+        }
+        meta_mut(&mut next).insert(
+            "resourceVersion".into(),
+            current["metadata"]["resourceVersion"].clone(),
+        );
+        if &next == current {
+            return Ok(next);
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
+        meta_mut(&mut next).insert("resourceVersion".into(), json!(rv.to_string()));
+        self.publish(&mut inner, EventType::Modified, key.clone(), next.clone());
+        Ok(next)
+    }
+
+    /// Removes the object at `key`.
+    pub fn delete(&self, resource: &Resource, key: &Key) -> Result<Value, ApiError> {
+        let mut inner = self.lock();
+        if !inner.objects.contains_key(key) {
+            return Err(ApiError::not_found(
+                resource.name,
+                resource.group,
+                &key.name,
+            ));
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
+        let mut object = inner.objects.get(key).cloned().unwrap_or_default();
+        meta_mut(&mut object).insert("resourceVersion".into(), json!(rv.to_string()));
+        self.publish(&mut inner, EventType::Deleted, key.clone(), object.clone());
+        Ok(object)
+    }
+
+    fn publish(&self, inner: &mut Inner, kind: EventType, key: Key, object: Value) {
+        match kind {
+            EventType::Deleted => inner.objects.remove(&key),
+            _ => inner.objects.insert(key.clone(), object.clone()),
+        };
+        let event = Arc::new(Event {
+            kind,
+            key,
+            object,
+            rv: inner.rv,
+        });
+        if inner.history.len() == HISTORY {
+            inner.history.pop_front();
+        }
+        inner.history.push_back(event.clone());
+        // No receivers is fine: nobody is watching.
+        let _ = self.events.send(event);
+    }
+
+    /// Starts a watch of `resource` (in `namespace`, if given) from version
+    /// `from`: `None` (or 0) replays the current objects as `ADDED`; a
+    /// version older than the history answers `410 Gone`.
+    pub fn watch(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        from: Option<u64>,
+    ) -> Result<Subscription, ApiError> {
+        let inner = self.lock();
+        let live = self.events.subscribe();
+        let relevant =
+            |k: &Key| k.resource == resource.name && namespace.is_none_or(|ns| k.namespace == ns);
+        let backlog = match from.filter(|v| *v > 0) {
+            None => inner
+                .objects
+                .iter()
+                .filter(|(k, _)| relevant(k))
+                .map(|(k, v)| {
+                    Arc::new(Event {
+                        kind: EventType::Added,
+                        key: k.clone(),
+                        object: v.clone(),
+                        rv: inner.rv,
+                    })
+                })
+                .collect(),
+            Some(rv) => {
+                let oldest = inner.history.front().map_or(inner.rv, |e| e.rv - 1);
+                if rv < oldest {
+                    return Err(ApiError::expired(format!(
+                        "too old resource version: {rv} ({oldest})"
+                    )));
+                }
+                inner
+                    .history
+                    .iter()
+                    .filter(|e| e.rv > rv && relevant(&e.key))
+                    .cloned()
+                    .collect()
+            }
+        };
+        Ok(Subscription {
+            backlog,
+            live,
+            rv: inner.rv,
+        })
+    }
+
+    /// Drops all but the newest `keep` events of the history, as a
+    /// compaction would; for tests of `410 Gone`.
+    pub fn compact(&self, keep: usize) {
+        let mut inner = self.lock();
+        while inner.history.len() > keep {
+            inner.history.pop_front();
+        }
+    }
+}
+
+/// `metadata` of `object` as a map, made if missing.
+pub fn meta_mut(object: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !object.is_object() {
+        *object = json!({});
+    }
+    let Value::Object(map) = object else {
+        unreachable!("made an object just above")
+    };
+    let meta = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if !meta.is_object() {
+        *meta = json!({});
+    }
+    match meta {
+        Value::Object(m) => m,
+        _ => unreachable!("made an object just above"),
+    }
+}
+
+/// The current time as the API writes it (RFC 3339, seconds, UTC).
+pub fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    k8s_openapi::jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
