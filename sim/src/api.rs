@@ -192,7 +192,7 @@ async fn resource_request(
         verb
     };
     cluster.stats.request(verb, t.resource.name);
-    if matches!(verb, "create" | "update" | "update-status") {
+    if *method == Method::POST || *method == Method::PUT {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -208,15 +208,7 @@ async fn resource_request(
         "list" => list(cluster, &t, query),
         "watch" => watch(cluster, &t, query),
         "get" => get(cluster, &t),
-        "log" => {
-            cluster
-                .logs(
-                    &t.namespace.unwrap_or_default(),
-                    t.name.as_deref().unwrap_or_default(),
-                    query,
-                )
-                .await
-        }
+        "log" => pod_log(cluster, &t, query),
         "create" => create(cluster, &t, query, body),
         "update" | "update-status" | "patch" => {
             let status = t.sub.as_deref() == Some("status");
@@ -620,6 +612,187 @@ fn watch(cluster: &Arc<Cluster>, t: &Target, query: &Query) -> Reply {
         }
     });
     Ok(stream_response(rx.boxed()))
+}
+
+/// `pods/log`: the container's lines so far, or followed live until it ends.
+fn pod_log(cluster: &Arc<Cluster>, t: &Target, query: &Query) -> Reply {
+    let pod = get_object(cluster, t)?;
+    let pod_name = t.name.as_deref().unwrap_or_default();
+    let names = |list: &str| -> Vec<String> {
+        pod["spec"][list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (init, main) = (names("initContainers"), names("containers"));
+    let container = match query.get("container").filter(|c| !c.is_empty()) {
+        Some(c) => c.to_owned(),
+        None if main.len() == 1 => main[0].clone(),
+        None => {
+            let mut message = format!(
+                "a container name must be specified for pod {pod_name}, choose one of: [{}]",
+                main.join(" ")
+            );
+            if !init.is_empty() {
+                message.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    init.join(" ")
+                ));
+            }
+            return Err(ApiError::bad_request(message));
+        }
+    };
+    let state = ["initContainerStatuses", "containerStatuses"]
+        .iter()
+        .flat_map(|l| pod["status"][*l].as_array().into_iter().flatten())
+        .find(|c| c["name"].as_str() == Some(container.as_str()))
+        .map(|c| c["state"].clone());
+    if !init.contains(&container) && !main.contains(&container) {
+        return Err(ApiError::bad_request(format!(
+            "container {container} is not valid for pod {pod_name}"
+        )));
+    }
+    let ns = t.namespace.clone().unwrap_or_default();
+    let log = match (cluster.kubelet.log(&ns, pod_name, &container), &state) {
+        (Some(log), _) => log,
+        (None, state) => {
+            let reason = state
+                .as_ref()
+                .and_then(|s| s["waiting"]["reason"].as_str())
+                .map(|r| match r {
+                    "ErrImagePull" | "ImagePullBackOff" => "trying and failing to pull image",
+                    other => other,
+                })
+                .unwrap_or("ContainerCreating");
+            return Err(ApiError::bad_request(format!(
+                "container \"{container}\" in pod \"{pod_name}\" is waiting to start: {reason}"
+            )));
+        }
+    };
+    let timestamps = query.flag("timestamps");
+    let follow = query.flag("follow");
+    let since = match (query.get("sinceTime"), query.get("sinceSeconds")) {
+        (Some(t), _) => Some(crate::logs::parse_time(t).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid sinceTime {t:?}: expected an RFC 3339 time"
+            ))
+        })?),
+        (None, Some(s)) => {
+            let secs: i128 = s.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid sinceSeconds {s:?}: expected a number"))
+            })?;
+            Some(crate::logs::now_nanos() - secs * 1_000_000_000)
+        }
+        _ => None,
+    };
+    let tail = query.get("tailLines").and_then(|n| n.parse::<usize>().ok());
+    let limit = query.get("limitBytes").and_then(|n| n.parse::<u64>().ok());
+    let cut = cluster.faults.log_cut();
+    let budget = [limit, cut].into_iter().flatten().min();
+    let format = move |l: &crate::logs::Line| -> String {
+        if timestamps {
+            format!("{} {}", crate::logs::rfc3339_nanos(l.at), l.text)
+        } else {
+            l.text.clone()
+        }
+    };
+    let (first, finished) = log.read(0);
+    let seen = first.len();
+    let mut start: Vec<crate::logs::Line> = first
+        .into_iter()
+        .filter(|l| since.is_none_or(|s| l.at >= s))
+        .collect();
+    if let Some(n) = tail {
+        let skip = start.len().saturating_sub(n);
+        start.drain(..skip);
+    }
+    let initial: String = start.iter().map(format).collect();
+    if !follow || finished {
+        let mut text = initial;
+        if let Some(b) = budget {
+            text.truncate(floor_char_boundary(&text, b as usize));
+        }
+        return Ok(text_response(Body::from(text)));
+    }
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Bytes>(64);
+    let cluster = cluster.clone();
+    let resource = t.resource.name;
+    tokio::spawn(async move {
+        let _open = cluster.stats.open("log", resource);
+        let mut sent: u64 = 0;
+        // Cuts `text` to what the byte budget (limitBytes, or an injected
+        // log cut) still allows; `None` once it is spent.
+        let take = |text: String, sent: &mut u64| -> Option<Bytes> {
+            let mut text = text;
+            if let Some(b) = budget {
+                let room = b.saturating_sub(*sent) as usize;
+                if room == 0 {
+                    return None;
+                }
+                text.truncate(floor_char_boundary(&text, room));
+            }
+            *sent += text.len() as u64;
+            Some(Bytes::from(text))
+        };
+        if !initial.is_empty() {
+            match take(initial, &mut sent) {
+                Some(b) => {
+                    if tx.send(b).await.is_err() {
+                        return;
+                    }
+                }
+                None => return,
+            }
+        }
+        let mut index = seen;
+        loop {
+            log.wait(index).await;
+            let (lines, finished) = log.read(index);
+            index += lines.len();
+            let text: String = lines.iter().map(format).collect();
+            if !text.is_empty() {
+                match take(text, &mut sent) {
+                    Some(b) => {
+                        if tx.send(b).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => return,
+                }
+            }
+            if budget.is_some_and(|b| sent >= b) || (finished && lines.is_empty()) {
+                return;
+            }
+        }
+    });
+    Ok(text_response(Body::from_stream(
+        rx.map(Ok::<_, Infallible>),
+    )))
+}
+
+fn floor_char_boundary(s: &str, at: usize) -> usize {
+    let mut at = at.min(s.len());
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+fn text_response(body: Body) -> Response {
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+fn get_object(cluster: &Cluster, t: &Target) -> Result<Value, ApiError> {
+    let key = key(t)?;
+    cluster
+        .store
+        .get(&key)
+        .ok_or_else(|| ApiError::not_found(t.resource.name, t.resource.group, &key.name))
 }
 
 fn watch_line(kind: &str, object: &Value) -> Bytes {

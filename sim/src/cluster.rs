@@ -3,11 +3,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::api::Query;
 use crate::faults::{FaultConfig, Faults};
+use crate::kubelet::Kubelet;
 use crate::resources::{RESOURCES, Resource};
 use crate::stats::Stats;
 use crate::status::ApiError;
@@ -22,6 +21,11 @@ pub struct Options {
     pub bookmark_interval: Duration,
     /// Faults in force from the start.
     pub faults: FaultConfig,
+    /// Images whose pulls fail (besides everything under `sim.invalid/`).
+    pub missing_images: Vec<String>,
+    /// How long a failing pull waits before the next state
+    /// (`ErrImagePull` ⇄ `ImagePullBackOff`).
+    pub image_pull_retry: Duration,
 }
 
 impl Default for Options {
@@ -32,6 +36,8 @@ impl Default for Options {
                 .collect(),
             bookmark_interval: Duration::from_secs(1),
             faults: FaultConfig::default(),
+            missing_images: Vec::new(),
+            image_pull_retry: Duration::from_secs(1),
         }
     }
 }
@@ -65,6 +71,8 @@ pub struct Cluster {
     pub faults: Arc<Faults>,
     /// The options.
     pub options: Options,
+    /// Runs the pods.
+    pub kubelet: Kubelet,
     address: OnceLock<String>,
 }
 
@@ -76,6 +84,7 @@ impl Cluster {
             stats: Stats::default(),
             faults: Arc::new(Faults::new(options.faults.clone())),
             options,
+            kubelet: Kubelet::new(scratch_dir()),
             address: OnceLock::new(),
         };
         let namespaces = resource("", "namespaces");
@@ -176,32 +185,55 @@ impl Cluster {
         })
     }
 
-    /// `pods/log`. Containers run in the kubelet (not yet simulated), so
-    /// every container is still waiting, as on a node that cannot start it.
-    pub async fn logs(
-        &self,
-        namespace: &str,
-        pod: &str,
-        query: &Query,
-    ) -> Result<Response, ApiError> {
-        let pods = resource("", "pods");
-        let object = self
+    /// Records an Event about `object` (as `kubectl describe` shows them).
+    pub fn event(&self, object: &Value, kind: &str, reason: &str, message: &str) {
+        let events = resource("", "events");
+        let ns = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default");
+        let name = format!(
+            "{}.{}",
+            object["metadata"]["name"].as_str().unwrap_or_default(),
+            &uuid::Uuid::new_v4().simple().to_string()[..16]
+        );
+        let at = now();
+        let component = match object["kind"].as_str() {
+            Some("Job") => "job-controller",
+            _ if reason == "Scheduled" || reason == "FailedScheduling" => "default-scheduler",
+            _ => "kubelet",
+        };
+        let event = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": ns},
+            "involvedObject": {
+                "apiVersion": object["apiVersion"],
+                "kind": object["kind"],
+                "name": object["metadata"]["name"],
+                "namespace": ns,
+                "uid": object["metadata"]["uid"],
+            },
+            "reason": reason,
+            "message": message,
+            "type": kind,
+            "source": {"component": component},
+            "reportingComponent": component,
+            "reportingInstance": "",
+            "firstTimestamp": at,
+            "lastTimestamp": at,
+            "count": 1,
+        });
+        let _ = self
             .store
-            .get(&Key::new(pods, namespace, pod))
-            .ok_or_else(|| ApiError::not_found("pods", "", pod))?;
-        let container = query
-            .get("container")
-            .map(str::to_owned)
-            .or_else(|| {
-                object["spec"]["containers"][0]["name"]
-                    .as_str()
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default();
-        Err(ApiError::bad_request(format!(
-            "container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
-        )))
+            .create(events, Key::new(events, ns, &name), event);
     }
+}
+
+/// A fresh directory for the kubelet's volumes.
+fn scratch_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("executor-sim-{}-{n}", std::process::id()))
 }
 
 /// The resource named `name` in `group` (one of [`RESOURCES`]).

@@ -2,9 +2,14 @@
 
 pub mod api;
 pub mod cluster;
+pub mod controller;
 pub mod defaults;
+pub mod expansion;
 pub mod faults;
+pub mod kubelet;
+pub mod logs;
 pub mod resources;
+pub mod scheduler;
 pub mod selector;
 pub mod stats;
 pub mod status;
@@ -41,11 +46,14 @@ pub struct Sim {
     /// The cluster it serves.
     pub cluster: Arc<Cluster>,
     task: tokio::task::JoinHandle<()>,
+    controllers: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Sim {
     fn drop(&mut self) {
         self.task.abort();
+        self.controllers.abort();
+        self.cluster.kubelet.stop_all();
     }
 }
 
@@ -63,6 +71,7 @@ impl Sim {
             .map_err(|source| SimError::Bind { addr, source })?;
         let cluster = Cluster::new(options);
         cluster.set_address(addr.to_string());
+        let controllers = controller::spawn(&cluster);
         let app = api::router(cluster.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -74,6 +83,7 @@ impl Sim {
             addr,
             cluster,
             task,
+            controllers,
         })
     }
 

@@ -218,7 +218,12 @@ impl ApiError {
             }
             details.insert("kind".into(), json!(d.kind));
         }
-        if let Some(causes) = self.details.as_ref().map(|d| &d.causes).filter(|c| !c.is_empty()) {
+        if let Some(causes) = self
+            .details
+            .as_ref()
+            .map(|d| &d.causes)
+            .filter(|c| !c.is_empty())
+        {
             details.insert(
                 "causes".into(),
                 causes

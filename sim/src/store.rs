@@ -124,6 +124,11 @@ impl Store {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Every event from now on (the controllers' feed).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+
     /// The current `resourceVersion`.
     pub fn version(&self) -> u64 {
         self.lock().rv

@@ -82,6 +82,10 @@ pub fn decode_value(
         "Node" => typed::<Node>(resource, &value),
         other => Err(ApiError::internal(format!("no decoder for {other}"))),
     }?;
+    let mut object = object;
+    if resource.kind == "Secret" {
+        merge_string_data(&mut object);
+    }
     let warnings: Vec<String> = unknown
         .iter()
         .map(|f| format!("unknown field \"{f}\""))
@@ -93,6 +97,22 @@ pub fn decode_value(
         )));
     }
     Ok(Decoded { object, warnings })
+}
+
+/// The server writes a Secret's `stringData` into `data` (base64) and never
+/// stores `stringData` itself.
+fn merge_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(string_data) = secret.as_object_mut().and_then(|o| o.remove("stringData")) else {
+        return;
+    };
+    if let Some(map) = string_data.as_object() {
+        for (k, v) in map {
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
+            secret["data"][k] = json!(encoded);
+        }
+    }
 }
 
 fn typed<T: DeserializeOwned + Serialize>(

@@ -254,8 +254,11 @@ async fn invalid_objects_get_422_with_field_causes_and_unknown_fields_a_warning_
 async fn updates_conflict_on_a_stale_version_and_status_is_its_own_subresource() {
     let (_sim, client) = start().await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    // Suspended, so that the job controller leaves it (and its version) alone.
+    let mut suspended = job("j");
+    suspended.spec.as_mut().unwrap().suspend = Some(true);
     let first = jobs
-        .create(&PostParams::default(), &job("j"))
+        .create(&PostParams::default(), &suspended)
         .await
         .unwrap();
     let mut changed = first.clone();

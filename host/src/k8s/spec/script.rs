@@ -219,6 +219,7 @@ fn touch_stamp(t: Timestamp) -> Option<String> {
 /// `value`s, where `$(NAME)` becomes the variable's value and `$$` becomes
 /// `$`: a shell script with `$(date)` or `$$` must reach the shell unchanged.
 /// Only a `$` followed by `$` or `(` is doubled, so most scripts read as written.
+/// `sim::expansion::expand` is the kubelet's side, used to test the round trip.
 pub fn escape_expansion(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
@@ -228,45 +229,6 @@ pub fn escape_expansion(s: &str) -> String {
             out.push('$');
         }
     }
-    out
-}
-
-/// The kubelet's expansion (Kubernetes `third_party/forked/golang/expansion`):
-/// `$$` → `$`, `$(NAME)` → `lookup(NAME)` when known, else left as written.
-pub fn expand(s: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some(inner) = after.strip_prefix('(') {
-            match inner.find(')') {
-                Some(end) => {
-                    let name = &inner[..end];
-                    match lookup(name) {
-                        Some(value) => out.push_str(&value),
-                        None => {
-                            out.push_str("$(");
-                            out.push_str(name);
-                            out.push(')');
-                        }
-                    }
-                    rest = &inner[end + 1..];
-                }
-                None => {
-                    out.push_str("$(");
-                    rest = inner;
-                }
-            }
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
     out
 }
 
@@ -334,10 +296,17 @@ mod tests {
             "$(unterminated",
             "$$$(",
         ] {
-            assert_eq!(expand(&escape_expansion(s), env), s, "{s:?}");
+            assert_eq!(
+                sim::expansion::expand(&escape_expansion(s), env),
+                s,
+                "{s:?}"
+            );
         }
         // What the escape protects against:
-        assert_eq!(expand("echo $(HOME) $$", env), "echo /job $");
+        assert_eq!(
+            sim::expansion::expand("echo $(HOME) $$", env),
+            "echo /job $"
+        );
         assert_eq!(escape_expansion("echo $HOME"), "echo $HOME", "left alone");
     }
 

@@ -585,7 +585,7 @@ fn the_clone_checks_out_the_commit_with_a_real_git() {
     )
     .unwrap();
     let job = serde_json::to_value(&built.job).unwrap();
-    let script = script::expand(
+    let script = sim::expansion::expand(
         pod(&job)["initContainers"][0]["command"][2]
             .as_str()
             .unwrap(),
@@ -754,7 +754,7 @@ fn scripts_and_values_reach_the_shell_as_written_through_the_kubelets_expansion(
     let step = &pod(j)["initContainers"][1];
     let command = step["command"][2].as_str().unwrap();
     assert_eq!(command, "echo \"$$(date) pid=$$$ home=$$(HOME)\"");
-    let kubelet = |s: &str| script::expand(s, |n| (n == "HOME").then(|| "/job".to_owned()));
+    let kubelet = |s: &str| sim::expansion::expand(s, |n| (n == "HOME").then(|| "/job".to_owned()));
     assert_eq!(kubelet(command), "echo \"$(date) pid=$$ home=$(HOME)\"");
     assert_eq!(
         kubelet(step["env"][0]["value"].as_str().unwrap()),

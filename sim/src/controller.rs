@@ -1,0 +1,383 @@
+//! The control loop: the job controller, scheduling and kubelet hand-off, deadlines and TTLs, driven by store events and a tick as the real controllers are by informers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::cluster::{Cluster, random_suffix, resource};
+use crate::logs::{now_nanos, parse_time};
+use crate::store::{EventType, Key, now};
+
+/// How often deadlines, TTLs and unschedulable pods are looked at again.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Runs the control loop until the cluster is dropped.
+pub fn spawn(cluster: &Arc<Cluster>) -> tokio::task::JoinHandle<()> {
+    let weak = Arc::downgrade(cluster);
+    let mut events = cluster.store.subscribe();
+    tokio::spawn(async move {
+        if let Some(c) = weak.upgrade() {
+            resync(&c);
+        }
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(c) = weak.upgrade() else { return };
+                    match event {
+                        Ok(e) => on_event(&c, e.kind, &e.key, &e.object),
+                        Err(RecvError::Lagged(_)) => resync(&c),
+                        Err(RecvError::Closed) => return,
+                    }
+                }
+                _ = tick.tick() => {
+                    let Some(c) = weak.upgrade() else { return };
+                    periodic(&c);
+                }
+            }
+        }
+    })
+}
+
+fn on_event(c: &Arc<Cluster>, kind: EventType, key: &Key, object: &Value) {
+    match (key.resource, kind) {
+        ("jobs", EventType::Deleted) => {}
+        ("jobs", _) => sync_job(c, &key.namespace, &key.name),
+        ("pods", EventType::Deleted) => {
+            if let Some(uid) = object["metadata"]["uid"].as_str() {
+                c.kubelet.stop(uid);
+            }
+            if let Some(job) = owner_job(object) {
+                sync_job(c, &key.namespace, &job);
+            }
+        }
+        ("pods", _) => {
+            if object["spec"]["nodeName"]
+                .as_str()
+                .is_none_or(str::is_empty)
+            {
+                schedule(c, object);
+            } else {
+                c.kubelet.ensure(c, object);
+            }
+            if let Some(job) = owner_job(object) {
+                sync_job(c, &key.namespace, &job);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn resync(c: &Arc<Cluster>) {
+    let (jobs, _) = c.store.list(resource("batch", "jobs"), None);
+    for j in jobs {
+        sync_job(
+            c,
+            j["metadata"]["namespace"].as_str().unwrap_or_default(),
+            j["metadata"]["name"].as_str().unwrap_or_default(),
+        );
+    }
+    periodic(c);
+}
+
+fn periodic(c: &Arc<Cluster>) {
+    let (pods, _) = c.store.list(resource("", "pods"), None);
+    for p in &pods {
+        let unbound = p["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
+        if unbound && p["metadata"].get("deletionTimestamp").is_none() {
+            schedule(c, p);
+        }
+    }
+    let (jobs, _) = c.store.list(resource("batch", "jobs"), None);
+    for j in &jobs {
+        let ns = j["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = j["metadata"]["name"].as_str().unwrap_or_default();
+        if let Some(finished) = finished_at(j)
+            && let Some(ttl) = j["spec"]["ttlSecondsAfterFinished"].as_i64()
+        {
+            if now_nanos() >= finished + i128::from(ttl) * 1_000_000_000 {
+                let key = Key::new(resource("batch", "jobs"), ns, name);
+                let _ = c.delete(resource("batch", "jobs"), &key, "Background");
+            }
+            continue;
+        }
+        if j["spec"]["activeDeadlineSeconds"].is_i64() {
+            sync_job(c, ns, name);
+        }
+    }
+}
+
+fn owner_job(pod: &Value) -> Option<String> {
+    pod["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["kind"] == "Job" && r["controller"] == json!(true))
+        .and_then(|r| r["name"].as_str().map(str::to_owned))
+}
+
+/// When the Job finished (`Complete` or `Failed`), if it did.
+fn finished_at(job: &Value) -> Option<i128> {
+    job["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| {
+            matches!(c["type"].as_str(), Some("Complete" | "Failed")) && c["status"] == "True"
+        })
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .and_then(parse_time)
+}
+
+/// The job controller for one Job: makes its pod, counts outcomes, enforces
+/// `backoffLimit` and `activeDeadlineSeconds`, and keeps its status.
+fn sync_job(c: &Arc<Cluster>, ns: &str, name: &str) {
+    let jobs = resource("batch", "jobs");
+    let key = Key::new(jobs, ns, name);
+    let Some(job) = c.store.get(&key) else { return };
+    if job["metadata"].get("deletionTimestamp").is_some() || finished_at(&job).is_some() {
+        return;
+    }
+    if job["spec"]["suspend"] == json!(true) {
+        return;
+    }
+    let uid = job["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let pods_resource = resource("", "pods");
+    let (pods, _) = c.store.list(pods_resource, Some(ns));
+    let owned: Vec<&Value> = pods
+        .iter()
+        .filter(|p| {
+            p["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid.as_str())))
+        })
+        .collect();
+    let phase = |p: &Value| {
+        p["status"]["phase"]
+            .as_str()
+            .unwrap_or("Pending")
+            .to_owned()
+    };
+    let active: Vec<&&Value> = owned
+        .iter()
+        .filter(|p| {
+            !matches!(phase(p).as_str(), "Succeeded" | "Failed")
+                && p["metadata"].get("deletionTimestamp").is_none()
+        })
+        .collect();
+    let succeeded = owned.iter().filter(|p| phase(p) == "Succeeded").count() as i64;
+    let failed = owned.iter().filter(|p| phase(p) == "Failed").count() as i64;
+    let ready = active
+        .iter()
+        .filter(|p| {
+            p["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+        .count() as i64;
+    let completions = job["spec"]["completions"].as_i64().unwrap_or(1);
+    let backoff_limit = job["spec"]["backoffLimit"].as_i64().unwrap_or(6);
+    let start = job["status"]["startTime"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(now);
+    let deadline_passed = job["spec"]["activeDeadlineSeconds"]
+        .as_i64()
+        .zip(parse_time(&start))
+        .is_some_and(|(secs, at)| now_nanos() >= at + i128::from(secs) * 1_000_000_000);
+
+    let mut outcome: Option<(&str, &str, &str)> = None;
+    if succeeded >= completions {
+        outcome = Some((
+            "Complete",
+            "CompletionsReached",
+            "Reached expected number of succeeded pods",
+        ));
+    } else if failed > backoff_limit {
+        outcome = Some((
+            "Failed",
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        ));
+    } else if deadline_passed {
+        outcome = Some((
+            "Failed",
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline",
+        ));
+    }
+    let mut active_count = active.len() as i64;
+    if let Some((kind, _, _)) = outcome
+        && kind == "Failed"
+    {
+        // The real controller deletes the running pods of a failed Job.
+        for p in &active {
+            let pname = p["metadata"]["name"].as_str().unwrap_or_default();
+            let _ = c.delete(
+                pods_resource,
+                &Key::new(pods_resource, ns, pname),
+                "Background",
+            );
+            c.event(
+                &job,
+                "Normal",
+                "SuccessfulDelete",
+                &format!("Deleted pod: {pname}"),
+            );
+        }
+        active_count = 0;
+    } else if outcome.is_none() && active.is_empty() {
+        match create_pod(c, &job) {
+            Ok(pname) => {
+                active_count = 1;
+                c.event(
+                    &job,
+                    "Normal",
+                    "SuccessfulCreate",
+                    &format!("Created pod: {pname}"),
+                );
+            }
+            Err(e) => c.event(
+                &job,
+                "Warning",
+                "FailedCreate",
+                &format!("Error creating: {}", e.message),
+            ),
+        }
+    }
+    let at = now();
+    let _ = c.store.update(jobs, &key, |j| {
+        let status = &mut j["status"];
+        status["startTime"] = json!(start);
+        status["active"] = json!(active_count);
+        status["ready"] = json!(ready);
+        status["terminating"] = json!(0);
+        for (field, n) in [("succeeded", succeeded), ("failed", failed)] {
+            if n > 0 {
+                status[field] = json!(n);
+            } else if let Some(o) = status.as_object_mut() {
+                o.remove(field);
+            }
+        }
+        if active_count == 0 && let Some(o) = status.as_object_mut() {
+            o.remove("active");
+        }
+        status["uncountedTerminatedPods"] = json!({});
+        if let Some((kind, reason, message)) = outcome {
+            // 1.31+ sets the interim condition first, then the final one.
+            let interim = if kind == "Complete" { "SuccessCriteriaMet" } else { "FailureTarget" };
+            status["conditions"] = json!([
+                {"type": interim, "status": "True", "reason": reason, "message": message, "lastProbeTime": at, "lastTransitionTime": at},
+                {"type": kind, "status": "True", "reason": reason, "message": message, "lastProbeTime": at, "lastTransitionTime": at},
+            ]);
+            if kind == "Complete" {
+                status["completionTime"] = json!(at);
+            }
+        }
+        Ok(())
+    });
+    if let Some((kind, reason, message)) = outcome {
+        let (kind_event, event_type) = if kind == "Complete" {
+            ("Completed", "Normal")
+        } else {
+            (reason, "Warning")
+        };
+        c.event(
+            &job,
+            event_type,
+            kind_event,
+            if kind == "Complete" {
+                "Job completed"
+            } else {
+                message
+            },
+        );
+    }
+}
+
+/// The Job's pod: `<job>-<5 random>`, its template, an owner reference.
+fn create_pod(c: &Arc<Cluster>, job: &Value) -> Result<String, crate::status::ApiError> {
+    let pods = resource("", "pods");
+    let ns = job["metadata"]["namespace"].as_str().unwrap_or_default();
+    let job_name = job["metadata"]["name"].as_str().unwrap_or_default();
+    let name = format!("{job_name}-{}", random_suffix());
+    let template = &job["spec"]["template"];
+    let mut pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "generateName": format!("{job_name}-"),
+            "labels": template["metadata"]["labels"],
+            "ownerReferences": [{
+                "apiVersion": "batch/v1", "kind": "Job", "name": job_name,
+                "uid": job["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true,
+            }],
+        },
+        "spec": template["spec"],
+    });
+    if let Some(a) = template["metadata"].get("annotations") {
+        pod["metadata"]["annotations"] = a.clone();
+    }
+    crate::defaults::apply(pods, &mut pod);
+    c.store.create(pods, Key::new(pods, ns, &name), pod)?;
+    Ok(name)
+}
+
+/// Binds a pending pod to a node, or marks it unschedulable with the
+/// scheduler's message (and an event when the message changes).
+fn schedule(c: &Arc<Cluster>, pod: &Value) {
+    let pods = resource("", "pods");
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+    let key = Key::new(pods, ns, name);
+    let (nodes, _) = c.store.list(resource("", "nodes"), None);
+    let (all, _) = c.store.list(pods, None);
+    let at = now();
+    match crate::scheduler::place(pod, &nodes, &all) {
+        Ok(node) => {
+            let _ = c.store.update(pods, &key, |p| {
+                p["spec"]["nodeName"] = json!(node);
+                set_condition(&mut p["status"], json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": at}));
+                Ok(())
+            });
+            c.event(
+                pod,
+                "Normal",
+                "Scheduled",
+                &format!("Successfully assigned {ns}/{name} to {node}"),
+            );
+        }
+        Err(why) => {
+            let same = pod["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["type"] == "PodScheduled"
+                        && c["message"].as_str() == Some(why.message.as_str())
+                })
+            });
+            if same {
+                return;
+            }
+            let _ = c.store.update(pods, &key, |p| {
+                set_condition(&mut p["status"], json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": why.message, "lastProbeTime": null, "lastTransitionTime": at}));
+                Ok(())
+            });
+            c.event(pod, "Warning", "FailedScheduling", &why.message);
+        }
+    }
+}
+
+fn set_condition(status: &mut Value, condition: Value) {
+    if !status["conditions"].is_array() {
+        status["conditions"] = json!([]);
+    }
+    if let Some(list) = status["conditions"].as_array_mut() {
+        list.retain(|c| c["type"] != condition["type"]);
+        list.push(condition);
+    }
+}

@@ -1,0 +1,106 @@
+//! Container logs as the kubelet keeps them: timestamped lines per container, read whole or followed live through `pods/log`.
+
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+
+/// One line of a container's output.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// When it was written, in nanoseconds since the epoch.
+    pub at: i128,
+    /// The line with its newline.
+    pub text: String,
+}
+
+/// The log of one container.
+#[derive(Default)]
+pub struct Log {
+    inner: Mutex<Inner>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct Inner {
+    lines: Vec<Line>,
+    finished: bool,
+}
+
+impl Log {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends a line (a newline is added when missing).
+    pub fn push(&self, mut text: String) {
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        self.lock().lines.push(Line {
+            at: now_nanos(),
+            text,
+        });
+        self.changed.notify_waiters();
+    }
+
+    /// Marks the container as ended: followers stop after the last line.
+    pub fn finish(&self) {
+        self.lock().finished = true;
+        self.changed.notify_waiters();
+    }
+
+    /// Lines from index `from`, and whether the log has ended.
+    pub fn read(&self, from: usize) -> (Vec<Line>, bool) {
+        let inner = self.lock();
+        (
+            inner
+                .lines
+                .get(from..)
+                .map(<[Line]>::to_vec)
+                .unwrap_or_default(),
+            inner.finished,
+        )
+    }
+
+    /// Waits until something is appended or the log ends; returns at once
+    /// if that already happened after index `seen`.
+    pub async fn wait(&self, seen: usize) {
+        let notified = self.changed.notified();
+        {
+            let inner = self.lock();
+            if inner.lines.len() > seen || inner.finished {
+                return;
+            }
+        }
+        notified.await;
+    }
+}
+
+/// Nanoseconds since the epoch.
+pub fn now_nanos() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// RFC 3339 with nanoseconds, as the kubelet writes log timestamps
+/// (`2026-11-23T00:36:00.123456789Z`).
+pub fn rfc3339_nanos(nanos: i128) -> String {
+    let secs = nanos.div_euclid(1_000_000_000) as i64;
+    let frac = nanos.rem_euclid(1_000_000_000);
+    let base = k8s_openapi::jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    match base.strip_suffix('Z') {
+        Some(head) => format!("{head}.{frac:09}Z"),
+        None => base,
+    }
+}
+
+/// Nanoseconds since the epoch of an RFC 3339 time.
+pub fn parse_time(text: &str) -> Option<i128> {
+    text.parse::<k8s_openapi::jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_nanosecond())
+}
