@@ -116,6 +116,7 @@ impl serde::Serialize for FaultView {
             "watchCloseSeconds": c.watch_close_seconds,
             "logCutBytes": c.log_cut_bytes,
             "unavailableSeconds": c.unavailable_seconds,
+            "lostNodes": c.lost_nodes,
         })
         .serialize(s)
     }

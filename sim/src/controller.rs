@@ -83,6 +83,9 @@ fn resync(c: &Arc<Cluster>) {
 }
 
 fn periodic(c: &Arc<Cluster>) {
+    for node in c.faults.lost_nodes() {
+        lose_node(c, &node);
+    }
     let (pods, _) = c.store.list(resource("", "pods"), None);
     for p in &pods {
         let unbound = p["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
@@ -379,5 +382,68 @@ fn set_condition(status: &mut Value, condition: Value) {
     if let Some(list) = status["conditions"].as_array_mut() {
         list.retain(|c| c["type"] != condition["type"]);
         list.push(condition);
+    }
+}
+
+/// A node that stopped reporting: `Ready` becomes `Unknown`, the node is
+/// tainted unreachable (so nothing new lands there), and its pods' processes
+/// stop and the pods fail with the node controller's reason.
+fn lose_node(c: &Arc<Cluster>, name: &str) {
+    let nodes = resource("", "nodes");
+    let key = Key::new(nodes, "", name);
+    let Some(node) = c.store.get(&key) else {
+        return;
+    };
+    let at = now();
+    let already = node["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "Unknown")
+    });
+    if !already {
+        let _ = c.store.update(nodes, &key, |n| {
+            set_condition(&mut n["status"], json!({
+                "type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+                "message": "Kubelet stopped posting node status.",
+                "lastHeartbeatTime": at, "lastTransitionTime": at,
+            }));
+            let mut taints = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
+            taints.push(json!({"key": "node.kubernetes.io/unreachable", "effect": "NoExecute", "timeAdded": at}));
+            taints.push(json!({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}));
+            n["spec"]["taints"] = json!(taints);
+            Ok(())
+        });
+        c.event(
+            &node,
+            "Normal",
+            "NodeNotReady",
+            &format!("Node {name} status is now: NodeNotReady"),
+        );
+    }
+    let pods = resource("", "pods");
+    let (all, _) = c.store.list(pods, None);
+    for p in all {
+        let on_node = p["spec"]["nodeName"].as_str() == Some(name);
+        let done = matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+        if !on_node || done {
+            continue;
+        }
+        if let Some(uid) = p["metadata"]["uid"].as_str() {
+            c.kubelet.stop(uid);
+        }
+        let ns = p["metadata"]["namespace"].as_str().unwrap_or_default();
+        let pod_name = p["metadata"]["name"].as_str().unwrap_or_default();
+        let message = format!("Node {name} which was running pod {pod_name} is unresponsive");
+        let _ = c.store.update(pods, &Key::new(pods, ns, pod_name), |p| {
+            let status = &mut p["status"];
+            status["phase"] = json!("Failed");
+            status["reason"] = json!("NodeLost");
+            status["message"] = json!(message);
+            set_condition(status, json!({
+                "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
+                "message": "Taint manager: deleting due to NoExecute taint", "lastTransitionTime": at,
+            }));
+            Ok(())
+        });
+        c.event(&p, "Warning", "NodeLost", &message);
     }
 }

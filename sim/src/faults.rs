@@ -27,6 +27,10 @@ pub struct FaultConfig {
     /// configuration is set.
     #[serde(default)]
     pub unavailable_seconds: Option<u64>,
+    /// Nodes that stop reporting: they become `NotReady` and unreachable, and
+    /// their pods fail as the node controller reports them.
+    #[serde(default)]
+    pub lost_nodes: Vec<String>,
 }
 
 /// One kind of injected error.
@@ -142,6 +146,11 @@ impl Faults {
             .config
             .watch_close_seconds
             .map(Duration::from_secs)
+    }
+
+    /// The nodes that are lost.
+    pub fn lost_nodes(&self) -> Vec<String> {
+        self.lock().config.lost_nodes.clone()
     }
 
     /// After how many bytes a log stream is cut.

@@ -936,7 +936,7 @@ fn max_resources(into: &mut Resources, other: &Resources) {
 
 /// A quantity in the unit the scheduler compares: millicores for `cpu`
 /// (`MilliValue()`), whole units for anything else (`Value()`).
-fn resource_amount(name: &str, quantity: &Value) -> Option<i128> {
+pub(crate) fn resource_amount(name: &str, quantity: &Value) -> Option<i128> {
     let scale = if name == "cpu" { 3 } else { 0 };
     match quantity {
         Value::String(text) => scaled_quantity(text, scale),

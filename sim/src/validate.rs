@@ -86,6 +86,7 @@ pub fn decode_value(
     if resource.kind == "Secret" {
         merge_string_data(&mut object);
     }
+    quantities(resource, &object)?;
     let warnings: Vec<String> = unknown
         .iter()
         .map(|f| format!("unknown field \"{f}\""))
@@ -97,6 +98,33 @@ pub fn decode_value(
         )));
     }
     Ok(Decoded { object, warnings })
+}
+
+/// Every container's resource quantities parse; the real server fails
+/// these while decoding, hence `400`.
+fn quantities(resource: &Resource, object: &Value) -> Result<(), ApiError> {
+    let spec = match resource.kind {
+        "Pod" => &object["spec"],
+        "Job" => &object["spec"]["template"]["spec"],
+        _ => return Ok(()),
+    };
+    for list in ["initContainers", "containers"] {
+        for c in spec[list].as_array().into_iter().flatten() {
+            for kind in ["limits", "requests"] {
+                for (name, q) in c["resources"][kind].as_object().into_iter().flatten() {
+                    if crate::scheduler::resource_amount(name, q).is_none() {
+                        return Err(ApiError::bad_request(format!(
+                            "{kind_name} in version \"{version}\" cannot be handled as a {kind_name}: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$' (got {q} in {list}/{}/resources/{kind}/{name})",
+                            c["name"].as_str().unwrap_or_default(),
+                            kind_name = resource.kind,
+                            version = resource.version,
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The server writes a Secret's `stringData` into `data` (base64) and never
@@ -352,6 +380,23 @@ fn pod_spec(spec: &PodSpec, path: &str, causes: &mut Vec<Cause>) {
                     format!("{at}.image"),
                     "Required value",
                 ));
+            }
+            if let Some(r) = &c.resources {
+                for (name, request) in r.requests.iter().flatten() {
+                    let limit = r.limits.as_ref().and_then(|l| l.get(name));
+                    let amount = |q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
+                        crate::scheduler::resource_amount(name, &Value::String(q.0.clone()))
+                    };
+                    if let Some(limit) = limit
+                        && amount(request) > amount(limit)
+                    {
+                        causes.push(cause(
+                            "FieldValueInvalid",
+                            format!("{at}.resources.requests"),
+                            format!("Invalid value: {:?}: must be less than or equal to {name} limit of {}", request.0, limit.0),
+                        ));
+                    }
+                }
             }
             for (j, m) in c.volume_mounts.iter().flatten().enumerate() {
                 if !volumes.contains(m.name.as_str()) {

@@ -223,6 +223,46 @@ async fn invalid_objects_get_422_with_field_causes_and_unknown_fields_a_warning_
         );
     }
 
+    let with_resources = |resources: serde_json::Value| {
+        let mut j = job("q");
+        j.spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0]
+            .resources = Some(serde_json::from_value(resources).unwrap());
+        j
+    };
+    let above = with_resources(json!({"limits": {"cpu": "1"}, "requests": {"cpu": "2"}}));
+    let err = kube_error(
+        jobs.create(&PostParams::default(), &above)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message
+            .contains("must be less than or equal to cpu limit of 1"),
+        "{}",
+        err.message
+    );
+    let garbled = with_resources(json!({"limits": {"memory": "12GB!"}}));
+    let err = kube_error(
+        jobs.create(&PostParams::default(), &garbled)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 400);
+    assert!(
+        err.message
+            .contains("quantities must match the regular expression"),
+        "{}",
+        err.message
+    );
+
     let raw: Api<kube::core::DynamicObject> = Api::namespaced_with(
         client.clone(),
         "default",

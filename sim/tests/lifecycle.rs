@@ -470,3 +470,58 @@ async fn deleting_a_job_in_the_background_removes_its_running_pod() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_lost_node_fails_its_pods_as_the_node_controller_reports_them() {
+    let (sim, client) = start(Options::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    jobs.create(
+        &PostParams::default(),
+        &job(
+            "stranded",
+            json!({
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "600"]}],
+            }),
+        ),
+    )
+    .await
+    .unwrap();
+    let running = until_pod(&pods, "stranded", |p| {
+        main_state(p).is_some_and(|s| s.running.is_some())
+    })
+    .await;
+    let node = running.spec.unwrap().node_name.unwrap();
+    sim.cluster.faults.set(sim::faults::FaultConfig {
+        lost_nodes: vec![node.clone()],
+        ..Default::default()
+    });
+    let failed = wait_for(&jobs, "stranded", "Failed").await;
+    assert_eq!(failed.status.unwrap().failed, Some(1));
+    let pod = pod_of(&pods, "stranded").await;
+    let status = pod.status.unwrap();
+    assert_eq!(
+        (status.phase.as_deref(), status.reason.as_deref()),
+        (Some("Failed"), Some("NodeLost"))
+    );
+    assert!(
+        status
+            .conditions
+            .unwrap()
+            .iter()
+            .any(|c| c.type_ == "DisruptionTarget")
+    );
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client);
+    let lost = nodes.get(&node).await.unwrap();
+    let ready = lost
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "Unknown");
+}
