@@ -265,12 +265,11 @@ fn select(cluster: &Cluster, t: &Target, query: &Query) -> Result<(Vec<Value>, u
         &t.resource.selectable_fields(),
     )
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let (items, rv) = cluster.store.list(t.resource, t.namespace.as_deref());
-    let items = items
-        .into_iter()
-        .filter(|o| labels.matches_object(o) && fields.matches(o))
-        .collect();
-    Ok((items, rv))
+    Ok(cluster
+        .store
+        .list_where(t.resource, t.namespace.as_deref(), |o| {
+            labels.matches_object(o) && fields.matches(o)
+        }))
 }
 
 fn list(cluster: &Cluster, t: &Target, query: &Query) -> Reply {

@@ -86,14 +86,17 @@ fn periodic(c: &Arc<Cluster>) {
     for node in c.faults.lost_nodes() {
         lose_node(c, &node);
     }
-    let (pods, _) = c.store.list(resource("", "pods"), None);
-    for p in &pods {
-        let unbound = p["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
-        if unbound && p["metadata"].get("deletionTimestamp").is_none() {
-            schedule(c, p);
-        }
+    let pending = c.store.select(resource("", "pods"), None, |p| {
+        p["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
+            && p["metadata"].get("deletionTimestamp").is_none()
+    });
+    for p in &pending {
+        schedule(c, p);
     }
-    let (jobs, _) = c.store.list(resource("batch", "jobs"), None);
+    // Only Jobs with a clock on them need looking at.
+    let jobs = c.store.select(resource("batch", "jobs"), None, |j| {
+        j["spec"]["activeDeadlineSeconds"].is_i64() || j["spec"]["ttlSecondsAfterFinished"].is_i64()
+    });
     for j in &jobs {
         let ns = j["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = j["metadata"]["name"].as_str().unwrap_or_default();
@@ -149,15 +152,12 @@ fn sync_job(c: &Arc<Cluster>, ns: &str, name: &str) {
         .unwrap_or_default()
         .to_owned();
     let pods_resource = resource("", "pods");
-    let (pods, _) = c.store.list(pods_resource, Some(ns));
-    let owned: Vec<&Value> = pods
-        .iter()
-        .filter(|p| {
-            p["metadata"]["ownerReferences"]
-                .as_array()
-                .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid.as_str())))
-        })
-        .collect();
+    let pods = c.store.select(pods_resource, Some(ns), |p| {
+        p["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid.as_str())))
+    });
+    let owned: Vec<&Value> = pods.iter().collect();
     let phase = |p: &Value| {
         p["status"]["phase"]
             .as_str()
@@ -340,9 +340,20 @@ fn schedule(c: &Arc<Cluster>, pod: &Value) {
     let name = pod["metadata"]["name"].as_str().unwrap_or_default();
     let key = Key::new(pods, ns, name);
     let (nodes, _) = c.store.list(resource("", "nodes"), None);
-    let (all, _) = c.store.list(pods, None);
+    // Only pods bound to a node count against it (and for pod affinity);
+    // they are borrowed, not copied: this runs for every pending pod.
+    let placed = c.store.with_selected(
+        pods,
+        None,
+        |p| {
+            p["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty())
+        },
+        |bound| crate::scheduler::place(pod, &nodes, bound),
+    );
     let at = now();
-    match crate::scheduler::place(pod, &nodes, &all) {
+    match placed {
         Ok(node) => {
             let _ = c.store.update(pods, &key, |p| {
                 p["spec"]["nodeName"] = json!(node);
@@ -420,9 +431,11 @@ fn lose_node(c: &Arc<Cluster>, name: &str) {
         );
     }
     let pods = resource("", "pods");
-    let (all, _) = c.store.list(pods, None);
+    let all = c
+        .store
+        .select(pods, None, |p| p["spec"]["nodeName"].as_str() == Some(name));
     for p in all {
-        let on_node = p["spec"]["nodeName"].as_str() == Some(name);
+        let on_node = true;
         let done = matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
         if !on_node || done {
             continue;

@@ -91,7 +91,11 @@ static NO_LABELS: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
 /// `spec.priority`. If that would make the pod fit, the real scheduler
 /// would preempt and nominate the node; this function evicts nothing and
 /// returns the message without the clause, as the scheduler reports it then.
-pub fn place(pod: &Value, nodes: &[Value], pods: &[Value]) -> Result<String, Unschedulable> {
+pub fn place<P: std::borrow::Borrow<Value>>(
+    pod: &Value,
+    nodes: &[Value],
+    pods: &[P],
+) -> Result<String, Unschedulable> {
     if nodes.is_empty() {
         return Err(Unschedulable {
             message: NO_NODES.to_owned(),
@@ -102,6 +106,7 @@ pub fn place(pod: &Value, nodes: &[Value], pods: &[Value]) -> Result<String, Uns
     let by_name: HashMap<&str, &Value> = infos.iter().map(|n| (n.name, n.node)).collect();
     let occupants: Vec<Occupant> = pods
         .iter()
+        .map(std::borrow::Borrow::borrow)
         .filter(|p| occupies_node(p) && !same_pod(p, pod))
         .map(Occupant::new)
         .collect();
@@ -1069,6 +1074,11 @@ fn label<'v>(object: &'v Value, key: &str) -> Option<&'v str> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// [`super::place`] with owned pods, so that `&[]` needs no annotation.
+    fn place(pod: &Value, nodes: &[Value], pods: &[Value]) -> Result<String, Unschedulable> {
+        super::place(pod, nodes, pods)
+    }
 
     /// A schedulable node with the hostname label, like `cluster::node`.
     fn node(name: &str, cpu: &str, memory: &str) -> Value {

@@ -143,12 +143,55 @@ impl Store {
     /// the list is consistent at.
     pub fn list(&self, resource: &Resource, namespace: Option<&str>) -> (Vec<Value>, u64) {
         let inner = self.lock();
-        let items = inner
-            .objects
-            .iter()
-            .filter(|(k, _)| {
-                k.resource == resource.name && namespace.is_none_or(|ns| k.namespace == ns)
-            })
+        let items = range(&inner.objects, resource.name, namespace)
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, inner.rv)
+    }
+
+    /// The objects of `resource` (in `namespace`, if given) for which `pred`
+    /// holds; only those are copied.
+    pub fn select(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let inner = self.lock();
+        range(&inner.objects, resource.name, namespace)
+            .filter(|(_, v)| pred(v))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Runs `f` on the objects of `resource` (in `namespace`, if given) for
+    /// which `pred` holds, borrowed under the lock: nothing is copied, and
+    /// writers wait meanwhile, so keep `f` short.
+    pub fn with_selected<R>(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        pred: impl Fn(&Value) -> bool,
+        f: impl FnOnce(&[&Value]) -> R,
+    ) -> R {
+        let inner = self.lock();
+        let items: Vec<&Value> = range(&inner.objects, resource.name, namespace)
+            .filter(|(_, v)| pred(v))
+            .map(|(_, v)| v)
+            .collect();
+        f(&items)
+    }
+
+    /// [`Self::select`] with the version the result is consistent at.
+    pub fn list_where(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        pred: impl Fn(&Value) -> bool,
+    ) -> (Vec<Value>, u64) {
+        let inner = self.lock();
+        let items = range(&inner.objects, resource.name, namespace)
+            .filter(|(_, v)| pred(v))
             .map(|(_, v)| v.clone())
             .collect();
         (items, inner.rv)
@@ -334,6 +377,24 @@ impl Store {
             inner.history.pop_front();
         }
     }
+}
+
+/// The objects of one resource (and namespace), found by key order rather
+/// than by walking every object.
+fn range<'m>(
+    objects: &'m BTreeMap<Key, Value>,
+    resource: &'static str,
+    namespace: Option<&str>,
+) -> impl Iterator<Item = (&'m Key, &'m Value)> {
+    let start = Key {
+        resource,
+        namespace: namespace.unwrap_or_default().to_owned(),
+        name: String::new(),
+    };
+    let namespace = namespace.map(str::to_owned);
+    objects.range(start..).take_while(move |(k, _)| {
+        k.resource == resource && namespace.as_ref().is_none_or(|ns| &k.namespace == ns)
+    })
 }
 
 /// `metadata` of `object` as a map, made if missing.
