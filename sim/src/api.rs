@@ -82,6 +82,13 @@ async fn route(
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": cluster.address()}],
         }))),
         (&Method::GET, ["apis"]) => Ok(json_ok(group_list())),
+        (&Method::GET, ["openapi", "v3"]) => Ok(json_ok(openapi_root())),
+        (&Method::GET, ["openapi", "v3", "api", "v1"]) => Ok(json_ok(openapi_group("", "v1"))),
+        (&Method::GET, ["openapi", "v3", "apis", group, version])
+            if group_known(group, version) =>
+        {
+            Ok(json_ok(openapi_group(group, version)))
+        }
         (&Method::GET, ["api", "v1"]) => Ok(json_ok(resource_list("", "v1"))),
         (&Method::GET, ["apis", "batch"]) => Ok(json_ok(group("batch"))),
         (&Method::GET, ["apis", group, version]) if group_known(group, version) => {
@@ -910,6 +917,79 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `/openapi/v3`: where each group version's document is.
+fn openapi_root() -> Value {
+    let mut paths = serde_json::Map::new();
+    paths.insert(
+        "api/v1".into(),
+        json!({"serverRelativeURL": "/openapi/v3/api/v1?hash=sim"}),
+    );
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        let key = format!("apis/{}/{}", r.group, r.version);
+        paths.insert(
+            key.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash=sim")}),
+        );
+    }
+    json!({"paths": paths})
+}
+
+/// A group version's OpenAPI v3 document, reduced to what clients ask of
+/// it: each resource's operations with their group-version-kind and the
+/// `fieldValidation` parameter (which tells `kubectl` that the server
+/// validates fields itself), and the kinds' schemas as open objects. It
+/// does not carry the full field schemas, so `kubectl` falls back to its
+/// compiled-in types for patches.
+fn openapi_group(group: &str, version: &str) -> Value {
+    let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
+    let params = json!([
+        {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+        {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+        {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+    ]);
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
+        let prefix = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        let collection = if r.namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{}", r.name)
+        } else {
+            format!("{prefix}/{}", r.name)
+        };
+        let op = |verb: &str| json!({"x-kubernetes-action": verb, "x-kubernetes-group-version-kind": gvk, "parameters": params});
+        paths.insert(
+            collection.clone(),
+            json!({"post": op("post"), "get": op("list")}),
+        );
+        paths.insert(
+            format!("{collection}/{{name}}"),
+            json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
+        );
+        let schema_name = if group.is_empty() {
+            format!("io.k8s.api.core.{version}.{}", r.kind)
+        } else {
+            format!("io.k8s.api.{group}.{version}.{}", r.kind)
+        };
+        schemas.insert(
+            schema_name,
+            json!({"type": "object", "x-kubernetes-group-version-kind": [gvk]}),
+        );
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes (simulated)", "version": "v1.33.0"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    })
 }
 
 fn version() -> Value {
