@@ -321,3 +321,33 @@ impl NodesFile {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nodes_file_gives_nodes_with_their_labels_taints_and_sizes() {
+        let nodes = NodesFile::parse(
+            "nodes:\n- name: big\n  cpu: '32'\n  memory: 128Gi\n  labels: {pool: ci}\n  taints: [{key: dedicated, value: ci, effect: NoSchedule}]\n- name: small\n",
+        )
+        .unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes[0]["metadata"]["labels"]["pool"], "ci");
+        assert_eq!(
+            nodes[0]["metadata"]["labels"]["kubernetes.io/hostname"],
+            "big"
+        );
+        assert_eq!(nodes[0]["status"]["allocatable"]["cpu"], "32");
+        assert_eq!(nodes[0]["spec"]["taints"][0]["key"], "dedicated");
+        assert_eq!(nodes[1]["status"]["allocatable"]["memory"], "16Gi");
+    }
+
+    #[test]
+    fn a_bad_nodes_file_says_what_is_wrong() {
+        let err = NodesFile::parse("nodes:\n- name: a\n  gpus: 2\n").unwrap_err();
+        assert!(err.contains("unknown field `gpus`"), "{err}");
+        let err = NodesFile::parse("nodes: []\n").unwrap_err();
+        assert!(err.contains("no nodes"), "{err}");
+    }
+}
