@@ -268,6 +268,9 @@ pub fn random_suffix() -> String {
 pub struct NodesFile {
     /// The nodes.
     pub nodes: Vec<NodeSpec>,
+    /// Images whose pulls fail.
+    #[serde(default)]
+    pub missing_images: Vec<String>,
 }
 
 /// One node of the `--nodes` file.
@@ -299,13 +302,14 @@ fn default_memory() -> String {
 }
 
 impl NodesFile {
-    /// Parses the YAML of a `--nodes` file into Node objects.
-    pub fn parse(text: &str) -> Result<Vec<Value>, String> {
+    /// Parses the YAML of a `--nodes` file into Node objects and the
+    /// images whose pulls fail.
+    pub fn parse(text: &str) -> Result<(Vec<Value>, Vec<String>), String> {
         let file: NodesFile = serde_norway::from_str(text).map_err(|e| e.to_string())?;
         if file.nodes.is_empty() {
             return Err("no nodes; expected at least one under `nodes:`".into());
         }
-        Ok(file
+        let nodes = file
             .nodes
             .into_iter()
             .map(|n| {
@@ -318,7 +322,8 @@ impl NodesFile {
                 }
                 object
             })
-            .collect())
+            .collect();
+        Ok((nodes, file.missing_images))
     }
 }
 
@@ -328,8 +333,8 @@ mod tests {
 
     #[test]
     fn a_nodes_file_gives_nodes_with_their_labels_taints_and_sizes() {
-        let nodes = NodesFile::parse(
-            "nodes:\n- name: big\n  cpu: '32'\n  memory: 128Gi\n  labels: {pool: ci}\n  taints: [{key: dedicated, value: ci, effect: NoSchedule}]\n- name: small\n",
+        let (nodes, missing) = NodesFile::parse(
+            "missingImages: [registry.example.com/gone:1]\nnodes:\n- name: big\n  cpu: '32'\n  memory: 128Gi\n  labels: {pool: ci}\n  taints: [{key: dedicated, value: ci, effect: NoSchedule}]\n- name: small\n",
         )
         .unwrap();
         assert_eq!(nodes.len(), 2);
@@ -341,6 +346,7 @@ mod tests {
         assert_eq!(nodes[0]["status"]["allocatable"]["cpu"], "32");
         assert_eq!(nodes[0]["spec"]["taints"][0]["key"], "dedicated");
         assert_eq!(nodes[1]["status"]["allocatable"]["memory"], "16Gi");
+        assert_eq!(missing, ["registry.example.com/gone:1"]);
     }
 
     #[test]

@@ -525,3 +525,189 @@ async fn a_lost_node_fails_its_pods_as_the_node_controller_reports_them() {
         .unwrap();
     assert_eq!(ready.status, "Unknown");
 }
+
+#[tokio::test]
+async fn log_options_select_lines_and_bytes_as_the_kubelet_does() {
+    let (_sim, client) = start(Options::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    jobs.create(&PostParams::default(), &job("lines", json!({
+        "restartPolicy": "Never",
+        "containers": [{"name": "main", "image": "busybox", "command": ["/bin/sh", "-c", "for i in 1 2 3 4 5; do echo line-$i; done"]}],
+    })))
+    .await
+    .unwrap();
+    wait_for(&jobs, "lines", "Complete").await;
+    let name = pod_of(&pods, "lines").await.metadata.name.unwrap();
+    let logs = |p: LogParams| {
+        let pods = pods.clone();
+        let name = name.clone();
+        async move { pods.logs(&name, &p).await.unwrap() }
+    };
+    assert_eq!(
+        logs(LogParams {
+            tail_lines: Some(2),
+            ..Default::default()
+        })
+        .await,
+        "line-4\nline-5\n"
+    );
+    assert_eq!(
+        logs(LogParams {
+            limit_bytes: Some(9),
+            ..Default::default()
+        })
+        .await,
+        "line-1\nli"
+    );
+    let stamped = logs(LogParams {
+        timestamps: true,
+        ..Default::default()
+    })
+    .await;
+    let third = stamped
+        .lines()
+        .nth(2)
+        .unwrap()
+        .split_once(' ')
+        .unwrap()
+        .0
+        .to_owned();
+    // sinceTime is a client-side RFC 3339 time; kube sends it with seconds.
+    let request = axum::http::Request::get(format!(
+        "/api/v1/namespaces/default/pods/{name}/log?sinceTime={third}"
+    ))
+    .body(Vec::new())
+    .unwrap();
+    let since = client.request_text(request).await.unwrap();
+    assert!(since.ends_with("line-3\nline-4\nline-5\n"), "{since}");
+    assert!(
+        logs(LogParams {
+            since_seconds: Some(3600),
+            ..Default::default()
+        })
+        .await
+        .starts_with("line-1\n")
+    );
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_a_create_container_config_error_and_ttl_removes_finished_jobs() {
+    let (_sim, client) = start(Options::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    jobs.create(&PostParams::default(), &job("nosecret", json!({
+        "restartPolicy": "Never",
+        "containers": [{"name": "main", "image": "busybox", "command": ["true"],
+            "env": [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "token"}}}]}],
+    })))
+    .await
+    .unwrap();
+    let pod = until_pod(&pods, "nosecret", |p| {
+        main_state(p).and_then(|s| s.waiting?.reason).as_deref()
+            == Some("CreateContainerConfigError")
+    })
+    .await;
+    let waiting = main_state(&pod).unwrap().waiting.unwrap();
+    assert_eq!(
+        waiting.message.as_deref(),
+        Some("secret \"absent\" not found")
+    );
+
+    let mut short = job(
+        "short-lived",
+        json!({
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox", "command": ["true"]}],
+        }),
+    );
+    short.spec.as_mut().unwrap().ttl_seconds_after_finished = Some(0);
+    jobs.create(&PostParams::default(), &short).await.unwrap();
+    let rv = jobs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = jobs
+        .watch(
+            &WatchParams::default()
+                .fields("metadata.name=short-lived")
+                .timeout(20),
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    let mut deleted = false;
+    while let Some(event) = stream.try_next().await.unwrap() {
+        if matches!(event, WatchEvent::Deleted(_)) {
+            deleted = true;
+            break;
+        }
+    }
+    assert!(deleted, "the TTL controller deleted the finished job");
+    assert!(
+        pods.list(&ListParams::default().labels("job-name=short-lived"))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn injected_faults_cut_logs_and_close_watches() {
+    let (sim, client) = start(Options::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    jobs.create(&PostParams::default(), &job("cut", json!({
+        "restartPolicy": "Never",
+        "containers": [{"name": "main", "image": "busybox", "command": ["/bin/sh", "-c", "echo 0123456789; echo abcdefghij"]}],
+    })))
+    .await
+    .unwrap();
+    wait_for(&jobs, "cut", "Complete").await;
+    let name = pod_of(&pods, "cut").await.metadata.name.unwrap();
+    sim.cluster.faults.set(sim::faults::FaultConfig {
+        log_cut_bytes: Some(5),
+        watch_close_seconds: Some(1),
+        ..Default::default()
+    });
+    let lines: Vec<String> = pods
+        .log_stream(
+            &name,
+            &LogParams {
+                follow: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .lines()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(lines, ["01234"], "the stream ends after 5 bytes");
+    let rv = jobs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let started = std::time::Instant::now();
+    // kube asks for a 290 s watch; the fault ends it after 1 s.
+    let _: Vec<_> = jobs
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the watch was closed by the fault, not by its timeout"
+    );
+}
