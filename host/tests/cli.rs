@@ -296,3 +296,45 @@ fn filter_withholds_the_log_when_a_plugin_fails() {
         stderr(&out)
     );
 }
+
+#[test]
+fn sim_refuses_to_listen_beyond_loopback_and_says_what_is_wrong_with_its_files() {
+    fails_with(
+        &executor(&["sim", "--listen", "0.0.0.0:0"], None),
+        2,
+        "0.0.0.0:0 is not a loopback address",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let faults = dir.path().join("faults.yaml");
+    std::fs::write(&faults, "errors: 5\n").unwrap();
+    fails_with(
+        &executor(
+            &[
+                "sim",
+                "--listen",
+                "127.0.0.1:0",
+                "--faults",
+                faults.to_str().unwrap(),
+            ],
+            None,
+        ),
+        2,
+        "not a fault configuration: errors: invalid type",
+    );
+    let nodes = dir.path().join("nodes.yaml");
+    std::fs::write(&nodes, "nodes: []\n").unwrap();
+    fails_with(
+        &executor(
+            &[
+                "sim",
+                "--listen",
+                "127.0.0.1:0",
+                "--nodes",
+                nodes.to_str().unwrap(),
+            ],
+            None,
+        ),
+        2,
+        "no nodes; expected at least one",
+    );
+}
