@@ -1,4 +1,6 @@
-//! Everything the executor does with Kubernetes objects: names, the objects of a job (more to come: watch, logs, cleanup).
+//! Everything the executor does with Kubernetes: names, the objects of a job, the client, and creating them (more to come: watch, logs, cleanup).
 
+pub mod client;
+pub mod create;
 pub mod names;
 pub mod spec;
