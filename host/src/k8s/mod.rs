@@ -3,4 +3,5 @@
 pub mod client;
 pub mod create;
 pub mod names;
+pub mod outcome;
 pub mod spec;
