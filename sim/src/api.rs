@@ -264,7 +264,8 @@ async fn resource_request(
     }
 }
 
-fn select(cluster: &Cluster, t: &Target, query: &Query) -> Result<(Vec<Value>, u64), ApiError> {
+/// The `labelSelector` and `fieldSelector` of a list or watch.
+fn selectors(t: &Target, query: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
     let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or_default())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let fields = FieldSelector::parse(
@@ -272,6 +273,11 @@ fn select(cluster: &Cluster, t: &Target, query: &Query) -> Result<(Vec<Value>, u
         &t.resource.selectable_fields(),
     )
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok((labels, fields))
+}
+
+fn select(cluster: &Cluster, t: &Target, query: &Query) -> Result<(Vec<Value>, u64), ApiError> {
+    let (labels, fields) = selectors(t, query)?;
     Ok(cluster
         .store
         .list_where(t.resource, t.namespace.as_deref(), |o| {
@@ -294,12 +300,7 @@ fn list_doc(resource: &Resource, items: Vec<Value>, rv: u64) -> Value {
 }
 
 fn get(cluster: &Cluster, t: &Target) -> Reply {
-    let key = key(t)?;
-    cluster
-        .store
-        .get(&key)
-        .map(json_ok)
-        .ok_or_else(|| ApiError::not_found(t.resource.name, t.resource.group, &key.name))
+    get_object(cluster, t).map(json_ok)
 }
 
 fn key(t: &Target) -> Result<Key, ApiError> {
@@ -519,13 +520,7 @@ fn delete(cluster: &Arc<Cluster>, t: &Target, query: &Query, body: &Bytes) -> Re
 }
 
 fn watch(cluster: &Arc<Cluster>, t: &Target, query: &Query) -> Reply {
-    let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or_default())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let fields = FieldSelector::parse(
-        query.get("fieldSelector").unwrap_or_default(),
-        &t.resource.selectable_fields(),
-    )
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (labels, fields) = selectors(t, query)?;
     let from = match query.get("resourceVersion").filter(|v| !v.is_empty()) {
         None => None,
         Some(v) => Some(v.parse::<u64>().map_err(|_| {

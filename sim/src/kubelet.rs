@@ -719,50 +719,30 @@ fn key_of(
     }
 }
 
+/// A `fieldRef` value: the fields the Downward API offers for env.
 fn field(pod: &Value, path: &str) -> String {
+    let keyed = |map: &str| {
+        path.strip_prefix(&format!("metadata.{map}['"))
+            .and_then(|s| s.strip_suffix("']"))
+            .map(|k| {
+                pod["metadata"][map][k]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+    };
     match path {
-        "metadata.name" => pod["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        "metadata.namespace" => pod["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        "metadata.uid" => pod["metadata"]["uid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        "spec.nodeName" => pod["spec"]["nodeName"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
+        "metadata.name" | "metadata.namespace" | "metadata.uid" | "spec.nodeName" => {
+            crate::selector::field_value(pod, path)
+        }
         "spec.serviceAccountName" => pod["spec"]["serviceAccountName"]
             .as_str()
             .unwrap_or("default")
             .to_owned(),
         "status.podIP" | "status.hostIP" => "127.0.0.1".to_owned(),
-        other => {
-            if let Some(k) = other
-                .strip_prefix("metadata.labels['")
-                .and_then(|s| s.strip_suffix("']"))
-            {
-                pod["metadata"]["labels"][k]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
-            } else if let Some(k) = other
-                .strip_prefix("metadata.annotations['")
-                .and_then(|s| s.strip_suffix("']"))
-            {
-                pod["metadata"]["annotations"][k]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
-            } else {
-                String::new()
-            }
-        }
+        _ => keyed("labels")
+            .or_else(|| keyed("annotations"))
+            .unwrap_or_default(),
     }
 }
 

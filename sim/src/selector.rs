@@ -1147,7 +1147,7 @@ fn escape_field_value(value: &str) -> String {
 /// The string a field selector compares against: strings as they are,
 /// booleans and numbers in their JSON spelling, anything else (absent, null,
 /// arrays, objects) as the empty string.
-fn field_value(object: &Value, path: &str) -> String {
+pub(crate) fn field_value(object: &Value, path: &str) -> String {
     let mut current = object;
     for segment in path.split('.') {
         match current.get(segment) {

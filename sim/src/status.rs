@@ -56,53 +56,36 @@ impl ApiError {
     /// `404 NotFound`: `jobs.batch "x" not found`.
     pub fn not_found(resource: &str, group: &str, name: &str) -> ApiError {
         let qualified = qualified(resource, group);
-        ApiError {
-            details: Some(Box::new(Details {
-                kind: resource.to_owned(),
-                group: group.to_owned(),
-                name: name.to_owned(),
-                causes: Vec::new(),
-            })),
-            ..ApiError::new(404, "NotFound", format!("{qualified} \"{name}\" not found"))
-        }
+        ApiError::new(404, "NotFound", format!("{qualified} \"{name}\" not found")).about(
+            resource,
+            group,
+            name,
+            Vec::new(),
+        )
     }
 
     /// `409 AlreadyExists`.
     pub fn already_exists(resource: &str, group: &str, name: &str) -> ApiError {
         let qualified = qualified(resource, group);
-        ApiError {
-            details: Some(Box::new(Details {
-                kind: resource.to_owned(),
-                group: group.to_owned(),
-                name: name.to_owned(),
-                causes: Vec::new(),
-            })),
-            ..ApiError::new(
-                409,
-                "AlreadyExists",
-                format!("{qualified} \"{name}\" already exists"),
-            )
-        }
+        ApiError::new(
+            409,
+            "AlreadyExists",
+            format!("{qualified} \"{name}\" already exists"),
+        )
+        .about(resource, group, name, Vec::new())
     }
 
     /// `409 Conflict` on a stale `resourceVersion`.
     pub fn conflict(resource: &str, group: &str, name: &str) -> ApiError {
         let qualified = qualified(resource, group);
-        ApiError {
-            details: Some(Box::new(Details {
-                kind: resource.to_owned(),
-                group: group.to_owned(),
-                name: name.to_owned(),
-                causes: Vec::new(),
-            })),
-            ..ApiError::new(
-                409,
-                "Conflict",
-                format!(
-                    "Operation cannot be fulfilled on {qualified} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
-                ),
-            )
-        }
+        ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {qualified} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+        )
+        .about(resource, group, name, Vec::new())
     }
 
     /// `422 Invalid` with field causes.
@@ -111,11 +94,22 @@ impl ApiError {
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))
             .collect();
-        let qualified = if group.is_empty() {
-            kind.to_owned()
+        let list = if list.len() == 1 {
+            list.concat()
         } else {
-            format!("{kind}.{group}")
+            format!("[{}]", list.join(", "))
         };
+        let qualified = qualified(kind, group);
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("{qualified} \"{name}\" is invalid: {list}"),
+        )
+        .about(kind, group, name, causes)
+    }
+
+    /// The error with the object it is about in its details.
+    fn about(self, kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> ApiError {
         ApiError {
             details: Some(Box::new(Details {
                 kind: kind.to_owned(),
@@ -123,18 +117,7 @@ impl ApiError {
                 name: name.to_owned(),
                 causes,
             })),
-            ..ApiError::new(
-                422,
-                "Invalid",
-                format!(
-                    "{qualified} \"{name}\" is invalid: {}",
-                    if list.len() == 1 {
-                        list.concat()
-                    } else {
-                        format!("[{}]", list.join(", "))
-                    }
-                ),
-            )
+            ..self
         }
     }
 
