@@ -19,14 +19,6 @@ struct Cli {
     raw: RawConfig,
 }
 
-async fn client(sim: &sim::Sim) -> Client {
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&sim.kubeconfig()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
-}
-
 /// Waits, by watching, until the Job is Complete or Failed; returns which.
 async fn outcome(jobs: &Api<Job>, name: &str) -> String {
     let finished = |j: &Job| {
@@ -68,7 +60,7 @@ async fn a_rendered_job_runs_its_steps_on_its_workspace_files_with_its_secrets()
     let sim = sim::Sim::start("127.0.0.1:0".parse().unwrap(), sim::Options::default())
         .await
         .unwrap();
-    let client = client(&sim).await;
+    let client = Client::try_from(sim.kube_config().await.unwrap()).unwrap();
     let config = Config::from_raw(&Cli::try_parse_from(["executor"]).unwrap().raw).unwrap();
     // No repository: files and steps only (the embedded queue's short form).
     // The secret env value and the secret-bearing command travel through the Secret.

@@ -23,10 +23,7 @@ async fn main() -> anyhow::Result<()> {
         ..sim::Options::default()
     };
     let sim = sim::Sim::start("127.0.0.1:0".parse()?, options).await?;
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&sim.kubeconfig())?;
-    let client = Client::try_from(
-        kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?,
-    )?;
+    let client = Client::try_from(sim.kube_config().await?)?;
     let jobs: Api<Job> = Api::namespaced(client, "default");
     let rv = jobs
         .list(&ListParams::default())

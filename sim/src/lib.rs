@@ -92,6 +92,13 @@ impl Sim {
         format!("http://{}", self.addr)
     }
 
+    /// The `kube` client configuration for this simulator (what
+    /// [`Self::kubeconfig`] says, without a file).
+    pub async fn kube_config(&self) -> Result<kube::Config, kube::config::KubeconfigError> {
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&self.kubeconfig())?;
+        kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await
+    }
+
     /// A kubeconfig that points `kubectl` and `kube` at this simulator, in
     /// namespace `default`.
     pub fn kubeconfig(&self) -> String {

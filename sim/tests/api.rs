@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret};
 use kube::api::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 use serde_json::json;
 use sim::{Options, Sim};
 
@@ -27,10 +27,7 @@ async fn start_with(options: Options) -> (Sim, Client) {
 
 /// A client for `sim`, with or without kube's own retries of 429/503.
 async fn client(sim: &Sim, retry: bool) -> Client {
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&sim.kubeconfig()).unwrap();
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
+    let mut config = sim.kube_config().await.unwrap();
     config.default_retry = retry;
     Client::try_from(config).unwrap()
 }

@@ -7,7 +7,7 @@ use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 use serde_json::{Value, json};
 use sim::{Options, Sim};
 
@@ -15,11 +15,8 @@ async fn start(options: Options) -> (Sim, Client) {
     let sim = Sim::start("127.0.0.1:0".parse().unwrap(), options)
         .await
         .unwrap();
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&sim.kubeconfig()).unwrap();
-    let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    (sim, Client::try_from(config).unwrap())
+    let client = Client::try_from(sim.kube_config().await.unwrap()).unwrap();
+    (sim, client)
 }
 
 fn job(name: &str, spec: Value) -> Job {
