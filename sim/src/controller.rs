@@ -355,33 +355,45 @@ fn schedule(c: &Arc<Cluster>, pod: &Value) {
     let at = now();
     match placed {
         Ok(node) => {
+            // A pod bound meanwhile (seen through a stale snapshot) stays where it is.
+            let mut bound = false;
             let _ = c.store.update(pods, &key, |p| {
-                p["spec"]["nodeName"] = json!(node);
-                set_condition(&mut p["status"], json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": at}));
+                if p["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+                    p["spec"]["nodeName"] = json!(node);
+                    set_condition(&mut p["status"], json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": at}));
+                    bound = true;
+                }
                 Ok(())
             });
-            c.event(
-                pod,
-                "Normal",
-                "Scheduled",
-                &format!("Successfully assigned {ns}/{name} to {node}"),
-            );
+            if bound {
+                c.event(
+                    pod,
+                    "Normal",
+                    "Scheduled",
+                    &format!("Successfully assigned {ns}/{name} to {node}"),
+                );
+            }
         }
         Err(why) => {
-            let same = pod["status"]["conditions"].as_array().is_some_and(|cs| {
-                cs.iter().any(|c| {
-                    c["type"] == "PodScheduled"
-                        && c["message"].as_str() == Some(why.message.as_str())
-                })
-            });
-            if same {
-                return;
-            }
+            // Judged on the stored pod, not `pod`: a queued watch event can
+            // carry a snapshot older than what a resync already recorded.
+            let mut changed = false;
             let _ = c.store.update(pods, &key, |p| {
-                set_condition(&mut p["status"], json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": why.message, "lastProbeTime": null, "lastTransitionTime": at}));
+                let same = p["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c["type"] == "PodScheduled"
+                            && c["message"].as_str() == Some(why.message.as_str())
+                    })
+                });
+                if !same {
+                    set_condition(&mut p["status"], json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": why.message, "lastProbeTime": null, "lastTransitionTime": at}));
+                    changed = true;
+                }
                 Ok(())
             });
-            c.event(pod, "Warning", "FailedScheduling", &why.message);
+            if changed {
+                c.event(pod, "Warning", "FailedScheduling", &why.message);
+            }
         }
     }
 }
