@@ -693,6 +693,9 @@ fn pod_log(cluster: &Arc<Cluster>, t: &Target, query: &Query) -> Reply {
     let limit = query.get("limitBytes").and_then(|n| n.parse::<u64>().ok());
     let cut = cluster.faults.log_cut();
     let budget = [limit, cut].into_iter().flatten().min();
+    // `limitBytes` ends a stream cleanly, as the real server does; an
+    // injected cut breaks the connection, as a failing network would.
+    let broken = cut.is_some_and(|c| limit.is_none_or(|l| c < l));
     let format = move |l: &crate::logs::Line| -> String {
         if timestamps {
             format!("{} {}", crate::logs::rfc3339_nanos(l.at), l.text)
@@ -713,12 +716,23 @@ fn pod_log(cluster: &Arc<Cluster>, t: &Target, query: &Query) -> Reply {
     let initial: String = start.iter().map(format).collect();
     if !follow || finished {
         let mut text = initial;
-        if let Some(b) = budget {
+        if let Some(b) = budget
+            && text.len() > b as usize
+        {
             text.truncate(floor_char_boundary(&text, b as usize));
+            if broken {
+                let data = futures::stream::once(async move { Ok(Bytes::from(text)) });
+                return Ok(text_response(Body::from_stream(data.chain(
+                    futures::stream::once(async {
+                        tokio::time::sleep(CUT_AFTER).await;
+                        Err::<Bytes, _>(log_cut())
+                    }),
+                ))));
+            }
         }
         return Ok(text_response(Body::from(text)));
     }
-    let (mut tx, rx) = futures::channel::mpsc::channel::<Bytes>(64);
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let cluster = cluster.clone();
     let resource = t.resource.name;
     tokio::spawn(async move {
@@ -738,14 +752,20 @@ fn pod_log(cluster: &Arc<Cluster>, t: &Target, query: &Query) -> Reply {
             *sent += text.len() as u64;
             Some(Bytes::from(text))
         };
+        let cut_off = |mut tx: futures::channel::mpsc::Sender<Result<Bytes, std::io::Error>>| async move {
+            if broken {
+                tokio::time::sleep(CUT_AFTER).await;
+                let _ = tx.send(Err(log_cut())).await;
+            }
+        };
         if !initial.is_empty() {
             match take(initial, &mut sent) {
                 Some(b) => {
-                    if tx.send(b).await.is_err() {
+                    if tx.send(Ok(b)).await.is_err() {
                         return;
                     }
                 }
-                None => return,
+                None => return cut_off(tx).await,
             }
         }
         let mut index = seen;
@@ -757,21 +777,33 @@ fn pod_log(cluster: &Arc<Cluster>, t: &Target, query: &Query) -> Reply {
             if !text.is_empty() {
                 match take(text, &mut sent) {
                     Some(b) => {
-                        if tx.send(b).await.is_err() {
+                        if tx.send(Ok(b)).await.is_err() {
                             return;
                         }
                     }
-                    None => return,
+                    None => return cut_off(tx).await,
                 }
             }
-            if budget.is_some_and(|b| sent >= b) || (finished && lines.is_empty()) {
+            if budget.is_some_and(|b| sent >= b) {
+                return cut_off(tx).await;
+            }
+            if finished && lines.is_empty() {
                 return;
             }
         }
     });
-    Ok(text_response(Body::from_stream(
-        rx.map(Ok::<_, Infallible>),
-    )))
+    Ok(text_response(Body::from_stream(rx)))
+}
+
+/// The connection breaks a moment after the bytes that got through, so that
+/// they reach the client (breaking at once could discard them unsent).
+const CUT_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
+
+fn log_cut() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "log stream cut (injected fault)",
+    )
 }
 
 fn floor_char_boundary(s: &str, at: usize) -> usize {

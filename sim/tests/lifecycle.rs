@@ -672,7 +672,7 @@ async fn injected_faults_cut_logs_and_close_watches() {
         watch_close_seconds: Some(1),
         ..Default::default()
     });
-    let lines: Vec<String> = pods
+    let mut stream = pods
         .log_stream(
             &name,
             &LogParams {
@@ -681,12 +681,27 @@ async fn injected_faults_cut_logs_and_close_watches() {
             },
         )
         .await
-        .unwrap()
-        .lines()
-        .try_collect()
+        .unwrap();
+    let mut received = Vec::new();
+    let end = futures::AsyncReadExt::read_to_end(&mut stream, &mut received).await;
+    assert_eq!(received, b"01234", "the stream breaks after 5 bytes");
+    assert!(
+        end.is_err(),
+        "a cut is a broken connection, not a clean end: {end:?}"
+    );
+    let plain = pods.logs(&name, &LogParams::default()).await;
+    assert!(plain.is_err(), "the injected cut also breaks plain reads");
+    let limited = pods
+        .logs(
+            &name,
+            &LogParams {
+                limit_bytes: Some(5),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(lines, ["01234"], "the stream ends after 5 bytes");
+    assert_eq!(limited, "01234", "limitBytes still ends a read cleanly");
     let rv = jobs
         .list(&ListParams::default())
         .await
