@@ -24,7 +24,9 @@ async fn setup() -> (sim::Sim, Client) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");
     std::fs::write(&path, sim.kubeconfig()).unwrap();
-    let client = executor::k8s::client::client(Some(&path)).await.unwrap();
+    let client = executor::k8s::client::client(Some(&path), &Default::default())
+        .await
+        .unwrap();
     (sim, client)
 }
 
@@ -40,6 +42,7 @@ fn objects(executor_name: &str, id: i64) -> JobObjects {
             config: &config.kubernetes,
             queue: "batches",
             executor_name,
+            instance: "create-test",
             routes: None,
             frontend_password: None,
         },
@@ -125,8 +128,11 @@ async fn an_object_of_another_job_with_the_same_name_is_not_adopted() {
 
 #[tokio::test]
 async fn a_missing_kubeconfig_is_named() {
-    let Err(err) =
-        executor::k8s::client::client(Some(std::path::Path::new("/nonexistent/kubeconfig"))).await
+    let Err(err) = executor::k8s::client::client(
+        Some(std::path::Path::new("/nonexistent/kubeconfig")),
+        &Default::default(),
+    )
+    .await
     else {
         panic!("a client from a kubeconfig that does not exist");
     };

@@ -23,6 +23,7 @@ fn render(env: &[(&str, &str)], args: &[&str]) -> Output {
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOSTNAME", "executor-7d9f8-abcde")
         .env(
             "XDG_CACHE_HOME",
             workspace().join("target/test-components/xdg"),
@@ -71,6 +72,8 @@ const EVERYTHING: &[(&str, &str)] = &[
         r#"[{"key": "dedicated", "operator": "Equal", "value": "ci", "effect": "NoSchedule"}]"#,
     ),
     ("EXECUTOR_KUBERNETES_NAMESPACE", "ci-jobs"),
+    ("EXECUTOR_POD_NAME", "executor-7d9f8-abcde"),
+    ("EXECUTOR_POD_UID", "0b6d3f5e-2f4c-4c1e-9d3a-6f1e2a7b8c9d"),
     ("EXECUTOR_KUBERNETES_RESOURCE_LIMIT_CPU", "4"),
     ("EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY", "8Gi"),
     ("EXECUTOR_KUBERNETES_RESOURCE_REQUEST_CPU", "1500m"),

@@ -2,6 +2,7 @@
 
 mod plugin;
 mod render;
+mod run;
 mod sim;
 
 use std::process::ExitCode;
@@ -23,6 +24,8 @@ enum Command {
     Plugin(plugin::PluginCommand),
     /// Print the Kubernetes objects a job would create (a v1 List), after the admission plugins.
     Render(Box<render::RenderArgs>),
+    /// Run one job on the configured cluster, its log live on stdout; exit 0 on success, 1 failed, 3 errored.
+    Run(Box<run::RunArgs>),
     /// Serve the cluster simulator on loopback: a Kubernetes API for kubectl and the executor.
     Sim(sim::SimArgs),
 }
@@ -47,6 +50,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Plugin(cmd) => plugin::run(cmd),
         Command::Render(args) => render::run(*args),
+        Command::Run(args) => run::run(*args),
         Command::Sim(args) => sim::run(args),
     }
 }

@@ -80,6 +80,7 @@ fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
         config: &config.kubernetes,
         queue: &queue,
         executor_name: &executor_name,
+        instance: &config.instance(),
         routes: config.queue.frontend_url.as_ref(),
         frontend_password: config.queue.frontend_password.as_deref(),
     };

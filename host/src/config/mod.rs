@@ -127,6 +127,42 @@ pub struct RawConfig {
         default_value = "sourcegraph/batcheshelper:insiders"
     )]
     pub job_step_image: String,
+    /// Requests per second the executor makes to the Kubernetes API (reads, creates, watches, logs).
+    #[arg(long, env = "EXECUTOR_KUBERNETES_API_QPS", default_value = "20")]
+    pub api_qps: String,
+    /// Requests the executor may make at once above EXECUTOR_KUBERNETES_API_QPS.
+    #[arg(long, env = "EXECUTOR_KUBERNETES_API_BURST", default_value = "40")]
+    pub api_burst: String,
+    /// Deletes per second, a budget of their own so that cleanup never waits behind reads.
+    #[arg(long, env = "EXECUTOR_KUBERNETES_API_DELETE_QPS", default_value = "10")]
+    pub api_delete_qps: String,
+    /// Deletes the executor may make at once above EXECUTOR_KUBERNETES_API_DELETE_QPS.
+    #[arg(
+        long,
+        env = "EXECUTOR_KUBERNETES_API_DELETE_BURST",
+        default_value = "20"
+    )]
+    pub api_delete_burst: String,
+    /// How long a job's pod may stay unschedulable before the job errors (the queue may retry it).
+    #[arg(
+        long,
+        env = "EXECUTOR_KUBERNETES_POD_PENDING_TIMEOUT",
+        default_value = "5m"
+    )]
+    pub pod_pending_timeout: String,
+    /// How long an image may keep failing to pull before the job errors.
+    #[arg(
+        long,
+        env = "EXECUTOR_KUBERNETES_IMAGE_PULL_GRACE",
+        default_value = "30s"
+    )]
+    pub image_pull_grace: String,
+    /// The executor's own pod name (Downward API metadata.name): its Jobs are owned by that pod.
+    #[arg(long, env = "EXECUTOR_POD_NAME")]
+    pub pod_name: Option<String>,
+    /// The executor's own pod UID (Downward API metadata.uid); needed with EXECUTOR_POD_NAME.
+    #[arg(long, env = "EXECUTOR_POD_UID")]
+    pub pod_uid: Option<String>,
     /// URL of the Sourcegraph instance; absent: serve the embedded queue.
     #[arg(long, env = "EXECUTOR_FRONTEND_URL")]
     pub frontend_url: Option<String>,
@@ -190,6 +226,39 @@ pub struct Resources {
     pub request_memory: Option<Amount>,
 }
 
+/// Client-side limits on the executor's Kubernetes API requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ApiLimits {
+    /// Requests per second, deletes aside.
+    pub qps: u32,
+    /// Requests at once above `qps`.
+    pub burst: u32,
+    /// Deletes per second.
+    pub delete_qps: u32,
+    /// Deletes at once above `delete_qps`.
+    pub delete_burst: u32,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            qps: 20,
+            burst: 40,
+            delete_qps: 10,
+            delete_burst: 20,
+        }
+    }
+}
+
+/// The executor's own pod, as the Downward API tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodIdentity {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.uid`.
+    pub uid: String,
+}
+
 /// How Jobs are built and where they run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KubernetesConfig {
@@ -241,6 +310,14 @@ pub struct KubernetesConfig {
     pub additional_volume_mounts: Vec<VolumeMount>,
     /// Setup/main image.
     pub step_image: String,
+    /// Client-side request limits.
+    pub api: ApiLimits,
+    /// How long a pod may stay unschedulable.
+    pub pending_timeout: Duration,
+    /// How long an image may fail to pull.
+    pub image_pull_grace: Duration,
+    /// The executor's own pod, when it runs in one and says so.
+    pub pod: Option<PodIdentity>,
 }
 
 /// Where jobs come from and how many run.
@@ -390,16 +467,30 @@ fn queue_name(name: &str) -> bool {
 /// hostname is the pod's name), made once per start so that a restarted
 /// executor is never mistaken for its earlier life.
 pub fn executor_name() -> String {
-    let host = std::env::var("HOSTNAME")
+    format!("{}-{}", hostname(), uuid::Uuid::new_v4())
+}
+
+/// The host name (in a pod: the pod's name), `executor` if there is none.
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "executor".to_owned());
-    format!("{host}-{}", uuid::Uuid::new_v4())
+        .unwrap_or_else(|| "executor".to_owned())
 }
 
 impl Config {
+    /// What stays the same when the executor's process restarts (unlike
+    /// [`executor_name`]): its pod's name, else the host name. Jobs carry it
+    /// so that a restarted executor finds and deletes those of its earlier life.
+    pub fn instance(&self) -> String {
+        match &self.kubernetes.pod {
+            Some(pod) => pod.name.clone(),
+            None => hostname(),
+        }
+    }
+
     /// Settings that are valid but deserve a word at start-up: they weaken
     /// the defaults or have no effect here. Never silent (design.md).
     pub fn warnings(&self) -> Vec<String> {
@@ -642,6 +733,64 @@ impl Config {
             );
         }
 
+        let rate = |c: &mut Checker, variable, value: &str| {
+            c.check(variable, parse::integer(value, 1..=100_000))
+                .map(|n| n as u32)
+        };
+        let api = (
+            rate(&mut c, "EXECUTOR_KUBERNETES_API_QPS", &raw.api_qps),
+            rate(&mut c, "EXECUTOR_KUBERNETES_API_BURST", &raw.api_burst),
+            rate(
+                &mut c,
+                "EXECUTOR_KUBERNETES_API_DELETE_QPS",
+                &raw.api_delete_qps,
+            ),
+            rate(
+                &mut c,
+                "EXECUTOR_KUBERNETES_API_DELETE_BURST",
+                &raw.api_delete_burst,
+            ),
+        );
+        let pending_timeout = c.check(
+            "EXECUTOR_KUBERNETES_POD_PENDING_TIMEOUT",
+            parse::duration(&raw.pod_pending_timeout),
+        );
+        let image_pull_grace = c.check(
+            "EXECUTOR_KUBERNETES_IMAGE_PULL_GRACE",
+            parse::duration(&raw.image_pull_grace),
+        );
+        let nonempty = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let pod = match (nonempty(&raw.pod_name), nonempty(&raw.pod_uid)) {
+            (Some(name), Some(uid)) => {
+                if !parse::dns_subdomain(&name) {
+                    c.check::<()>(
+                        "EXECUTOR_POD_NAME",
+                        Err(format!(
+                            "{name:?} is not a pod name; expected a DNS subdomain"
+                        )),
+                    );
+                }
+                Some(PodIdentity { name, uid })
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                c.check::<()>("EXECUTOR_POD_UID", Err("missing; EXECUTOR_POD_NAME needs it (Downward API metadata.uid) to own the executor's Jobs".into()));
+                None
+            }
+            (None, Some(_)) => {
+                c.check::<()>(
+                    "EXECUTOR_POD_NAME",
+                    Err("missing; EXECUTOR_POD_UID needs it (Downward API metadata.name)".into()),
+                );
+                None
+            }
+        };
+
         let frontend_url =
             c.optional(
                 "EXECUTOR_FRONTEND_URL",
@@ -753,6 +902,15 @@ impl Config {
                 additional_volumes,
                 additional_volume_mounts,
                 step_image,
+                api: ApiLimits {
+                    qps: api.0.ok_or_else(invalid)?,
+                    burst: api.1.ok_or_else(invalid)?,
+                    delete_qps: api.2.ok_or_else(invalid)?,
+                    delete_burst: api.3.ok_or_else(invalid)?,
+                },
+                pending_timeout: pending_timeout.ok_or_else(invalid)?,
+                image_pull_grace: image_pull_grace.ok_or_else(invalid)?,
+                pod,
             },
             queue: QueueConfig {
                 frontend_url,

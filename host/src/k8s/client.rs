@@ -2,6 +2,11 @@
 
 use std::path::Path;
 
+use tower::buffer::BufferLayer;
+
+use super::throttle::{RetryPolicy, Throttle};
+use crate::config::ApiLimits;
+
 /// Why no client could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -25,8 +30,11 @@ pub enum ClientError {
 
 /// A client for `config_path`, or, without one, for the pod's service account
 /// when in a cluster, else for the default kubeconfig.
-pub async fn client(config_path: Option<&Path>) -> Result<kube::Client, ClientError> {
-    let config = match config_path {
+pub async fn client(
+    config_path: Option<&Path>,
+    limits: &ApiLimits,
+) -> Result<kube::Client, ClientError> {
+    let mut config = match config_path {
         Some(path) => {
             let err = |source| ClientError::Kubeconfig {
                 path: path.display().to_string(),
@@ -39,5 +47,17 @@ pub async fn client(config_path: Option<&Path>) -> Result<kube::Client, ClientEr
         }
         None => kube::Config::infer().await?,
     };
-    Ok(kube::Client::try_from(config)?)
+    // This client's own layer retries, with the configured budget; kube's
+    // would retry 429s and 503s a second time underneath it.
+    config.default_retry = false;
+    Ok(with_limits(config, limits)?)
+}
+
+/// A client for `config` whose requests go through [`Throttle`] with `limits`.
+pub fn with_limits(config: kube::Config, limits: &ApiLimits) -> Result<kube::Client, kube::Error> {
+    let builder = kube::client::ClientBuilder::try_from(config)?;
+    Ok(builder
+        .with_layer(&BufferLayer::new(1024))
+        .with_layer(&Throttle::new(limits, RetryPolicy::default()))
+        .build())
 }

@@ -56,6 +56,17 @@ pub enum Outcome {
         /// The limit.
         limit: Duration,
     },
+    /// The job was cancelled (by its queue, or by a signal).
+    Cancelled,
+    /// The job cannot be run as given: a bad payload, or a Job the
+    /// admission plugins denied or broke.
+    Refused(String),
+    /// A log plugin with failure policy `fail` failed; the rest of the log
+    /// was withheld.
+    LogFilterFailed(String),
+    /// The cluster could not be used: creating the objects failed after
+    /// retries, or following the pod did.
+    Infrastructure(String),
 }
 
 impl Outcome {
@@ -68,6 +79,9 @@ impl Outcome {
             Outcome::StepFailed { .. }
                 | Outcome::DeadlineExceeded
                 | Outcome::RuntimeExceeded { .. }
+                | Outcome::Cancelled
+                | Outcome::Refused(_)
+                | Outcome::LogFilterFailed(_)
         )
     }
 
@@ -81,7 +95,7 @@ impl Outcome {
             } => format!("{container} failed with exit code {exit_code}"),
             Outcome::Unschedulable { message, waited } => format!(
                 "no node could run the job within {}: {message}",
-                humantime::format_duration(*waited)
+                humantime::format_duration(Duration::from_secs(waited.as_secs()))
             ),
             Outcome::ImagePull {
                 container,
@@ -107,6 +121,12 @@ impl Outcome {
                 "the job ran longer than EXECUTOR_MAXIMUM_RUNTIME_PER_JOB ({}) and was stopped",
                 humantime::format_duration(*limit)
             ),
+            Outcome::Cancelled => "the job was cancelled".into(),
+            Outcome::Refused(why) => why.clone(),
+            Outcome::LogFilterFailed(why) => {
+                format!("the job's log could not be filtered, so the rest was withheld: {why}")
+            }
+            Outcome::Infrastructure(why) => format!("the cluster could not run the job: {why}"),
         }
     }
 }

@@ -53,6 +53,9 @@ pub const LABEL_EXECUTOR: &str = "executor.sourcegraph.com/executor";
 pub const LABEL_QUEUE: &str = "executor.sourcegraph.com/queue";
 /// Label: the id of the job within its queue.
 pub const LABEL_JOB_ID: &str = "executor.sourcegraph.com/job-id";
+/// Label: the executor's identity that survives its restarts (its pod's
+/// name or host name), for the sweep of Jobs left by an earlier life.
+pub const LABEL_INSTANCE: &str = "executor.sourcegraph.com/instance";
 /// Annotation: the full executor name when the label had to be shortened.
 pub const ANNOTATION_EXECUTOR: &str = "executor.sourcegraph.com/executor-name";
 /// Seconds a finished Job stays before Kubernetes deletes it, should the
@@ -75,6 +78,8 @@ pub struct Inputs<'a> {
     pub queue: &'a str,
     /// `<hostname>-<uuid>` of this executor process.
     pub executor_name: &'a str,
+    /// What survives the executor's restarts (`Config::instance`).
+    pub instance: &'a str,
     /// Base URL of the git and files routes (the frontend, or the embedded
     /// queue); needed only by jobs that clone or download files.
     pub routes: Option<&'a Url>,
@@ -132,13 +137,19 @@ pub enum SpecError {
 }
 
 /// The labels that identify a job's objects, on every one of them.
-pub fn labels(queue: &str, id: i64, executor_name: &str) -> BTreeMap<String, String> {
+pub fn labels(
+    queue: &str,
+    id: i64,
+    executor_name: &str,
+    instance: &str,
+) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             "app.kubernetes.io/managed-by".to_owned(),
             MANAGED_BY.to_owned(),
         ),
         (LABEL_EXECUTOR.to_owned(), label_value(executor_name)),
+        (LABEL_INSTANCE.to_owned(), label_value(instance)),
         (LABEL_QUEUE.to_owned(), label_value(queue)),
         (LABEL_JOB_ID.to_owned(), id.to_string()),
     ])
@@ -316,7 +327,12 @@ impl SecretData {
 pub fn build(inputs: &Inputs<'_>, payload: &JobPayload) -> Result<JobObjects, SpecError> {
     let cfg = inputs.config;
     let name = names::job_name(NAME_PREFIX, inputs.queue, payload.id);
-    let labels = labels(inputs.queue, payload.id, inputs.executor_name);
+    let labels = labels(
+        inputs.queue,
+        payload.id,
+        inputs.executor_name,
+        inputs.instance,
+    );
     let meta = |name: &str, annotations: &BTreeMap<String, String>| ObjectMeta {
         name: Some(name.to_owned()),
         namespace: Some(cfg.namespace.clone()),
@@ -582,8 +598,21 @@ pub fn build(inputs: &Inputs<'_>, payload: &JobPayload) -> Result<JobObjects, Sp
             inputs.executor_name.to_owned(),
         );
     }
+    // Owned by the executor's pod, when it says which: deleting the executor
+    // (its Deployment scaled down, its pod evicted) deletes its Jobs.
+    let owner = cfg.pod.as_ref().map(|pod| OwnerReference {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        name: pod.name.clone(),
+        uid: pod.uid.clone(),
+        controller: None,
+        block_owner_deletion: None,
+    });
     let job = Job {
-        metadata: meta(&name, &job_annotations),
+        metadata: ObjectMeta {
+            owner_references: owner.map(|o| vec![o]),
+            ..meta(&name, &job_annotations)
+        },
         spec: Some(JobSpec {
             backoff_limit: Some(0),
             active_deadline_seconds: Some(cfg.job_deadline.as_secs() as i64),

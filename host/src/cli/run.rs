@@ -1,0 +1,179 @@
+//! `executor run --job <payload.json>`: one job on the configured cluster without a queue, its log live on stdout, its outcome on stderr and in the exit status.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::EXIT_BAD_INPUT;
+use crate::config::{Config, RawConfig};
+use crate::joblog::LogEvent;
+use crate::k8s::run::Runner;
+use crate::k8s::{cleanup, client};
+use crate::plugins::{Plugins, PluginsConfig, Runtime, RuntimeOptions};
+use crate::queue::payload::JobPayload;
+
+/// Exit status when the job failed and a retry may succeed (an
+/// infrastructure failure: `markErrored`).
+pub const EXIT_ERRORED: u8 = 3;
+
+#[derive(Debug, Args)]
+pub(super) struct RunArgs {
+    /// The job payload (JSON, as the queue's dequeue returns it).
+    #[arg(long)]
+    job: PathBuf,
+    /// The queue the job belongs to (default: the payload's, else the configured one, else `default`).
+    #[arg(long)]
+    queue: Option<String>,
+    #[command(flatten)]
+    config: RawConfig,
+}
+
+pub(super) fn run(args: RunArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(args)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = match Config::from_raw(&args.config) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
+    };
+    for warning in config.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    let text = std::fs::read_to_string(&args.job)
+        .with_context(|| format!("--job: cannot read {}", args.job.display()))?;
+    let payload =
+        JobPayload::parse(&text).with_context(|| format!("--job {}", args.job.display()))?;
+    let queue = args
+        .queue
+        .clone()
+        .or_else(|| payload.queue.clone())
+        .or_else(|| match config.queue.queue_names.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "default".to_owned());
+    let runtime = Runtime::new(&RuntimeOptions {
+        max_instances: 64,
+        cache_dir: crate::plugins::default_cache_dir(),
+    })?;
+    let plugins = match &config.plugins_config {
+        Some(path) => Plugins::load(runtime, &PluginsConfig::from_file(path)?)?,
+        None => Plugins::none(runtime),
+    };
+    let client = client::client(
+        config.kubernetes.config_path.as_deref(),
+        &config.kubernetes.api,
+    )
+    .await?;
+    let executor_name = crate::config::executor_name();
+    let instance = config.instance();
+    match cleanup::sweep(
+        &client,
+        &config.kubernetes.namespace,
+        &instance,
+        &executor_name,
+    )
+    .await
+    {
+        Ok(swept) if !swept.jobs.is_empty() || !swept.secrets.is_empty() => eprintln!(
+            "deleted {} Job(s) and {} Secret(s) left by an earlier run of {instance}",
+            swept.jobs.len(),
+            swept.secrets.len()
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: {e}"),
+    }
+    let routes = config.queue.frontend_url.clone();
+    let runner = Runner::new(
+        client,
+        Arc::new(config),
+        Arc::new(plugins),
+        executor_name,
+        routes,
+    );
+
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: cancelling the job");
+            on_signal.cancel();
+        }
+    });
+    let (events, mut received) = mpsc::channel(256);
+    let printer = tokio::spawn(async move {
+        let mut keys = Vec::new();
+        while let Some(event) = received.recv().await {
+            print(&mut keys, event);
+        }
+    });
+    let report = runner.run(&queue, &payload, events, cancel).await;
+    let _ = printer.await;
+    if let Err(e) = &report.teardown {
+        eprintln!("warning: {e}");
+    }
+    eprintln!("{}: {}", report.job, report.outcome.message());
+    Ok(match report.outcome {
+        crate::k8s::outcome::Outcome::Succeeded => ExitCode::SUCCESS,
+        o if o.permanent() => ExitCode::FAILURE,
+        _ => ExitCode::from(EXIT_ERRORED),
+    })
+}
+
+fn print(keys: &mut Vec<String>, event: LogEvent) {
+    match event {
+        LogEvent::Opened { entry, key, .. } => {
+            eprintln!("==> {key}");
+            if keys.len() <= entry {
+                keys.resize(entry + 1, String::new());
+            }
+            keys[entry] = key;
+        }
+        LogEvent::Lines { records, .. } => {
+            let mut out = std::io::stdout().lock();
+            for r in records {
+                let _ = writeln!(out, "{}", r.text);
+            }
+            let _ = out.flush();
+        }
+        LogEvent::Closed {
+            entry,
+            exit_code,
+            duration,
+        } => {
+            let key = keys.get(entry).map(String::as_str).unwrap_or("?");
+            eprintln!(
+                "<== {key}: exit code {exit_code} after {}",
+                humantime::format_duration(std::time::Duration::from_millis(
+                    duration.as_millis() as u64
+                ))
+            );
+        }
+    }
+}

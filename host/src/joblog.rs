@@ -1,0 +1,315 @@
+//! The log of one job as its uploader sees it: an entry per container, lines grouped into batches by size and time, redacted with the job's `redactedValues`, then filtered by the log plugins.
+
+use std::time::{Duration, Instant};
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use k8s_openapi::jiff::Timestamp;
+use tokio::sync::mpsc;
+
+use crate::k8s::logs::Line;
+use crate::plugins::{LogRecord, LogSession, PluginError, Stream};
+
+/// A batch closes at this many lines...
+pub const BATCH_LINES: usize = 512;
+/// ...or this many bytes...
+pub const BATCH_BYTES: usize = 64 * 1024;
+/// ...or this long after its first line, whichever comes first.
+pub const BATCH_DELAY: Duration = Duration::from_millis(100);
+
+/// What the uploader receives, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogEvent {
+    /// A container started: a new execution log entry.
+    Opened {
+        /// The entry's index within the job.
+        entry: usize,
+        /// `setup.workspace`, `step.kubernetes.<key>`.
+        key: String,
+        /// The command, redacted.
+        command: Vec<String>,
+        /// When the container started.
+        start: Timestamp,
+    },
+    /// Lines of an entry, redacted and filtered.
+    Lines {
+        /// The entry.
+        entry: usize,
+        /// What is left after the filters.
+        records: Vec<LogRecord>,
+        /// When the pod wrote each line that went into the batch (before
+        /// filtering), for measuring latency.
+        written: Vec<Timestamp>,
+    },
+    /// A container ended, per its status.
+    Closed {
+        /// The entry.
+        entry: usize,
+        /// Its exit code.
+        exit_code: i32,
+        /// From its start to its end, per its status.
+        duration: Duration,
+    },
+}
+
+/// What the followers of a job's containers tell the pipeline.
+#[derive(Debug)]
+pub enum Input {
+    /// An entry begins (its command unredacted).
+    Open {
+        /// The entry.
+        entry: usize,
+        /// Its key.
+        key: String,
+        /// Its command.
+        command: Vec<String>,
+        /// Its start.
+        start: Timestamp,
+    },
+    /// A line of an entry.
+    Line(usize, Line),
+    /// An entry ends.
+    Close {
+        /// The entry.
+        entry: usize,
+        /// Exit code.
+        exit_code: i32,
+        /// Duration.
+        duration: Duration,
+    },
+}
+
+/// Replaces secrets with their stand-ins, the longest match first.
+pub struct Redactor {
+    matcher: Option<AhoCorasick>,
+    replacements: Vec<String>,
+}
+
+impl Redactor {
+    /// From the payload's `redactedValues` (secret → replacement); empty
+    /// secrets are ignored.
+    pub fn new<'a>(values: impl IntoIterator<Item = (&'a String, &'a String)>) -> Redactor {
+        let (secrets, replacements): (Vec<&str>, Vec<String>) = values
+            .into_iter()
+            .filter(|(k, _)| !k.is_empty())
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .unzip();
+        let matcher = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&secrets)
+            .ok()
+            .filter(|_| !secrets.is_empty());
+        Redactor {
+            matcher,
+            replacements,
+        }
+    }
+
+    /// `text` with every secret replaced.
+    pub fn apply(&self, text: &str) -> String {
+        match &self.matcher {
+            Some(m) => m.replace_all(text, &self.replacements),
+            None => text.to_owned(),
+        }
+    }
+}
+
+struct Batch {
+    entry: usize,
+    records: Vec<LogRecord>,
+    written: Vec<Timestamp>,
+    bytes: usize,
+    opened: Instant,
+}
+
+/// Runs the pipeline of one job until every sender of `input` is gone.
+/// A log plugin with failure policy `fail` that fails stops the filtering:
+/// that batch and all later lines are withheld, and the error is returned
+/// (the job fails). Events already sent stay sent.
+pub async fn run(
+    mut input: mpsc::Receiver<Input>,
+    redactor: Redactor,
+    mut filters: LogSession,
+    keys: Vec<String>,
+    out: mpsc::Sender<LogEvent>,
+) -> Result<(), PluginError> {
+    let mut batch: Option<Batch> = None;
+    let mut failed: Option<PluginError> = None;
+    loop {
+        let deadline = batch.as_ref().map(|b| b.opened + BATCH_DELAY);
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d.into(), input.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    flush(
+                        &mut batch,
+                        &redactor,
+                        &mut filters,
+                        &keys,
+                        &out,
+                        &mut failed,
+                    )
+                    .await;
+                    continue;
+                }
+            },
+            None => input.recv().await,
+        };
+        let Some(next) = next else {
+            flush(
+                &mut batch,
+                &redactor,
+                &mut filters,
+                &keys,
+                &out,
+                &mut failed,
+            )
+            .await;
+            return failed.map_or(Ok(()), Err);
+        };
+        match next {
+            Input::Line(entry, line) => {
+                if batch.as_ref().is_some_and(|b| b.entry != entry) {
+                    flush(
+                        &mut batch,
+                        &redactor,
+                        &mut filters,
+                        &keys,
+                        &out,
+                        &mut failed,
+                    )
+                    .await;
+                }
+                let b = batch.get_or_insert_with(|| Batch {
+                    entry,
+                    records: Vec::new(),
+                    written: Vec::new(),
+                    bytes: 0,
+                    opened: Instant::now(),
+                });
+                b.bytes += line.text.len();
+                b.written.push(line.at);
+                b.records.push(LogRecord {
+                    stream: Stream::Stdout,
+                    text: line.text,
+                });
+                if b.records.len() >= BATCH_LINES || b.bytes >= BATCH_BYTES {
+                    flush(
+                        &mut batch,
+                        &redactor,
+                        &mut filters,
+                        &keys,
+                        &out,
+                        &mut failed,
+                    )
+                    .await;
+                }
+            }
+            Input::Open {
+                entry,
+                key,
+                command,
+                start,
+            } => {
+                flush(
+                    &mut batch,
+                    &redactor,
+                    &mut filters,
+                    &keys,
+                    &out,
+                    &mut failed,
+                )
+                .await;
+                let command = command.iter().map(|c| redactor.apply(c)).collect();
+                let _ = out
+                    .send(LogEvent::Opened {
+                        entry,
+                        key,
+                        command,
+                        start,
+                    })
+                    .await;
+            }
+            Input::Close {
+                entry,
+                exit_code,
+                duration,
+            } => {
+                flush(
+                    &mut batch,
+                    &redactor,
+                    &mut filters,
+                    &keys,
+                    &out,
+                    &mut failed,
+                )
+                .await;
+                let _ = out
+                    .send(LogEvent::Closed {
+                        entry,
+                        exit_code,
+                        duration,
+                    })
+                    .await;
+            }
+        }
+    }
+}
+
+async fn flush(
+    batch: &mut Option<Batch>,
+    redactor: &Redactor,
+    filters: &mut LogSession,
+    keys: &[String],
+    out: &mpsc::Sender<LogEvent>,
+    failed: &mut Option<PluginError>,
+) {
+    let Some(b) = batch.take() else {
+        return;
+    };
+    if failed.is_some() {
+        return;
+    }
+    let redacted: Vec<LogRecord> = b
+        .records
+        .into_iter()
+        .map(|r| LogRecord {
+            stream: r.stream,
+            text: redactor.apply(&r.text),
+        })
+        .collect();
+    let key = keys.get(b.entry).map(String::as_str).unwrap_or_default();
+    // Plugin calls are bounded by their deadlines (milliseconds); running
+    // them here keeps one job's batches in order without a thread hop.
+    let records = match filters.filter(key, redacted) {
+        Ok(records) => records,
+        Err(e) => {
+            *failed = Some(e);
+            return;
+        }
+    };
+    let _ = out
+        .send(LogEvent::Lines {
+            entry: b.entry,
+            records,
+            written: b.written,
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn the_longest_secret_is_replaced_first() {
+        let values = BTreeMap::from([
+            ("abc".to_owned(), "[short]".to_owned()),
+            ("abcdef".to_owned(), "[long]".to_owned()),
+            (String::new(), "[never]".to_owned()),
+        ]);
+        let r = Redactor::new(&values);
+        assert_eq!(r.apply("x abcdef abc y"), "x [long] [short] y");
+        assert_eq!(Redactor::new(&BTreeMap::new()).apply("abc"), "abc");
+    }
+}

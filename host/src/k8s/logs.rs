@@ -1,0 +1,281 @@
+//! Following one container's log live (`follow`, `timestamps`), resuming after a cut with `sinceTime` and dropping the lines already seen.
+
+use std::time::Duration;
+
+use futures::AsyncBufReadExt;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::LogParams;
+use tokio::sync::{mpsc, watch};
+
+use super::watch::PodState;
+
+/// One line of a container's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// When the container wrote it (the kubelet's timestamp).
+    pub at: Timestamp,
+    /// The text, without its newline (invalid UTF-8 replaced).
+    pub text: String,
+}
+
+/// How a container's log ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The container terminated and every line was read.
+    Complete,
+    /// The pod went away before the log could be read to its end.
+    PodGone,
+    /// The reader of the lines hung up.
+    Abandoned,
+}
+
+/// Why a log could not be followed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The API kept failing.
+    #[error("cannot read the log of container {container}: {source}")]
+    Api {
+        /// The container.
+        container: String,
+        /// The last error.
+        source: kube::Error,
+    },
+}
+
+/// Which lines were delivered, so that a resumed stream (which starts at
+/// the second of the last line, as `sinceTime` has whole seconds) repeats
+/// none. Lines with equal timestamps are told apart by their order.
+#[derive(Debug, Default)]
+struct Cursor {
+    last: Option<Timestamp>,
+    /// Lines delivered with timestamp `last`.
+    at_last: usize,
+    /// Lines seen with timestamp `last` in the current pass.
+    seen_at_last: usize,
+}
+
+impl Cursor {
+    fn new_pass(&mut self) {
+        self.seen_at_last = 0;
+    }
+
+    fn accept(&mut self, at: Timestamp) -> bool {
+        match self.last {
+            Some(last) if at < last => false,
+            Some(last) if at == last => {
+                self.seen_at_last += 1;
+                if self.seen_at_last > self.at_last {
+                    self.at_last += 1;
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => {
+                self.last = Some(at);
+                self.at_last = 1;
+                self.seen_at_last = 1;
+                true
+            }
+        }
+    }
+
+    /// Where a resumed stream starts: the whole second of the last line,
+    /// rounded down (the client rounds to the nearest second otherwise,
+    /// which could skip lines).
+    fn since(&self) -> Option<Timestamp> {
+        let last = self.last?;
+        Timestamp::from_second(last.as_second()).ok()
+    }
+}
+
+/// Splits `<RFC 3339 time> <text>`.
+fn parse(raw: &[u8]) -> Option<Line> {
+    let text = String::from_utf8_lossy(raw);
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    let (at, rest) = text.split_once(' ').unwrap_or((text, ""));
+    Some(Line {
+        at: at.parse().ok()?,
+        text: rest.to_owned(),
+    })
+}
+
+/// The status of `container` in `pod`.
+pub fn container_status<'a>(pod: &'a Pod, container: &str) -> Option<&'a ContainerStatus> {
+    let status = pod.status.as_ref()?;
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find(|c| c.name == container)
+}
+
+/// Whether `container` has terminated, by the pod's status.
+pub fn terminated(state: &PodState, container: &str) -> bool {
+    state
+        .pod()
+        .and_then(|p| container_status(p, container))
+        .and_then(|c| c.state.as_ref()?.terminated.as_ref())
+        .is_some()
+}
+
+/// Sends every line of `container` of `pod` to `out`, live, once each, and
+/// returns when the container has terminated and its log is read, or the
+/// pod is gone. A cut stream (an error, or an end before the container
+/// terminated) is resumed from the last line.
+pub async fn follow<T>(
+    pods: &Api<Pod>,
+    pod: &str,
+    container: &str,
+    mut state: watch::Receiver<PodState>,
+    out: &mpsc::Sender<T>,
+    wrap: impl Fn(Line) -> T,
+) -> Result<Ended, LogError> {
+    let mut cursor = Cursor::default();
+    let mut failures = 0u32;
+    loop {
+        let params = LogParams {
+            container: Some(container.to_owned()),
+            follow: true,
+            timestamps: true,
+            since_time: cursor.since(),
+            ..LogParams::default()
+        };
+        let stream = match pods.log_stream(pod, &params).await {
+            Ok(stream) => stream,
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Ended::PodGone),
+            Err(e) => {
+                // The throttle layer has retried already; this is a longer
+                // outage, or the container is not ready to be read yet.
+                failures += 1;
+                if failures > 10 {
+                    return Err(LogError::Api {
+                        container: container.to_owned(),
+                        source: e,
+                    });
+                }
+                tracing::debug!(%pod, %container, error = %e, failures, "log request failed; trying again");
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(200) * failures, state.changed())
+                        .await;
+                continue;
+            }
+        };
+        futures::pin_mut!(stream);
+        cursor.new_pass();
+        let mut buf = Vec::new();
+        let mut progressed = false;
+        let clean = loop {
+            buf.clear();
+            match stream.read_until(b'\n', &mut buf).await {
+                Ok(0) => break true,
+                // A last line without its newline was cut; it comes again.
+                Ok(_) if buf.last() != Some(&b'\n') => break false,
+                Ok(_) => {
+                    let Some(line) = parse(&buf) else {
+                        tracing::warn!(%pod, %container, "log line without a timestamp; kept as is");
+                        let text = String::from_utf8_lossy(&buf).trim_end().to_owned();
+                        if out
+                            .send(wrap(Line {
+                                at: Timestamp::now(),
+                                text,
+                            }))
+                            .await
+                            .is_err()
+                        {
+                            return Ok(Ended::Abandoned);
+                        }
+                        continue;
+                    };
+                    if cursor.accept(line.at) {
+                        progressed = true;
+                        if out.send(wrap(line)).await.is_err() {
+                            return Ok(Ended::Abandoned);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(%pod, %container, error = %e, "log stream cut; resuming");
+                    metrics::counter!("executor_log_resumes_total").increment(1);
+                    break false;
+                }
+            }
+        };
+        if progressed {
+            failures = 0;
+        }
+        if clean {
+            // The kubelet ends a followed log when the container exits; the
+            // status saying so may trail the stream's end a little.
+            let closed = matches!(
+                tokio::time::timeout(
+                    Duration::from_secs(2),
+                    state.wait_for(|s| {
+                        terminated(s, container) || matches!(s, PodState::Deleted(_))
+                    }),
+                )
+                .await,
+                Ok(Err(_))
+            );
+            let current = state.borrow().clone();
+            if terminated(&current, container) {
+                return Ok(Ended::Complete);
+            }
+            if closed || matches!(current, PodState::Deleted(_)) {
+                return Ok(Ended::PodGone);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_resumed_pass_delivers_only_the_lines_after_the_last_one_seen() {
+        let mut c = Cursor::default();
+        c.new_pass();
+        for t in [
+            "2026-01-01T00:00:01.1Z",
+            "2026-01-01T00:00:01.5Z",
+            "2026-01-01T00:00:01.5Z",
+        ] {
+            assert!(c.accept(at(t)));
+        }
+        assert_eq!(
+            c.since(),
+            Some(at("2026-01-01T00:00:01Z")),
+            "floored, not rounded"
+        );
+        // The resumed pass starts at the second: two lines at .5 were seen.
+        c.new_pass();
+        let again = [
+            ("2026-01-01T00:00:01.1Z", false),
+            ("2026-01-01T00:00:01.5Z", false),
+            ("2026-01-01T00:00:01.5Z", false),
+            ("2026-01-01T00:00:01.5Z", true),
+            ("2026-01-01T00:00:02Z", true),
+        ];
+        for (t, fresh) in again {
+            assert_eq!(c.accept(at(t)), fresh, "{t}");
+        }
+    }
+
+    #[test]
+    fn lines_are_split_at_their_timestamp() {
+        let line = parse(b"2026-01-01T00:00:01.123456789Z hello world\n").unwrap();
+        assert_eq!(line.text, "hello world");
+        assert_eq!(line.at, at("2026-01-01T00:00:01.123456789Z"));
+        assert_eq!(parse(b"2026-01-01T00:00:01Z \n").unwrap().text, "");
+        assert_eq!(parse(b"no timestamp\n"), None);
+    }
+}
