@@ -5,8 +5,8 @@ use std::time::Duration;
 use futures::AsyncBufReadExt;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::Api;
 use kube::api::LogParams;
+use kube::{Client, Resource};
 use tokio::sync::{mpsc, watch};
 
 use super::watch::PodState;
@@ -82,13 +82,43 @@ impl Cursor {
         }
     }
 
-    /// Where a resumed stream starts: the whole second of the last line,
-    /// rounded down (the client rounds to the nearest second otherwise,
-    /// which could skip lines).
+    /// Where a resumed stream starts: the time of the last line, to the
+    /// nanosecond. (kube's `LogParams` rounds `sinceTime` to the nearest
+    /// second: rounding up skips lines, and a second's worth of lines
+    /// longer than what a cut stream carries would never be got past.)
     fn since(&self) -> Option<Timestamp> {
-        let last = self.last?;
-        Timestamp::from_second(last.as_second()).ok()
+        self.last
     }
+}
+
+/// Opens `pods/log` with `follow` and `timestamps`, from `since` (exact).
+async fn open(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    since: Option<Timestamp>,
+) -> Result<impl futures::AsyncBufRead + use<>, kube::Error> {
+    let params = LogParams {
+        container: Some(container.to_owned()),
+        follow: true,
+        timestamps: true,
+        ..LogParams::default()
+    };
+    let mut request = kube::core::Request::new(Pod::url_path(&(), Some(namespace)))
+        .logs(pod, &params)
+        .map_err(kube::Error::BuildRequest)?;
+    if let Some(since) = since {
+        let since: String =
+            url::form_urlencoded::byte_serialize(since.to_string().as_bytes()).collect();
+        let uri = format!("{}&sinceTime={since}", request.uri());
+        *request.uri_mut() = uri.parse().map_err(|e| {
+            kube::Error::BuildRequest(kube::core::request::Error::Validation(format!(
+                "log URI {uri}: {e}"
+            )))
+        })?;
+    }
+    client.request_stream(request).await
 }
 
 /// Splits `<RFC 3339 time> <text>`.
@@ -128,7 +158,8 @@ pub fn terminated(state: &PodState, container: &str) -> bool {
 /// pod is gone. A cut stream (an error, or an end before the container
 /// terminated) is resumed from the last line.
 pub async fn follow<T>(
-    pods: &Api<Pod>,
+    client: &Client,
+    namespace: &str,
     pod: &str,
     container: &str,
     mut state: watch::Receiver<PodState>,
@@ -138,14 +169,7 @@ pub async fn follow<T>(
     let mut cursor = Cursor::default();
     let mut failures = 0u32;
     loop {
-        let params = LogParams {
-            container: Some(container.to_owned()),
-            follow: true,
-            timestamps: true,
-            since_time: cursor.since(),
-            ..LogParams::default()
-        };
-        let stream = match pods.log_stream(pod, &params).await {
+        let stream = match open(client, namespace, pod, container, cursor.since()).await {
             Ok(stream) => stream,
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Ended::PodGone),
             Err(e) => {
@@ -253,10 +277,11 @@ mod tests {
         }
         assert_eq!(
             c.since(),
-            Some(at("2026-01-01T00:00:01Z")),
-            "floored, not rounded"
+            Some(at("2026-01-01T00:00:01.5Z")),
+            "exact, not rounded"
         );
-        // The resumed pass starts at the second: two lines at .5 were seen.
+        // A server that cuts `sinceTime` to the second repeats more; the
+        // cursor drops all that was seen (two lines at .5 were).
         c.new_pass();
         let again = [
             ("2026-01-01T00:00:01.1Z", false),

@@ -24,8 +24,10 @@ use crate::joblog::{self, Input, LogEvent, Redactor};
 use crate::plugins::Plugins;
 use crate::queue::payload::JobPayload;
 
-/// How long the log of a pod that ended by itself may take to drain.
-const DRAIN: Duration = Duration::from_secs(30);
+/// How long the log of a pod that ended by itself may take to drain;
+/// followers end on their own (the container ended, the pod went, the API
+/// kept failing), so this bounds only a stream that hangs.
+const DRAIN: Duration = Duration::from_secs(300);
 /// ...and of a pod the executor stopped (its containers get SIGTERM).
 const DRAIN_STOPPED: Duration = Duration::from_secs(10);
 /// How long a deleted pod may go without its Job saying why.
@@ -56,7 +58,6 @@ pub struct Runner {
     instance: String,
     routes: Option<Url>,
     jobs: Api<Job>,
-    pods: Api<Pod>,
     watcher: PodWatcher,
 }
 
@@ -84,7 +85,6 @@ impl Runner {
             instance,
             routes,
             jobs,
-            pods,
             watcher,
         }
     }
@@ -349,13 +349,17 @@ impl Runner {
                 (None, None) => continue,
             };
             following.insert(entry.container.clone(), ());
-            let pods = self.pods.clone();
+            let client = self.client.clone();
+            let namespace = self.config.kubernetes.namespace.clone();
             let changes = changes.clone();
             let input = input.clone();
             let entry = entry.clone();
             let pod_name = pod_name.clone();
             followers.spawn(async move {
-                follow_container(pods, pod_name, index, entry, start, changes, input).await;
+                follow_container(
+                    client, namespace, pod_name, index, entry, start, changes, input,
+                )
+                .await;
             });
         }
     }
@@ -494,7 +498,8 @@ impl Entries {
 /// Opens the entry, streams the container's log into it, then closes it
 /// with the exit code and duration from the container's status.
 async fn follow_container(
-    pods: Api<Pod>,
+    client: Client,
+    namespace: String,
     pod: String,
     index: usize,
     entry: Entry,
@@ -513,7 +518,8 @@ async fn follow_container(
         return;
     }
     let ended = logs::follow(
-        &pods,
+        &client,
+        &namespace,
         &pod,
         &entry.container,
         changes.clone(),

@@ -330,6 +330,7 @@ fn the_job_has_the_hosts_fixed_settings_and_labels_everywhere() {
     let want = json!({
         "app.kubernetes.io/managed-by": "executor",
         "executor.sourcegraph.com/executor": "exec-1",
+        "executor.sourcegraph.com/instance": "exec-1",
         "executor.sourcegraph.com/queue": "batches",
         "executor.sourcegraph.com/job-id": "88",
     });

@@ -1,0 +1,403 @@
+//! The Kubernetes runtime against the simulator: jobs run to the outcome a user expects, with every log line once, in order, in its container's entry, under API faults, cancellation and a killed executor.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use executor::config::{Config, RawConfig};
+use executor::joblog::LogEvent;
+use executor::k8s::outcome::Outcome;
+use executor::k8s::run::{Report, Runner};
+use executor::plugins::{Plugins, Runtime, RuntimeOptions};
+use executor::queue::payload::JobPayload;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::ListParams;
+use serde_json::{Value, json};
+use sim::faults::{ErrorRule, FaultConfig};
+use sim::{Options, Sim};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+struct Flags {
+    #[command(flatten)]
+    raw: RawConfig,
+}
+
+/// Settings every test shares: small requests so that a hundred pods fit.
+const BASE: &[&str] = &[
+    "--resource-request-memory=1Mi",
+    "--resource-limit-memory=64Mi",
+    "--resource-request-cpu=1m",
+];
+
+async fn start(options: Options, flags: &[&str]) -> (Sim, Arc<Runner>) {
+    let sim = Sim::start("127.0.0.1:0".parse().unwrap(), options)
+        .await
+        .unwrap();
+    let args = std::iter::once("test")
+        .chain(BASE.iter().copied())
+        .chain(flags.iter().copied());
+    let config = Config::from_raw(&Flags::parse_from(args).raw).unwrap();
+    let client = executor::k8s::client::with_limits(
+        sim.kube_config().await.unwrap(),
+        &config.kubernetes.api,
+    )
+    .unwrap();
+    let runtime = Runtime::new(&RuntimeOptions {
+        max_instances: 4,
+        cache_dir: None,
+    })
+    .unwrap();
+    let runner = Runner::new(
+        client,
+        Arc::new(config),
+        Arc::new(Plugins::none(runtime)),
+        format!("runtime-test-{}", uuid::Uuid::new_v4().simple()),
+        None,
+    );
+    (sim, Arc::new(runner))
+}
+
+fn payload(id: i64, steps: Value, redacted: Value) -> JobPayload {
+    let steps: Vec<Value> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| json!({"key": s[0], "image": "alpine:3", "commands": s[1], "dir": "", "env": []}))
+        .collect();
+    JobPayload::parse(
+        &json!({"id": id, "dockerSteps": steps, "redactedValues": redacted}).to_string(),
+    )
+    .unwrap()
+}
+
+/// One entry as the uploader saw it.
+#[derive(Debug, Default)]
+struct Entry {
+    key: String,
+    lines: Vec<String>,
+    exit_code: Option<i32>,
+}
+
+/// Runs `payload`; `on_event` may cancel.
+async fn run_with(
+    runner: &Runner,
+    payload: &JobPayload,
+    cancel: CancellationToken,
+    mut on_event: impl FnMut(&LogEvent) + Send + 'static,
+) -> (Report, Vec<Entry>) {
+    let (events, mut received) = mpsc::channel(64);
+    let collector = tokio::spawn(async move {
+        let mut entries: BTreeMap<usize, Entry> = BTreeMap::new();
+        while let Some(event) = received.recv().await {
+            on_event(&event);
+            match event {
+                LogEvent::Opened { entry, key, .. } => entries.entry(entry).or_default().key = key,
+                LogEvent::Lines { entry, records, .. } => entries
+                    .entry(entry)
+                    .or_default()
+                    .lines
+                    .extend(records.into_iter().map(|r| r.text)),
+                LogEvent::Closed {
+                    entry, exit_code, ..
+                } => entries.entry(entry).or_default().exit_code = Some(exit_code),
+            }
+        }
+        entries.into_values().collect::<Vec<_>>()
+    });
+    let report = runner.run("default", payload, events, cancel).await;
+    (report, collector.await.unwrap())
+}
+
+async fn run(runner: &Runner, payload: &JobPayload) -> (Report, Vec<Entry>) {
+    run_with(runner, payload, CancellationToken::new(), |_| {}).await
+}
+
+async fn remaining(sim: &Sim) -> (Vec<String>, Vec<String>) {
+    let client = kube::Client::try_from(sim.kube_config().await.unwrap()).unwrap();
+    let params = ListParams::default().labels("app.kubernetes.io/managed-by=executor");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client, "default");
+    let names = |items: Vec<Option<String>>| items.into_iter().flatten().collect::<Vec<_>>();
+    (
+        names(
+            jobs.list(&params)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|j| j.metadata.name)
+                .collect(),
+        ),
+        names(
+            secrets
+                .list(&params)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|s| s.metadata.name)
+                .collect(),
+        ),
+    )
+}
+
+#[tokio::test]
+async fn two_steps_succeed_with_each_steps_lines_in_order_in_its_own_entry() {
+    let (sim, runner) = start(Options::default(), &[]).await;
+    let job = payload(
+        1,
+        json!([
+            [
+                "first",
+                [
+                    "for i in $(seq 1 200); do echo first-$i; done",
+                    "echo token=hunter2"
+                ]
+            ],
+            ["second", ["echo second-1", "echo second-2"]],
+        ]),
+        json!({"hunter2": "[REDACTED]"}),
+    );
+    let (report, entries) = run(&runner, &job).await;
+    assert_eq!(report.outcome, Outcome::Succeeded);
+    assert_eq!(report.teardown, Ok(()));
+    let keys: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "setup.workspace",
+            "step.kubernetes.first",
+            "step.kubernetes.second"
+        ]
+    );
+    let mut first: Vec<String> = (1..=200).map(|i| format!("first-{i}")).collect();
+    first.push("token=[REDACTED]".into());
+    assert_eq!(entries[1].lines, first, "in order, redacted");
+    assert_eq!(entries[2].lines, ["second-1", "second-2"]);
+    assert!(entries.iter().all(|e| e.exit_code == Some(0)));
+    let (jobs, secrets) = remaining(&sim).await;
+    assert!(
+        jobs.is_empty() && secrets.is_empty(),
+        "left: {jobs:?} {secrets:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_step_fails_the_job_with_its_exit_code_and_keeps_its_output() {
+    let (_sim, runner) = start(Options::default(), &[]).await;
+    let job = payload(
+        2,
+        json!([
+            ["boom", ["echo before", "exit 3"]],
+            ["never", ["echo never"]]
+        ]),
+        json!({}),
+    );
+    let (report, entries) = run(&runner, &job).await;
+    assert_eq!(
+        report.outcome.message(),
+        "step-0 (step.kubernetes.boom) failed with exit code 3"
+    );
+    assert!(
+        report.outcome.permanent(),
+        "markFailed: a retry cannot help"
+    );
+    assert_eq!(entries.len(), 2, "the second step never ran: {entries:?}");
+    assert_eq!(entries[1].lines, ["before"]);
+    assert_eq!(entries[1].exit_code, Some(3));
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_errors_the_job_after_the_grace() {
+    let (_sim, runner) = start(
+        Options {
+            image_pull_retry: Duration::from_millis(200),
+            ..Options::default()
+        },
+        &["--image-pull-grace=1s"],
+    )
+    .await;
+    let mut job = payload(3, json!([["x", ["true"]]]), json!({}));
+    job.steps[0].image = "sim.invalid/missing:1".into();
+    let started = Instant::now();
+    let (report, _) = run(&runner, &job).await;
+    let took = started.elapsed();
+    let message = report.outcome.message();
+    assert!(
+        message.starts_with("image \"sim.invalid/missing:1\" of step-0 could not be pulled"),
+        "{message}"
+    );
+    assert!(
+        !report.outcome.permanent(),
+        "markErrored: the queue may retry"
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(11),
+        "ends after the grace, well before any deadline: {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unschedulable_job_errors_at_the_pending_timeout_with_the_schedulers_words() {
+    let (_sim, runner) = start(
+        Options::default(),
+        &["--node-selector=pool=gpu", "--pod-pending-timeout=1s"],
+    )
+    .await;
+    let job = payload(4, json!([["x", ["true"]]]), json!({}));
+    let (report, entries) = run(&runner, &job).await;
+    let Outcome::Unschedulable { message, waited } = &report.outcome else {
+        panic!("{:?}", report.outcome);
+    };
+    assert!(*waited >= Duration::from_secs(1));
+    assert!(
+        message.contains("didn't match Pod's node affinity/selector"),
+        "{message}"
+    );
+    assert!(!report.outcome.permanent());
+    assert!(entries.is_empty());
+}
+
+#[tokio::test]
+async fn the_jobs_deadline_stops_it() {
+    let (_sim, runner) = start(Options::default(), &["--job-deadline=1"]).await;
+    let job = payload(5, json!([["slow", ["echo going", "sleep 60"]]]), json!({}));
+    let (report, entries) = run(&runner, &job).await;
+    assert_eq!(report.outcome, Outcome::DeadlineExceeded);
+    assert!(report.outcome.permanent());
+    assert_eq!(entries[1].lines, ["going"], "what it printed is kept");
+}
+
+#[tokio::test]
+async fn cancellation_mid_step_deletes_the_job_and_keeps_the_lines_so_far() {
+    let (sim, runner) = start(Options::default(), &[]).await;
+    let job = payload(
+        6,
+        json!([["long", ["echo started", "sleep 60", "echo never"]]]),
+        json!({}),
+    );
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    let (report, entries) = run_with(&runner, &job, cancel, move |e| {
+        if let LogEvent::Lines { records, .. } = e
+            && records.iter().any(|r| r.text == "started")
+        {
+            trigger.cancel();
+        }
+    })
+    .await;
+    assert_eq!(report.outcome, Outcome::Cancelled);
+    assert_eq!(report.outcome.message(), "the job was cancelled");
+    assert_eq!(entries[1].lines, ["started"]);
+    let (jobs, secrets) = remaining(&sim).await;
+    assert!(
+        jobs.is_empty() && secrets.is_empty(),
+        "left: {jobs:?} {secrets:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_api_faults_fifty_jobs_of_ten_thousand_lines_lose_and_repeat_nothing() {
+    let rule = |verb: Option<&str>, code: u16, rate: f64| ErrorRule {
+        verb: verb.map(str::to_owned),
+        resource: None,
+        rate,
+        code,
+        retry_after: (code == 429).then_some(1),
+    };
+    let faults = FaultConfig {
+        errors: vec![
+            rule(Some("log"), 500, 0.1),
+            rule(Some("get"), 500, 0.1),
+            rule(Some("create"), 429, 0.1),
+            rule(Some("delete"), 503, 0.1),
+            rule(Some("list"), 500, 0.1),
+        ],
+        watch_close_seconds: Some(2),
+        log_cut_bytes: Some(16 * 1024),
+        ..FaultConfig::default()
+    };
+    let (sim, runner) = start(
+        Options {
+            faults,
+            ..Options::default()
+        },
+        &["--api-qps=200", "--api-burst=400"],
+    )
+    .await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in 0..50 {
+        let runner = runner.clone();
+        tasks.spawn(async move {
+            let job = payload(100 + id, json!([["count", ["seq 1 10000"]]]), json!({}));
+            run(&runner, &job).await
+        });
+    }
+    let expected: Vec<String> = (1..=10_000).map(|i| i.to_string()).collect();
+    while let Some(done) = tasks.join_next().await {
+        let (report, entries) = done.unwrap();
+        assert_eq!(report.outcome, Outcome::Succeeded, "{}", report.job);
+        let lines = &entries[1].lines;
+        assert_eq!(
+            lines.len(),
+            10_000,
+            "{}: no line lost or repeated",
+            report.job
+        );
+        assert!(lines == &expected, "{}: lines out of order", report.job);
+    }
+    let stats = sim.cluster.stats.snapshot();
+    assert!(
+        stats["requests"]["log pods"].as_u64().unwrap_or(0) > 50,
+        "the cuts forced resumes: {stats}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_jobs_share_one_pod_watch() {
+    let (sim, runner) = start(Options::default(), &["--api-qps=500", "--api-burst=1000"]).await;
+    let up = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in 0..100 {
+        let runner = runner.clone();
+        let up = up.clone();
+        tasks.spawn(async move {
+            let job = payload(
+                1000 + id,
+                json!([["wait", ["echo up", "sleep 3"]]]),
+                json!({}),
+            );
+            run_with(&runner, &job, CancellationToken::new(), move |e| {
+                if let LogEvent::Lines { records, .. } = e
+                    && records.iter().any(|r| r.text == "up")
+                {
+                    up.add_permits(1);
+                }
+            })
+            .await
+        });
+    }
+    // Every job's pod has started and its log is being followed.
+    let _ = up.acquire_many(100).await.unwrap();
+    let stats = sim.cluster.stats.snapshot();
+    assert_eq!(
+        stats["open"]["watch pods"],
+        json!(1),
+        "one pod watch: {stats}"
+    );
+    while let Some(done) = tasks.join_next().await {
+        let (report, _) = done.unwrap();
+        assert_eq!(report.outcome, Outcome::Succeeded, "{}", report.job);
+    }
+    let stats = sim.cluster.stats.snapshot();
+    assert_eq!(
+        stats["requests"]["watch pods"],
+        json!(1),
+        "never one watch per job: {stats}"
+    );
+}
