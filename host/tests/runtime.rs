@@ -401,3 +401,153 @@ async fn a_hundred_concurrent_jobs_share_one_pod_watch() {
         "never one watch per job: {stats}"
     );
 }
+
+/// `executor run` as a process, against `sim`, as instance `host`.
+fn executor_run(
+    sim_kubeconfig: &std::path::Path,
+    job: &std::path::Path,
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_executor"));
+    cmd.arg("run")
+        .arg("--job")
+        .arg(job)
+        .arg("--kubeconfig")
+        .arg(sim_kubeconfig)
+        .args(BASE)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOSTNAME", "executor-restart-test")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+#[tokio::test]
+async fn a_killed_executor_leaves_no_job_or_secret_once_restarted() {
+    use tokio::io::AsyncBufReadExt;
+    let sim = Sim::start("127.0.0.1:0".parse().unwrap(), Options::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig()).unwrap();
+    // A secret env value puts a Secret beside the Job.
+    let long = dir.path().join("long.json");
+    std::fs::write(
+        &long,
+        json!({"id": 1, "redactedValues": {"s3cr3t": "***"}, "dockerSteps": [
+            {"key": "long", "image": "alpine:3", "dir": "", "env": ["TOKEN=s3cr3t"],
+             "commands": ["echo started", "sleep 120"]}]})
+        .to_string(),
+    )
+    .unwrap();
+    let mut first = executor_run(&kubeconfig, &long).spawn().unwrap();
+    let mut stdout = tokio::io::BufReader::new(first.stdout.take().unwrap()).lines();
+    assert_eq!(
+        stdout.next_line().await.unwrap().as_deref(),
+        Some("started")
+    );
+    first.start_kill().unwrap(); // SIGKILL: no teardown runs
+    first.wait().await.unwrap();
+    let (jobs, secrets) = remaining(&sim).await;
+    assert_eq!(
+        (jobs.len(), secrets.len()),
+        (1, 1),
+        "the killed run left its objects"
+    );
+
+    let short = dir.path().join("short.json");
+    std::fs::write(
+        &short,
+        json!({"id": 2, "dockerSteps": [
+            {"key": "short", "image": "alpine:3", "dir": "", "env": [], "commands": ["echo ok"]}]})
+        .to_string(),
+    )
+    .unwrap();
+    let second = executor_run(&kubeconfig, &short).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "deleted 1 Job(s) and 0 Secret(s) left by an earlier run of executor-restart-test"
+        ),
+        "{stderr}"
+    );
+    let (jobs, secrets) = remaining(&sim).await;
+    assert!(
+        jobs.is_empty() && secrets.is_empty(),
+        "left: {jobs:?} {secrets:?}"
+    );
+}
+
+#[tokio::test]
+async fn deleting_the_executors_pod_deletes_its_jobs() {
+    use k8s_openapi::api::core::v1::Pod;
+    let sim = Sim::start("127.0.0.1:0".parse().unwrap(), Options::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(sim.kube_config().await.unwrap()).unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let me: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "executor-0"},
+        "spec": {"containers": [{"name": "executor", "image": "executor", "command": ["sleep", "120"]}]}
+    }))
+    .unwrap();
+    let me = pods.create(&Default::default(), &me).await.unwrap();
+    let uid = me.metadata.uid.unwrap();
+    let flags: Vec<String> = BASE
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["--pod-name=executor-0".into(), format!("--pod-uid={uid}")])
+        .collect();
+    let args = std::iter::once("test".to_owned()).chain(flags);
+    let config = Config::from_raw(&Flags::parse_from(args).raw).unwrap();
+    let client = executor::k8s::client::with_limits(
+        sim.kube_config().await.unwrap(),
+        &config.kubernetes.api,
+    )
+    .unwrap();
+    let runtime = Runtime::new(&RuntimeOptions {
+        max_instances: 4,
+        cache_dir: None,
+    })
+    .unwrap();
+    let runner = Runner::new(
+        client,
+        Arc::new(config),
+        Arc::new(Plugins::none(runtime)),
+        "owned-test".into(),
+        None,
+    );
+    let job = payload(
+        7,
+        json!([["long", ["echo started", "sleep 120"]]]),
+        json!({}),
+    );
+    let deleter = pods.clone();
+    let (report, entries) = run_with(&runner, &job, CancellationToken::new(), move |e| {
+        if let LogEvent::Lines { records, .. } = e
+            && records.iter().any(|r| r.text == "started")
+        {
+            let pods = deleter.clone();
+            tokio::spawn(async move {
+                pods.delete("executor-0", &Default::default())
+                    .await
+                    .unwrap();
+            });
+        }
+    })
+    .await;
+    assert!(
+        matches!(&report.outcome, Outcome::PodLost { reason, .. } if reason == "Deleted"),
+        "{:?}",
+        report.outcome
+    );
+    assert_eq!(entries[1].lines, ["started"]);
+    let (jobs, secrets) = remaining(&sim).await;
+    assert!(
+        jobs.is_empty() && secrets.is_empty(),
+        "left: {jobs:?} {secrets:?}"
+    );
+}
