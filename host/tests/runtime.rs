@@ -1,5 +1,7 @@
 //! The Kubernetes runtime against the simulator: jobs run to the outcome a user expects, with every log line once, in order, in its container's entry, under API faults, cancellation and a killed executor.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -357,7 +357,16 @@ impl Runner {
             let pod_name = pod_name.clone();
             followers.spawn(async move {
                 follow_container(
-                    client, namespace, pod_name, index, entry, start, changes, input,
+                    PodRef {
+                        client,
+                        namespace,
+                        name: pod_name,
+                    },
+                    index,
+                    entry,
+                    start,
+                    changes,
+                    input,
                 )
                 .await;
             });
@@ -497,10 +506,15 @@ impl Entries {
 
 /// Opens the entry, streams the container's log into it, then closes it
 /// with the exit code and duration from the container's status.
-async fn follow_container(
+/// Where a container's log is read.
+struct PodRef {
     client: Client,
     namespace: String,
-    pod: String,
+    name: String,
+}
+
+async fn follow_container(
+    target: PodRef,
     index: usize,
     entry: Entry,
     start: Option<Timestamp>,
@@ -517,6 +531,11 @@ async fn follow_container(
     if input.send(open).await.is_err() {
         return;
     }
+    let PodRef {
+        client,
+        namespace,
+        name: pod,
+    } = target;
     let ended = logs::follow(
         &client,
         &namespace,
