@@ -128,58 +128,39 @@ struct Batch {
 pub async fn run(
     mut input: mpsc::Receiver<Input>,
     redactor: Redactor,
-    mut filters: LogSession,
+    filters: LogSession,
     keys: Vec<String>,
     out: mpsc::Sender<LogEvent>,
 ) -> Result<(), PluginError> {
-    let mut batch: Option<Batch> = None;
-    let mut failed: Option<PluginError> = None;
+    let mut p = Pipeline {
+        redactor,
+        filters,
+        keys,
+        out,
+        batch: None,
+        failed: None,
+    };
     loop {
-        let deadline = batch.as_ref().map(|b| b.opened + BATCH_DELAY);
-        let next = match deadline {
-            Some(d) => match tokio::time::timeout_at(d.into(), input.recv()).await {
+        let next = match p.batch.as_ref().map(|b| b.opened + BATCH_DELAY) {
+            Some(deadline) => match tokio::time::timeout_at(deadline.into(), input.recv()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    flush(
-                        &mut batch,
-                        &redactor,
-                        &mut filters,
-                        &keys,
-                        &out,
-                        &mut failed,
-                    )
-                    .await;
+                    p.flush().await;
                     continue;
                 }
             },
             None => input.recv().await,
         };
         let Some(next) = next else {
-            flush(
-                &mut batch,
-                &redactor,
-                &mut filters,
-                &keys,
-                &out,
-                &mut failed,
-            )
-            .await;
-            return failed.map_or(Ok(()), Err);
+            p.flush().await;
+            return p.failed.map_or(Ok(()), Err);
         };
         match next {
             Input::Line(entry, line) => {
-                if batch.as_ref().is_some_and(|b| b.entry != entry) {
-                    flush(
-                        &mut batch,
-                        &redactor,
-                        &mut filters,
-                        &keys,
-                        &out,
-                        &mut failed,
-                    )
-                    .await;
+                if p.batch.as_ref().is_some_and(|b| b.entry != entry) {
+                    p.flush().await;
                 }
-                let b = batch.get_or_insert_with(|| Batch {
+                let b = p.batch.get_or_insert_with(|| Batch {
                     entry,
                     records: Vec::new(),
                     written: Vec::new(),
@@ -193,15 +174,7 @@ pub async fn run(
                     text: line.text,
                 });
                 if b.records.len() >= BATCH_LINES || b.bytes >= BATCH_BYTES {
-                    flush(
-                        &mut batch,
-                        &redactor,
-                        &mut filters,
-                        &keys,
-                        &out,
-                        &mut failed,
-                    )
-                    .await;
+                    p.flush().await;
                 }
             }
             Input::Open {
@@ -210,90 +183,86 @@ pub async fn run(
                 command,
                 start,
             } => {
-                flush(
-                    &mut batch,
-                    &redactor,
-                    &mut filters,
-                    &keys,
-                    &out,
-                    &mut failed,
-                )
+                p.flush().await;
+                let command = command.iter().map(|c| p.redactor.apply(c)).collect();
+                p.send(LogEvent::Opened {
+                    entry,
+                    key,
+                    command,
+                    start,
+                })
                 .await;
-                let command = command.iter().map(|c| redactor.apply(c)).collect();
-                let _ = out
-                    .send(LogEvent::Opened {
-                        entry,
-                        key,
-                        command,
-                        start,
-                    })
-                    .await;
             }
             Input::Close {
                 entry,
                 exit_code,
                 duration,
             } => {
-                flush(
-                    &mut batch,
-                    &redactor,
-                    &mut filters,
-                    &keys,
-                    &out,
-                    &mut failed,
-                )
+                p.flush().await;
+                p.send(LogEvent::Closed {
+                    entry,
+                    exit_code,
+                    duration,
+                })
                 .await;
-                let _ = out
-                    .send(LogEvent::Closed {
-                        entry,
-                        exit_code,
-                        duration,
-                    })
-                    .await;
             }
         }
     }
 }
 
-async fn flush(
-    batch: &mut Option<Batch>,
-    redactor: &Redactor,
-    filters: &mut LogSession,
-    keys: &[String],
-    out: &mpsc::Sender<LogEvent>,
-    failed: &mut Option<PluginError>,
-) {
-    let Some(b) = batch.take() else {
-        return;
-    };
-    if failed.is_some() {
-        return;
+/// The state of one job's pipeline between inputs.
+struct Pipeline {
+    redactor: Redactor,
+    filters: LogSession,
+    keys: Vec<String>,
+    out: mpsc::Sender<LogEvent>,
+    batch: Option<Batch>,
+    failed: Option<PluginError>,
+}
+
+impl Pipeline {
+    async fn send(&mut self, event: LogEvent) {
+        // A receiver that hung up no longer wants the log; the job goes on.
+        let _ = self.out.send(event).await;
     }
-    let redacted: Vec<LogRecord> = b
-        .records
-        .into_iter()
-        .map(|r| LogRecord {
-            stream: r.stream,
-            text: redactor.apply(&r.text),
-        })
-        .collect();
-    let key = keys.get(b.entry).map(String::as_str).unwrap_or_default();
-    // Plugin calls are bounded by their deadlines (milliseconds); running
-    // them here keeps one job's batches in order without a thread hop.
-    let records = match filters.filter(key, redacted) {
-        Ok(records) => records,
-        Err(e) => {
-            *failed = Some(e);
+
+    /// Redacts, filters and sends the open batch, if any.
+    async fn flush(&mut self) {
+        let Some(b) = self.batch.take() else {
+            return;
+        };
+        if self.failed.is_some() {
             return;
         }
-    };
-    let _ = out
-        .send(LogEvent::Lines {
+        let redacted: Vec<LogRecord> = b
+            .records
+            .into_iter()
+            .map(|r| LogRecord {
+                stream: r.stream,
+                text: self.redactor.apply(&r.text),
+            })
+            .collect();
+        let key = self
+            .keys
+            .get(b.entry)
+            .map(String::as_str)
+            .unwrap_or_default();
+        // Plugin calls are bounded by their deadlines (milliseconds); running
+        // them here keeps one job's batches in order without a thread hop.
+        let records = match self.filters.filter(key, redacted) {
+            Ok(records) => records,
+            Err(e) => {
+                self.failed = Some(e);
+                return;
+            }
+        };
+        self.send(LogEvent::Lines {
             entry: b.entry,
             records,
             written: b.written,
         })
         .await;
+    }
 }
 
 #[cfg(test)]
