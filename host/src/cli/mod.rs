@@ -43,6 +43,52 @@ pub enum Output {
 /// matching clap's status for bad arguments.
 pub const EXIT_BAD_INPUT: u8 = 2;
 
+/// What `render` and `run` start from: the configuration, the job and its queue.
+struct JobInput {
+    config: crate::config::Config,
+    payload: crate::queue::payload::JobPayload,
+    queue: String,
+}
+
+/// Reads the configuration and the job file. An invalid configuration is
+/// printed (every problem) and gives `None`; warnings go to stderr. The
+/// queue is `queue`, else the payload's, else the one configured, else
+/// `default`.
+fn read_job(
+    raw: &crate::config::RawConfig,
+    job: &std::path::Path,
+    queue: Option<&str>,
+) -> anyhow::Result<Option<JobInput>> {
+    use anyhow::Context;
+    let config = match crate::config::Config::from_raw(raw) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Ok(None);
+        }
+    };
+    for warning in config.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    let text = std::fs::read_to_string(job)
+        .with_context(|| format!("--job: cannot read {}", job.display()))?;
+    let payload = crate::queue::payload::JobPayload::parse(&text)
+        .with_context(|| format!("--job {}", job.display()))?;
+    let queue = queue
+        .map(str::to_owned)
+        .or_else(|| payload.queue.clone())
+        .or_else(|| match config.queue.queue_names.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "default".to_owned());
+    Ok(Some(JobInput {
+        config,
+        payload,
+        queue,
+    }))
+}
+
 /// Parses the arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -4,14 +4,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::EXIT_BAD_INPUT;
-use crate::config::{Config, RawConfig};
+use crate::config::RawConfig;
 use crate::k8s::spec::{self, Inputs};
 use crate::plugins::{Plugins, PluginsConfig, Runtime, RuntimeOptions};
-use crate::queue::payload::JobPayload;
 
 /// How `render` prints the List.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -50,28 +48,14 @@ pub(super) fn run(args: RenderArgs) -> ExitCode {
 }
 
 fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
-    let config = match Config::from_raw(&args.config) {
-        Ok(c) => c,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return Ok(ExitCode::from(EXIT_BAD_INPUT));
-        }
+    let Some(super::JobInput {
+        config,
+        payload,
+        queue,
+    }) = super::read_job(&args.config, &args.job, None)?
+    else {
+        return Ok(ExitCode::from(EXIT_BAD_INPUT));
     };
-    for warning in config.warnings() {
-        eprintln!("warning: {warning}");
-    }
-    let text = std::fs::read_to_string(&args.job)
-        .with_context(|| format!("--job: cannot read {}", args.job.display()))?;
-    let payload =
-        JobPayload::parse(&text).with_context(|| format!("--job {}", args.job.display()))?;
-    let queue = payload
-        .queue
-        .clone()
-        .or_else(|| match config.queue.queue_names.as_slice() {
-            [one] => Some(one.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| "default".to_owned());
     let executor_name = args
         .executor_name
         .clone()

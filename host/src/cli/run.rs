@@ -5,18 +5,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Args;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::EXIT_BAD_INPUT;
-use crate::config::{Config, RawConfig};
+use crate::config::RawConfig;
 use crate::joblog::LogEvent;
 use crate::k8s::run::Runner;
 use crate::k8s::{cleanup, client};
 use crate::plugins::{Plugins, PluginsConfig, Runtime, RuntimeOptions};
-use crate::queue::payload::JobPayload;
 
 /// Exit status when the job failed and a retry may succeed (an
 /// infrastructure failure: `markErrored`).
@@ -55,29 +53,14 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
 }
 
 async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = match Config::from_raw(&args.config) {
-        Ok(c) => c,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return Ok(ExitCode::from(EXIT_BAD_INPUT));
-        }
+    let Some(super::JobInput {
+        config,
+        payload,
+        queue,
+    }) = super::read_job(&args.config, &args.job, args.queue.as_deref())?
+    else {
+        return Ok(ExitCode::from(EXIT_BAD_INPUT));
     };
-    for warning in config.warnings() {
-        eprintln!("warning: {warning}");
-    }
-    let text = std::fs::read_to_string(&args.job)
-        .with_context(|| format!("--job: cannot read {}", args.job.display()))?;
-    let payload =
-        JobPayload::parse(&text).with_context(|| format!("--job {}", args.job.display()))?;
-    let queue = args
-        .queue
-        .clone()
-        .or_else(|| payload.queue.clone())
-        .or_else(|| match config.queue.queue_names.as_slice() {
-            [one] => Some(one.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| "default".to_owned());
     let runtime = Runtime::new(&RuntimeOptions {
         max_instances: 64,
         cache_dir: crate::plugins::default_cache_dir(),
