@@ -135,13 +135,7 @@ fn parse(raw: &[u8]) -> Option<Line> {
 
 /// The status of `container` in `pod`.
 pub fn container_status<'a>(pod: &'a Pod, container: &str) -> Option<&'a ContainerStatus> {
-    let status = pod.status.as_ref()?;
-    status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten())
-        .find(|c| c.name == container)
+    super::outcome::container_statuses(pod).find(|c| c.name == container)
 }
 
 /// Whether `container` has terminated, by the pod's status.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodCondition};
 
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +142,36 @@ pub struct Limits {
     pub max_runtime: Duration,
 }
 
+/// Waiting reasons of a container whose image cannot be pulled (yet).
+const PULL_FAILURES: &[&str] = &["ErrImagePull", "ImagePullBackOff", "InvalidImageName"];
+
+/// Every container status of `pod`, init containers first.
+pub fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
+    let status = pod.status.as_ref();
+    let init = status.and_then(|s| s.init_container_statuses.as_ref());
+    let main = status.and_then(|s| s.container_statuses.as_ref());
+    init.into_iter().flatten().chain(main.into_iter().flatten())
+}
+
+/// The pod's `PodScheduled: False` condition with reason `Unschedulable`.
+pub fn unschedulable(pod: &Pod) -> Option<&PodCondition> {
+    pod.status.as_ref()?.conditions.iter().flatten().find(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+    })
+}
+
+/// Whether some container of `pod` waits for an image that fails to pull.
+pub fn pull_failing(pod: &Pod) -> bool {
+    container_statuses(pod).any(|c| {
+        c.state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref()?.reason.as_deref())
+            .is_some_and(|r| PULL_FAILURES.contains(&r))
+    })
+}
+
 /// What the executor knows when it looks.
 #[derive(Debug, Clone, Copy)]
 pub struct Observation<'a> {
@@ -196,12 +226,7 @@ pub fn classify(o: &Observation<'_>, limits: &Limits) -> Option<Outcome> {
             .unwrap_or_default();
         return Some(Outcome::PodLost { reason, message });
     }
-    let containers: Vec<&ContainerStatus> = status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten())
-        .collect();
+    let containers: Vec<&ContainerStatus> = container_statuses(pod).collect();
     match status.phase.as_deref() {
         Some("Succeeded") => return Some(Outcome::Succeeded),
         Some("Failed") => {
@@ -239,9 +264,7 @@ pub fn classify(o: &Observation<'_>, limits: &Limits) -> Option<Outcome> {
                     message,
                 });
             }
-            "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName"
-                if o.pull_failing_for >= limits.pull_grace =>
-            {
+            r if PULL_FAILURES.contains(&r) && o.pull_failing_for >= limits.pull_grace => {
                 return Some(Outcome::ImagePull {
                     container: c.name.clone(),
                     image: c.image.clone(),
@@ -252,12 +275,7 @@ pub fn classify(o: &Observation<'_>, limits: &Limits) -> Option<Outcome> {
             _ => {}
         }
     }
-    let unschedulable = status.conditions.iter().flatten().find(|c| {
-        c.type_ == "PodScheduled"
-            && c.status == "False"
-            && c.reason.as_deref() == Some("Unschedulable")
-    });
-    if let Some(c) = unschedulable
+    if let Some(c) = unschedulable(pod)
         && o.unschedulable_for >= limits.pending_timeout
     {
         return Some(Outcome::Unschedulable {

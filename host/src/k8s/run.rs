@@ -1,6 +1,6 @@
 //! One job on the cluster, from payload to outcome: build and admit its objects, create them, follow its pod through the shared watcher, stream each container's log, classify the end, honour cancellation and the limits, and delete what was created.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -255,7 +255,7 @@ impl Runner {
         let mut unschedulable_since = None;
         let mut pull_failing_since = None;
         let mut deleted_since = None;
-        let mut following: HashMap<String, ()> = HashMap::new();
+        let mut following: HashSet<String> = HashSet::new();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -269,26 +269,8 @@ impl Runner {
             let state = changes.borrow_and_update().clone();
             let now = Instant::now();
             if let Some(pod) = state.pod() {
-                let status = pod.status.as_ref();
-                let unschedulable = status
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| {
-                        cs.iter().any(|c| {
-                            c.type_ == "PodScheduled"
-                                && c.status == "False"
-                                && c.reason.as_deref() == Some("Unschedulable")
-                        })
-                    });
-                let pulling = entries.all().any(|c| {
-                    container_status(pod, c)
-                        .and_then(|s| s.state.as_ref()?.waiting.as_ref()?.reason.clone())
-                        .is_some_and(|r| {
-                            matches!(
-                                r.as_str(),
-                                "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName"
-                            )
-                        })
-                });
+                let unschedulable = outcome::unschedulable(pod).is_some();
+                let pulling = outcome::pull_failing(pod);
                 since(&mut unschedulable_since, unschedulable, now);
                 since(&mut pull_failing_since, pulling, now);
                 if let PodState::Present(pod) = &state {
@@ -327,7 +309,7 @@ impl Runner {
         &self,
         pod: &Arc<Pod>,
         entries: &Entries,
-        following: &mut HashMap<String, ()>,
+        following: &mut HashSet<String>,
         changes: &watch::Receiver<PodState>,
         input: &mpsc::Sender<Input>,
         followers: &mut JoinSet<()>,
@@ -336,7 +318,7 @@ impl Runner {
             return;
         };
         for (index, entry) in entries.list.iter().enumerate() {
-            if following.contains_key(&entry.container) {
+            if following.contains(&entry.container) {
                 continue;
             }
             let Some(state) = container_status(pod, &entry.container).and_then(|s| s.state.clone())
@@ -348,7 +330,7 @@ impl Runner {
                 (None, Some(t)) => t.started_at.as_ref().map(|t| t.0),
                 (None, None) => continue,
             };
-            following.insert(entry.container.clone(), ());
+            following.insert(entry.container.clone());
             let client = self.client.clone();
             let namespace = self.config.kubernetes.namespace.clone();
             let changes = changes.clone();
@@ -443,20 +425,19 @@ struct Entry {
     command: Vec<String>,
 }
 
+/// The entries of a job, in the order its containers run (the `main`
+/// container, and any a plugin added, have none).
 struct Entries {
     list: Vec<Entry>,
-    /// Every container of the pod (the `main` one has no entry).
-    containers: Vec<String>,
 }
 
 impl Entries {
     fn of(objects: &JobObjects, payload: &JobPayload) -> Entries {
-        let spec = objects
+        let init = objects
             .job
             .spec
             .as_ref()
-            .and_then(|s| s.template.spec.as_ref());
-        let init = spec.and_then(|s| s.init_containers.as_ref());
+            .and_then(|s| s.template.spec.as_ref()?.init_containers.as_ref());
         let mut list = Vec::new();
         for c in init.into_iter().flatten() {
             if c.name == SETUP_CONTAINER {
@@ -478,21 +459,11 @@ impl Entries {
                 });
             }
         }
-        let containers = init
-            .into_iter()
-            .flatten()
-            .chain(spec.map(|s| &s.containers).into_iter().flatten())
-            .map(|c| c.name.clone())
-            .collect();
-        Entries { list, containers }
+        Entries { list }
     }
 
     fn keys(&self) -> Vec<String> {
         self.list.iter().map(|e| e.key.clone()).collect()
-    }
-
-    fn all(&self) -> impl Iterator<Item = &str> {
-        self.containers.iter().map(String::as_str)
     }
 
     /// `step-0 (step.kubernetes.build)` for messages.
