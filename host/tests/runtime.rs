@@ -40,6 +40,12 @@ async fn start(options: Options, flags: &[&str]) -> (Sim, Arc<Runner>) {
     let sim = Sim::start("127.0.0.1:0".parse().unwrap(), options)
         .await
         .unwrap();
+    let runner = runner(&sim, flags).await;
+    (sim, runner)
+}
+
+/// A runner on `sim` configured by `BASE` and `flags`.
+async fn runner(sim: &Sim, flags: &[&str]) -> Arc<Runner> {
     let args = std::iter::once("test")
         .chain(BASE.iter().copied())
         .chain(flags.iter().copied());
@@ -54,14 +60,13 @@ async fn start(options: Options, flags: &[&str]) -> (Sim, Arc<Runner>) {
         cache_dir: None,
     })
     .unwrap();
-    let runner = Runner::new(
+    Arc::new(Runner::new(
         client,
         Arc::new(config),
         Arc::new(Plugins::none(runtime)),
         format!("runtime-test-{}", uuid::Uuid::new_v4().simple()),
         None,
-    );
-    (sim, Arc::new(runner))
+    ))
 }
 
 fn payload(id: i64, steps: Value, redacted: Value) -> JobPayload {
@@ -498,30 +503,8 @@ async fn deleting_the_executors_pod_deletes_its_jobs() {
     .unwrap();
     let me = pods.create(&Default::default(), &me).await.unwrap();
     let uid = me.metadata.uid.unwrap();
-    let flags: Vec<String> = BASE
-        .iter()
-        .map(|s| s.to_string())
-        .chain(["--pod-name=executor-0".into(), format!("--pod-uid={uid}")])
-        .collect();
-    let args = std::iter::once("test".to_owned()).chain(flags);
-    let config = Config::from_raw(&Flags::parse_from(args).raw).unwrap();
-    let client = executor::k8s::client::with_limits(
-        sim.kube_config().await.unwrap(),
-        &config.kubernetes.api,
-    )
-    .unwrap();
-    let runtime = Runtime::new(&RuntimeOptions {
-        max_instances: 4,
-        cache_dir: None,
-    })
-    .unwrap();
-    let runner = Runner::new(
-        client,
-        Arc::new(config),
-        Arc::new(Plugins::none(runtime)),
-        "owned-test".into(),
-        None,
-    );
+    let uid = format!("--pod-uid={uid}");
+    let runner = runner(&sim, &["--pod-name=executor-0", &uid]).await;
     let job = payload(
         7,
         json!([["long", ["echo started", "sleep 120"]]]),
