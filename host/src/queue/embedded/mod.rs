@@ -1,0 +1,334 @@
+//! The embedded queue: the queue protocol, the user API and the git route, served from a SQLite store.
+
+pub mod api;
+mod git;
+mod server;
+pub mod store;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+
+use self::api::ErrorBody;
+pub use self::store::{Store, StoreError};
+
+/// The largest request body: log entries carry a step's whole output so far.
+const BODY_LIMIT: usize = 64 << 20;
+
+/// How the embedded queue is set up.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EmbeddedOptions {
+    /// The SQLite file (created if missing).
+    pub db_path: PathBuf,
+    /// The executors' shared secret; `None`: generated once, kept in the database.
+    pub executor_password: Option<String>,
+    /// The user API's bearer token; `None`: generated once, kept in the database.
+    pub api_token: Option<String>,
+    /// A processing job without a heartbeat for this long is reset.
+    pub heartbeat_timeout: Duration,
+    /// How many times a job is requeued (resets and errors) before it fails.
+    pub max_attempts: u32,
+    /// How often silent jobs are looked for.
+    pub reaper_interval: Duration,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            db_path: PathBuf::from("queue.db"),
+            executor_password: None,
+            api_token: None,
+            heartbeat_timeout: Duration::from_secs(25),
+            max_attempts: 3,
+            reaper_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+// By hand, so that logging the options never prints the secrets.
+impl fmt::Debug for EmbeddedOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let given = |secret: &Option<String>| secret.as_ref().map(|_| "<given>");
+        f.debug_struct("EmbeddedOptions")
+            .field("db_path", &self.db_path)
+            .field("executor_password", &given(&self.executor_password))
+            .field("api_token", &given(&self.api_token))
+            .field("heartbeat_timeout", &self.heartbeat_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("reaper_interval", &self.reaper_interval)
+            .finish()
+    }
+}
+
+/// Why the embedded queue cannot start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An option cannot work.
+    #[error("embedded queue: {0}")]
+    Options(String),
+    /// The listener failed.
+    #[error("embedded queue: serving failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The embedded queue; cheap to clone.
+#[derive(Clone)]
+pub struct Embedded {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    executor_password: String,
+    api_token: String,
+    generated: bool,
+    reaper_interval: Duration,
+    /// Cancelled when `serve` shuts down, so long polls answer instead of holding it up.
+    stop: CancellationToken,
+}
+
+impl Embedded {
+    /// Opens the store (creating or migrating its schema) and settles the secrets.
+    pub fn open(opts: EmbeddedOptions) -> Result<Embedded, EmbeddedError> {
+        if opts.reaper_interval.is_zero() {
+            return Err(EmbeddedError::Options(
+                "the reaper interval must be longer than zero".into(),
+            ));
+        }
+        let store = Store::open(
+            &opts.db_path,
+            store::Policy {
+                heartbeat_timeout: opts.heartbeat_timeout,
+                max_attempts: opts.max_attempts,
+            },
+        )?;
+        let (executor_password, new_password) =
+            secret(&store, "executor_password", opts.executor_password)?;
+        let (api_token, new_token) = secret(&store, "api_token", opts.api_token)?;
+        Ok(Embedded {
+            inner: Arc::new(Inner {
+                store,
+                executor_password,
+                api_token,
+                generated: new_password || new_token,
+                reaper_interval: opts.reaper_interval,
+                stop: CancellationToken::new(),
+            }),
+        })
+    }
+
+    /// The executors' shared secret (`Authorization: token-executor <it>`).
+    pub fn executor_password(&self) -> &str {
+        &self.inner.executor_password
+    }
+
+    /// The user API's token (`Authorization: Bearer <it>`).
+    pub fn api_token(&self) -> &str {
+        &self.inner.api_token
+    }
+
+    /// Whether this `open` generated a secret (the first start): the caller shows it.
+    pub fn generated(&self) -> bool {
+        self.inner.generated
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Every route: the protocol under `/.executors/`, the user API under `/api/v1/`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .merge(server::routes())
+            .merge(git::routes())
+            .merge(api::routes())
+            .layer(DefaultBodyLimit::max(BODY_LIMIT))
+            .with_state(self.clone())
+    }
+
+    /// Serves the router on `listener` and resets silent jobs every reaper
+    /// interval, until `shutdown`.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), EmbeddedError> {
+        match self.store().grant_grace(SystemTime::now()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                jobs = n,
+                "processing jobs get a fresh heartbeat window after the queue's start"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the heartbeat window of processing jobs")
+            }
+        }
+        let done = shutdown.child_token();
+        let reaper = tokio::spawn(reap(
+            self.store().clone(),
+            self.inner.reaper_interval,
+            done.clone(),
+        ));
+        let stop = self.inner.stop.clone();
+        let served = axum::serve(listener, self.router())
+            .with_graceful_shutdown(async move {
+                shutdown.cancelled().await;
+                stop.cancel();
+            })
+            .await;
+        done.cancel();
+        if let Err(e) = reaper.await {
+            tracing::error!(error = %e, "the embedded queue's reaper panicked");
+        }
+        served.map_err(EmbeddedError::Serve)
+    }
+
+    async fn stopping(&self) {
+        self.inner.stop.cancelled().await;
+    }
+}
+
+fn secret(
+    store: &Store,
+    name: &str,
+    given: Option<String>,
+) -> Result<(String, bool), EmbeddedError> {
+    match given {
+        Some(value) if value.trim().is_empty() => Err(EmbeddedError::Options(format!(
+            "the {name} is empty; give a secret or none (then one is generated)"
+        ))),
+        Some(value) => Ok((value, false)),
+        None => Ok(store.secret_or_generate(name)?),
+    }
+}
+
+async fn reap(store: Store, every: Duration, done: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = done.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.reset_stale(SystemTime::now())).await {
+            Ok(Ok(resets)) => {
+                for reset in resets {
+                    tracing::warn!(job = reset.id, queue = %reset.queue, executor = %reset.executor,
+                        state = %reset.state, "executor stopped heartbeating; job reset");
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "the reaper could not reset silent jobs"),
+            Err(e) => tracing::error!(error = %e, "the reaper's store task failed"),
+        }
+    }
+}
+
+/// An error reply: the status and `{"error": message}`.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct HttpError {
+    status: StatusCode,
+    message: String,
+}
+
+impl HttpError {
+    fn new(status: StatusCode, message: impl Into<String>) -> HttpError {
+        HttpError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> HttpError {
+        HttpError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn unauthorized(message: impl Into<String>) -> HttpError {
+        HttpError::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    fn forbidden(message: impl Into<String>) -> HttpError {
+        HttpError::new(StatusCode::FORBIDDEN, message)
+    }
+}
+
+impl From<StoreError> for HttpError {
+    fn from(e: StoreError) -> HttpError {
+        tracing::error!(error = %e, "embedded queue store");
+        HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// Runs a store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    e: &Embedded,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, HttpError> {
+    let store = e.store().clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| {
+            HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("store task failed: {e}"),
+            )
+        })?
+        .map_err(HttpError::from)
+}
+
+/// A JSON body; bad JSON is a 400 with the parser's message (not axum's 422).
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
+    serde_json::from_slice(body)
+        .map_err(|e| HttpError::bad_request(format!("the request body is not valid: {e}")))
+}
+
+/// `Authorization: <scheme> <credential>`.
+fn credential(headers: &HeaderMap) -> Option<(&str, &str)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credential) = value.trim().split_once(' ')?;
+    Some((scheme, credential.trim()))
+}
+
+/// Compares secrets in constant time; hashing first hides their lengths too.
+fn same_secret(given: &str, expected: &str) -> bool {
+    let (given, expected) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    given.as_slice().ct_eq(expected.as_slice()).into()
+}
+
+fn valid_queue(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
