@@ -7,7 +7,8 @@ use k8s_openapi::jiff::Timestamp;
 use tokio::sync::mpsc;
 
 use crate::k8s::logs::Line;
-use crate::plugins::{LogRecord, LogSession, PluginError, Stream};
+use crate::plugins::{LogRecord, LogSession, Mode, PluginError, Step, Stream, TrailEntry};
+use json_patch::PatchOperation;
 
 /// A batch closes at this many lines...
 pub const BATCH_LINES: usize = 512;
@@ -15,6 +16,82 @@ pub const BATCH_LINES: usize = 512;
 pub const BATCH_BYTES: usize = 64 * 1024;
 /// ...or this long after its first line, whichever comes first.
 pub const BATCH_DELAY: Duration = Duration::from_millis(100);
+
+/// The entry index of the admission trail (`setup.admission`), apart from
+/// the containers' entries, which count from zero.
+pub const ADMISSION_ENTRY: usize = usize::MAX;
+
+/// The admission trail as one closed log entry: a line per plugin with what
+/// it did and the paths it changed (never the values, which may be secret).
+pub fn admission_entry(trail: &[TrailEntry], allowed: bool, redactor: &Redactor) -> Vec<LogEvent> {
+    let now = Timestamp::now();
+    let mut records = Vec::new();
+    for t in trail {
+        let mode = match t.mode {
+            Mode::Enforce => "enforce",
+            Mode::Monitor => "monitor",
+        };
+        let what = match &t.step {
+            Step::Allowed => "allowed".to_owned(),
+            Step::Mutated => {
+                let paths: Vec<String> = t
+                    .patch
+                    .iter()
+                    .map(|op| {
+                        let (verb, path) = match op {
+                            PatchOperation::Add(o) => ("add", &o.path),
+                            PatchOperation::Remove(o) => ("remove", &o.path),
+                            PatchOperation::Replace(o) => ("replace", &o.path),
+                            PatchOperation::Move(o) => ("move", &o.path),
+                            PatchOperation::Copy(o) => ("copy", &o.path),
+                            PatchOperation::Test(o) => ("test", &o.path),
+                        };
+                        format!("{verb} {path}")
+                    })
+                    .collect();
+                format!("mutated: {}", paths.join(", "))
+            }
+            Step::Denied { message } => format!("denied: {message}"),
+            Step::Failed { error, ignored } => {
+                format!(
+                    "failed{}: {error}",
+                    if *ignored { " (ignored)" } else { "" }
+                )
+            }
+        };
+        records.push(format!("{} ({mode}): {what}", t.plugin));
+        records.extend(
+            t.warnings
+                .iter()
+                .map(|w| format!("{} warning: {w}", t.plugin)),
+        );
+    }
+    let elapsed: Duration = trail.iter().map(|t| t.elapsed).sum();
+    vec![
+        LogEvent::Opened {
+            entry: ADMISSION_ENTRY,
+            key: "setup.admission".to_owned(),
+            command: Vec::new(),
+            start: now,
+        },
+        LogEvent::Lines {
+            entry: ADMISSION_ENTRY,
+            written: vec![now; records.len()],
+            records: records
+                .iter()
+                .map(|text| LogRecord {
+                    stream: Stream::Stdout,
+                    text: redactor.apply(text),
+                })
+                .collect(),
+        },
+        LogEvent::Closed {
+            entry: ADMISSION_ENTRY,
+            exit_code: if allowed { 0 } else { 1 },
+            duration: elapsed,
+        },
+    ]
+}
 
 /// What the uploader receives, in order.
 #[derive(Debug, Clone, PartialEq)]

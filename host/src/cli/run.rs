@@ -1,5 +1,6 @@
 //! `executor run --job <payload.json>`: one job on the configured cluster without a queue, its log live on stdout, its outcome on stderr and in the exit status.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -111,7 +112,7 @@ async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     });
     let (events, mut received) = mpsc::channel(256);
     let printer = tokio::spawn(async move {
-        let mut keys = Vec::new();
+        let mut keys = BTreeMap::new();
         while let Some(event) = received.recv().await {
             print(&mut keys, event);
         }
@@ -129,14 +130,11 @@ async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print(keys: &mut Vec<String>, event: LogEvent) {
+fn print(keys: &mut BTreeMap<usize, String>, event: LogEvent) {
     match event {
         LogEvent::Opened { entry, key, .. } => {
             eprintln!("==> {key}");
-            if keys.len() <= entry {
-                keys.resize(entry + 1, String::new());
-            }
-            keys[entry] = key;
+            keys.insert(entry, key);
         }
         LogEvent::Lines { records, .. } => {
             let mut out = std::io::stdout().lock();
@@ -150,7 +148,7 @@ fn print(keys: &mut Vec<String>, event: LogEvent) {
             exit_code,
             duration,
         } => {
-            let key = keys.get(entry).map(String::as_str).unwrap_or("?");
+            let key = keys.get(&entry).map(String::as_str).unwrap_or("?");
             eprintln!(
                 "<== {key}: exit code {exit_code} after {}",
                 humantime::format_duration(std::time::Duration::from_millis(

@@ -21,7 +21,7 @@ use super::watch::{PodState, PodWatcher};
 use super::{create, names};
 use crate::config::Config;
 use crate::joblog::{self, Input, LogEvent, Redactor};
-use crate::plugins::Plugins;
+use crate::plugins::{Plugins, TrailEntry};
 use crate::queue::payload::JobPayload;
 
 /// How long the log of a pod that ended by itself may take to drain;
@@ -128,7 +128,16 @@ impl Runner {
             Err(e) => return report(Outcome::Refused(e.to_string()), Ok(())),
         };
         let ctx = spec::plugin_context(&inputs, payload);
-        let objects = match self.admit(ctx.clone(), built).await {
+        let redactor = self.redactor(payload);
+        let (admitted, trail) = self.admit(ctx.clone(), built).await;
+        if !trail.is_empty() {
+            let allowed = admitted.is_ok();
+            for event in joblog::admission_entry(&trail, allowed, &redactor) {
+                // A closed receiver only means nobody reads the log.
+                let _ = events.send(event).await;
+            }
+        }
+        let objects = match admitted {
             Ok(objects) => objects,
             Err(why) => return report(Outcome::Refused(why), Ok(())),
         };
@@ -144,7 +153,7 @@ impl Runner {
         let (input, lines) = mpsc::channel::<Input>(1024);
         let pipeline = tokio::spawn(joblog::run(
             lines,
-            Redactor::new(&payload.redacted_values),
+            redactor,
             self.plugins.log_session(ctx),
             entries.keys(),
             events,
@@ -217,21 +226,38 @@ impl Runner {
         &self,
         ctx: crate::plugins::JobContext,
         built: JobObjects,
-    ) -> Result<JobObjects, String> {
+    ) -> (Result<JobObjects, String>, Vec<TrailEntry>) {
         let plugins = self.plugins.clone();
         // Plugins run synchronously (bounded by their deadlines).
-        let admission = tokio::task::spawn_blocking(move || spec::admit(&plugins, &ctx, built))
-            .await
-            .map_err(|e| format!("admission crashed: {e}"))?;
+        let admission =
+            match tokio::task::spawn_blocking(move || spec::admit(&plugins, &ctx, built)).await {
+                Ok(admission) => admission,
+                Err(e) => return (Err(format!("admission crashed: {e}")), Vec::new()),
+            };
+        let trail = admission.outcome.trail;
         match admission.result {
             Ok(admitted) => {
                 if !admitted.reverted.is_empty() {
                     tracing::warn!(reverted = ?admitted.reverted, "plugins changed what the executor owns; reverted");
                 }
-                Ok(admitted.objects)
+                (Ok(admitted.objects), trail)
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => (Err(e.to_string()), trail),
         }
+    }
+
+    /// The job's `redactedValues` and the queue's shared secret, which must
+    /// never reach an uploaded log either.
+    fn redactor(&self, payload: &JobPayload) -> Redactor {
+        let mut values = payload.redacted_values.clone();
+        if let Some(password) = self.config.queue.frontend_password.as_deref()
+            && !password.is_empty()
+        {
+            values
+                .entry(password.to_owned())
+                .or_insert_with(|| "********".to_owned());
+        }
+        Redactor::new(&values)
     }
 
     /// Watches the pod until the job has an outcome, starting a log
