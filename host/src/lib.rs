@@ -6,3 +6,4 @@ pub mod joblog;
 pub mod k8s;
 pub mod plugins;
 pub mod queue;
+pub mod worker;

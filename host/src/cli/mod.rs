@@ -1,8 +1,10 @@
 //! The `executor` command line: argument parsing and the commands' output; the only place (with `main`) that uses `anyhow`.
 
+mod client;
 mod plugin;
 mod render;
 mod run;
+mod serve;
 mod sim;
 
 use std::process::ExitCode;
@@ -28,6 +30,21 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Serve the cluster simulator on loopback: a Kubernetes API for kubectl and the executor.
     Sim(sim::SimArgs),
+    /// Take jobs from Sourcegraph or the embedded queue and run them; with no configuration: the embedded queue, the simulator and the shipped plugins.
+    Serve(Box<serve::ServeArgs>),
+    /// Submit a job to the serving executor's embedded queue; prints its id.
+    Submit(Box<client::SubmitArgs>),
+    /// List the embedded queue's jobs.
+    Jobs(client::JobsArgs),
+    /// Show one job: state, admission trail and log entries.
+    Show(client::ShowArgs),
+    /// Print a job's log; with -f follow it until the job ends (non-zero status when it did not succeed).
+    Logs(client::LogsArgs),
+    /// Cancel a job.
+    Cancel(client::CancelArgs),
+    /// Repositories the embedded queue's jobs may clone.
+    #[command(subcommand)]
+    Repos(client::ReposCommand),
 }
 
 /// How a command prints its result.
@@ -92,20 +109,32 @@ fn read_job(
 /// Parses the arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(matches!(cli.command, Command::Serve(_)));
     match cli.command {
         Command::Plugin(cmd) => plugin::run(cmd),
         Command::Render(args) => render::run(*args),
         Command::Run(args) => run::run(*args),
         Command::Sim(args) => sim::run(args),
+        Command::Serve(args) => serve::run(*args),
+        Command::Submit(args) => client::submit(*args),
+        Command::Jobs(args) => client::jobs(args),
+        Command::Show(args) => client::show(args),
+        Command::Logs(args) => client::logs(args),
+        Command::Cancel(args) => client::cancel(args),
+        Command::Repos(cmd) => client::repos(cmd),
     }
 }
 
-fn init_tracing() {
+fn init_tracing(daemon: bool) {
     use tracing_subscriber::EnvFilter;
-    // Plugin authors want to see what their plugin logs; the rest only when it matters.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,executor::plugins::host=debug"));
+    // Plugin authors want to see what their plugin logs; the rest only when
+    // it matters, except for the daemon, whose operators follow its jobs.
+    let default = if daemon {
+        "info,executor::plugins::host=debug"
+    } else {
+        "warn,executor::plugins::host=debug"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -193,6 +193,18 @@ pub struct RawConfig {
     /// The plugin configuration file (YAML).
     #[arg(long = "plugins", env = "EXECUTOR_PLUGINS_CONFIG")]
     pub plugins_config: Option<String>,
+    /// How long running jobs may finish after SIGTERM/SIGINT before they are cancelled and handed back to the queue.
+    #[arg(long, env = "EXECUTOR_DRAIN_TIMEOUT", default_value = "5m")]
+    pub drain_timeout: String,
+    /// Address of the embedded queue (no EXECUTOR_FRONTEND_URL): its protocol, user API and git routes.
+    #[arg(long, env = "EXECUTOR_LISTEN", default_value = "127.0.0.1:3180")]
+    pub listen: String,
+    /// Where the embedded queue keeps its database and `executor serve` its address file (default: $XDG_STATE_HOME/executor, else ~/.local/state/executor).
+    #[arg(long, env = "EXECUTOR_DATA_DIR")]
+    pub data_dir: Option<String>,
+    /// Token of the embedded queue's user API (default: generated at first start, kept in the data directory, printed).
+    #[arg(long, env = "EXECUTOR_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
 }
 
 /// Where a job's workspace lives.
@@ -341,6 +353,19 @@ pub struct QueueConfig {
     pub num_total_jobs: Option<u64>,
     /// Active time before exiting (`None`: no limit).
     pub max_active_time: Option<Duration>,
+    /// How long running jobs may finish after a stop signal.
+    pub drain_timeout: Duration,
+}
+
+/// The embedded queue (used when there is no `EXECUTOR_FRONTEND_URL`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddedConfig {
+    /// Where it listens.
+    pub listen: std::net::SocketAddr,
+    /// Its database and the address file.
+    pub data_dir: PathBuf,
+    /// The user API token, when configured.
+    pub api_token: Option<String>,
 }
 
 /// The validated configuration.
@@ -350,6 +375,8 @@ pub struct Config {
     pub kubernetes: KubernetesConfig,
     /// Queue settings.
     pub queue: QueueConfig,
+    /// The embedded queue's settings.
+    pub embedded: EmbeddedConfig,
     /// The plugin configuration file.
     pub plugins_config: Option<PathBuf>,
 }
@@ -853,6 +880,26 @@ impl Config {
             "EXECUTOR_MAX_ACTIVE_TIME",
             parse::duration(&raw.max_active_time),
         );
+        let drain_timeout = c.check(
+            "EXECUTOR_DRAIN_TIMEOUT",
+            parse::duration(&raw.drain_timeout),
+        );
+        let listen = c.check(
+            "EXECUTOR_LISTEN",
+            raw.listen
+                .trim()
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| {
+                    format!(
+                        "{:?} is not an address; expected IP:PORT such as 127.0.0.1:3180",
+                        raw.listen
+                    )
+                }),
+        );
+        let data_dir = match raw.data_dir.as_deref().map(str::trim) {
+            Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
+            _ => c.check("EXECUTOR_DATA_DIR", default_data_dir()),
+        };
         let plugins_config = raw
             .plugins_config
             .as_deref()
@@ -922,10 +969,29 @@ impl Config {
                 maximum_runtime_per_job: maximum_runtime.ok_or_else(invalid)?,
                 num_total_jobs: num_total_jobs.filter(|n| *n > 0).map(|n| n as u64),
                 max_active_time: max_active_time.filter(|d| !d.is_zero()),
+                drain_timeout: drain_timeout.ok_or_else(invalid)?,
+            },
+            embedded: EmbeddedConfig {
+                listen: listen.ok_or_else(invalid)?,
+                data_dir: data_dir.ok_or_else(invalid)?,
+                api_token: raw.api_token.clone().filter(|t| !t.trim().is_empty()),
             },
             plugins_config,
         })
     }
+}
+
+/// `$XDG_STATE_HOME/executor`, else `~/.local/state/executor`.
+pub fn default_data_dir() -> Result<PathBuf, String> {
+    let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(state) = nonempty("XDG_STATE_HOME") {
+        return Ok(PathBuf::from(state).join("executor"));
+    }
+    nonempty("HOME")
+        .map(|home| PathBuf::from(home).join(".local/state/executor"))
+        .ok_or_else(|| {
+            "not set, and neither XDG_STATE_HOME nor HOME is: expected a directory".into()
+        })
 }
 
 #[cfg(test)]

@@ -1,0 +1,349 @@
+//! `executor serve`: the product. Takes jobs from Sourcegraph or the embedded queue and runs them on the configured cluster or the simulator.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::EXIT_BAD_INPUT;
+use super::client::AddressFile;
+use crate::config::{Config, RawConfig};
+use crate::k8s::run::Runner;
+use crate::k8s::{cleanup, client};
+use crate::plugins::{Plugins, PluginsConfig, Runtime, RuntimeOptions};
+use crate::queue::client::{ClientOptions, QueueClient};
+use crate::queue::embedded::{Embedded, EmbeddedOptions};
+use crate::worker::{Worker, WorkerOptions};
+
+/// The plugin configuration shipped in the repository, used when none is
+/// configured and the binary runs from its checkout.
+const SHIPPED_PLUGINS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/plugins.yaml");
+/// The first-party plugins the shipped configuration loads.
+const FIRST_PARTY: [&str; 4] = ["annotate", "scheduling-policy", "pull-secrets", "redact"];
+
+#[derive(Debug, Args)]
+pub(super) struct ServeArgs {
+    #[command(flatten)]
+    config: RawConfig,
+}
+
+pub(super) fn run(args: ServeArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = match Config::from_raw(&args.config) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
+    };
+    for warning in config.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    let shutdown = CancellationToken::new();
+    let mut banner = Vec::new();
+
+    // The queue: Sourcegraph's, or our own on EXECUTOR_LISTEN.
+    let mut server = None;
+    let (base, password) = match config.queue.frontend_url.clone() {
+        Some(url) => {
+            banner.push(format!("queue:   {url} ({})", queues(&config)));
+            (
+                url,
+                config.queue.frontend_password.clone().unwrap_or_default(),
+            )
+        }
+        None => {
+            let dir = &config.embedded.data_dir;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("EXECUTOR_DATA_DIR: cannot create {}", dir.display()))?;
+            let embedded = Embedded::open(EmbeddedOptions {
+                db_path: dir.join("queue.db"),
+                executor_password: config.queue.frontend_password.clone(),
+                api_token: config.embedded.api_token.clone(),
+                ..EmbeddedOptions::default()
+            })?;
+            let listener = tokio::net::TcpListener::bind(config.embedded.listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "EXECUTOR_LISTEN: cannot listen on {}",
+                        config.embedded.listen
+                    )
+                })?;
+            let addr = listener.local_addr()?;
+            let url = url::Url::parse(&format!("http://{addr}"))?;
+            AddressFile {
+                url: url.to_string(),
+                token: embedded.api_token().to_owned(),
+            }
+            .write(dir)?;
+            if embedded.generated() {
+                banner.push(format!(
+                    "user API token (generated, kept in {}): {}",
+                    dir.display(),
+                    embedded.api_token()
+                ));
+            }
+            if config.queue.queue_names.is_empty() {
+                config.queue.queue_names = vec!["default".to_owned()];
+            }
+            banner.push(format!(
+                "queue:   embedded at {url} ({}), database {}",
+                queues(&config),
+                dir.join("queue.db").display()
+            ));
+            let password = embedded.executor_password().to_owned();
+            // The pods clone through this queue's git route.
+            config.queue.frontend_url = Some(url.clone());
+            config.queue.frontend_password = Some(password.clone());
+            let stop = shutdown.clone();
+            server = Some(tokio::spawn(async move {
+                if let Err(e) = embedded.serve(listener, stop).await {
+                    tracing::error!(error = %e, "the embedded queue stopped");
+                }
+            }));
+            (url, password)
+        }
+    };
+
+    // The cluster: the configured one, else the simulator.
+    let mut _sim = None;
+    let kube = if uses_a_cluster(&config) {
+        let kube = client::client(
+            config.kubernetes.config_path.as_deref(),
+            &config.kubernetes.api,
+        )
+        .await?;
+        banner.push(format!(
+            "cluster: {} (namespace {})",
+            config
+                .kubernetes
+                .config_path
+                .as_deref()
+                .map_or("in-cluster or default kubeconfig".to_owned(), |p| p
+                    .display()
+                    .to_string()),
+            config.kubernetes.namespace
+        ));
+        kube
+    } else {
+        let sim = sim::Sim::start(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            sim::Options::default(),
+        )
+        .await?;
+        let kubeconfig = config.embedded.data_dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, sim.kubeconfig())
+            .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
+        banner.push(format!(
+            "cluster: simulator at {} (no kubeconfig found); kubectl --kubeconfig {}",
+            sim.url(),
+            kubeconfig.display()
+        ));
+        let kube = client::with_limits(sim.kube_config().await?, &config.kubernetes.api)?;
+        _sim = Some(sim);
+        kube
+    };
+
+    // The plugins: the configured ones, else the shipped example chain.
+    let runtime = Runtime::new(&RuntimeOptions {
+        max_instances: 64,
+        cache_dir: crate::plugins::default_cache_dir(),
+    })?;
+    let plugins_file = match &config.plugins_config {
+        Some(path) => Some(path.clone()),
+        None => shipped_plugins().await?,
+    };
+    let plugins = match &plugins_file {
+        Some(path) => {
+            let plugins = Plugins::load(runtime, &PluginsConfig::from_file(path)?)?;
+            banner.push(format!(
+                "plugins: {} from {}",
+                plugins
+                    .info()
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                path.display()
+            ));
+            plugins
+        }
+        None => {
+            banner.push("plugins: none".to_owned());
+            Plugins::none(runtime)
+        }
+    };
+
+    let executor_name = crate::config::executor_name();
+    let instance = config.instance();
+    match cleanup::sweep(
+        &kube,
+        &config.kubernetes.namespace,
+        &instance,
+        &executor_name,
+    )
+    .await
+    {
+        Ok(swept) if !swept.jobs.is_empty() => tracing::info!(
+            jobs = swept.jobs.len(),
+            secrets = swept.secrets.len(),
+            "deleted what an earlier run of this executor left"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot sweep what an earlier run left"),
+    }
+    let queue = QueueClient::new(ClientOptions {
+        base,
+        password,
+        executor_name: executor_name.clone(),
+        queues: config.queue.queue_names.clone(),
+        multi_queue: config.queue.multi_queue,
+        outage_limit: ClientOptions::DEFAULT_OUTAGE_LIMIT,
+    })?;
+    let options = WorkerOptions::from_config(&config.queue);
+    let routes = config.queue.frontend_url.clone();
+    let config = Arc::new(config);
+    let runner = Arc::new(Runner::new(
+        kube,
+        config.clone(),
+        Arc::new(plugins),
+        executor_name.clone(),
+        routes,
+    ));
+
+    eprintln!("executor {executor_name}");
+    for line in &banner {
+        eprintln!("  {line}");
+    }
+    if server.is_some() {
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "executor".to_owned());
+        eprintln!(
+            "\nTry it (from another terminal):\n  id=$({exe} submit --image alpine:3 --secret API_KEY=hunter2 -- 'echo \"deploying with $API_KEY\"' 'echo done')\n  {exe} logs -f \"$id\"\n  {exe} show \"$id\"\n"
+        );
+    }
+
+    let stop = CancellationToken::new();
+    tokio::spawn(signals(stop.clone()));
+    let summary = Worker::new(queue, runner, options).run(stop).await;
+    eprintln!(
+        "stopped: {} taken, {} completed, {} failed, {} errored, {} unreported",
+        summary.taken, summary.completed, summary.failed, summary.errored, summary.unreported
+    );
+    shutdown.cancel();
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or SIGINT: stop taking jobs and drain; a second one: exit at once.
+async fn signals(stop: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    let next = async {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        }
+    };
+    let first = next.await;
+    eprintln!("{first}: no more jobs; running ones may finish (again to exit at once)");
+    stop.cancel();
+    let second = async {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        }
+    };
+    let second = second.await;
+    eprintln!("{second} again: exiting now");
+    std::process::exit(130);
+}
+
+fn queues(config: &Config) -> String {
+    let mode = if config.queue.multi_queue {
+        "queues"
+    } else {
+        "queue"
+    };
+    format!("{mode} {}", config.queue.queue_names.join(", "))
+}
+
+/// A configured kubeconfig, a pod's service account or a default kubeconfig
+/// means a real cluster; nothing means the simulator.
+fn uses_a_cluster(config: &Config) -> bool {
+    if config.kubernetes.config_path.is_some()
+        || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        || std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
+    {
+        return true;
+    }
+    std::env::var_os("HOME").is_some_and(|home| Path::new(&home).join(".kube/config").is_file())
+}
+
+/// The shipped plugin configuration, after building its plugins when they
+/// are missing; `None` when the binary runs outside its checkout.
+async fn shipped_plugins() -> anyhow::Result<Option<PathBuf>> {
+    let Ok(file) = PathBuf::from(SHIPPED_PLUGINS).canonicalize() else {
+        return Ok(None);
+    };
+    let workspace = file
+        .parent()
+        .and_then(Path::parent)
+        .context("the shipped plugin configuration has no workspace around it")?;
+    let built = workspace.join("target/wasm32-wasip2/release");
+    if FIRST_PARTY.iter().all(|p| {
+        built
+            .join(format!("{}.wasm", p.replace('-', "_")))
+            .is_file()
+    }) {
+        return Ok(Some(file));
+    }
+    eprintln!("building the first-party plugins (once) ...");
+    let mut cargo = tokio::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
+    cargo
+        .current_dir(workspace)
+        .args(["build", "--release", "--target", "wasm32-wasip2"]);
+    for p in FIRST_PARTY {
+        cargo.args(["-p", p]);
+    }
+    let status = cargo
+        .status()
+        .await
+        .context("cannot run cargo to build the plugins")?;
+    anyhow::ensure!(
+        status.success(),
+        "building the first-party plugins failed ({status}); build them with `cargo build --release --target wasm32-wasip2 -p annotate -p scheduling-policy -p pull-secrets -p redact`"
+    );
+    Ok(Some(file))
+}

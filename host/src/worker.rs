@@ -1,0 +1,395 @@
+//! The worker: takes jobs from the queue up to the concurrency limit, runs each on the cluster with its log uploaded live, heartbeats, and drains on shutdown.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::QueueConfig;
+use crate::k8s::outcome::Outcome;
+use crate::k8s::run::Runner;
+use crate::queue::client::{Dequeued, JobRef, QueueClient};
+use crate::queue::payload::JobPayload;
+use crate::queue::upload::{self, UploadPolicy};
+
+/// Sourcegraph's heartbeat period; its queue resets a job after 25 s without one.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How the worker paces itself.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Jobs at once (`EXECUTOR_MAXIMUM_NUM_JOBS`).
+    pub max_jobs: usize,
+    /// Wait between empty dequeues (`EXECUTOR_QUEUE_POLL_INTERVAL`).
+    pub poll_interval: Duration,
+    /// Between heartbeats.
+    pub heartbeat_interval: Duration,
+    /// Jobs to take before exiting (`EXECUTOR_NUM_TOTAL_JOBS`).
+    pub num_total_jobs: Option<u64>,
+    /// Time to take jobs for before exiting (`EXECUTOR_MAX_ACTIVE_TIME`).
+    pub max_active_time: Option<Duration>,
+    /// How long running jobs may finish after a stop (`EXECUTOR_DRAIN_TIMEOUT`).
+    pub drain_timeout: Duration,
+    /// When log entries are sent.
+    pub upload: UploadPolicy,
+}
+
+impl WorkerOptions {
+    /// The options the configuration asks for.
+    pub fn from_config(q: &QueueConfig) -> WorkerOptions {
+        WorkerOptions {
+            max_jobs: q.maximum_num_jobs.max(1) as usize,
+            poll_interval: q.poll_interval,
+            heartbeat_interval: HEARTBEAT_INTERVAL,
+            num_total_jobs: q.num_total_jobs,
+            max_active_time: q.max_active_time,
+            drain_timeout: q.drain_timeout,
+            upload: UploadPolicy::default(),
+        }
+    }
+}
+
+/// How the worker's jobs ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Dequeued.
+    pub taken: u64,
+    /// Marked complete.
+    pub completed: u64,
+    /// Marked failed (a step failed, denied, malformed, cancelled by the queue).
+    pub failed: u64,
+    /// Marked errored (retryable, including those handed back at shutdown).
+    pub errored: u64,
+    /// No longer the queue's to report (not in `knownIds`), or not reported
+    /// because the queue could not be reached.
+    pub unreported: u64,
+}
+
+/// Why the worker stopped a job before it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The queue asked (`cancelIds`).
+    Cancelled,
+    /// The queue no longer knows the job as this executor's.
+    Lost,
+    /// The executor is shutting down and the drain period ran out.
+    Shutdown,
+}
+
+/// A running job's handles, shared with the heartbeat.
+#[derive(Clone)]
+struct Running {
+    cancel: CancellationToken,
+    gone: CancellationToken,
+    why: Arc<Mutex<Option<Stop>>>,
+}
+
+impl Running {
+    fn stop(&self, why: Stop) {
+        let mut slot = self.why.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(why);
+        }
+        drop(slot);
+        if why == Stop::Lost {
+            self.gone.cancel();
+        }
+        self.cancel.cancel();
+    }
+
+    fn why(&self) -> Option<Stop> {
+        *self.why.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+type Jobs = Arc<Mutex<HashMap<JobRef, Running>>>;
+
+/// How one job was reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reported {
+    Completed,
+    Failed,
+    Errored,
+    Unreported,
+}
+
+/// Takes jobs from one queue client and runs them with one runner.
+pub struct Worker {
+    queue: QueueClient,
+    runner: Arc<Runner>,
+    options: WorkerOptions,
+}
+
+impl Worker {
+    /// A worker; nothing happens until [`Worker::run`].
+    pub fn new(queue: QueueClient, runner: Arc<Runner>, options: WorkerOptions) -> Worker {
+        Worker {
+            queue,
+            runner,
+            options,
+        }
+    }
+
+    /// Works until `stop` is cancelled (then drains), or until the total
+    /// job count or active time is reached (then lets running jobs finish).
+    pub async fn run(self, stop: CancellationToken) -> Summary {
+        let jobs: Jobs = Arc::default();
+        let mut summary = Summary::default();
+        if !self.ping(&stop).await {
+            return summary;
+        }
+        let beats = CancellationToken::new();
+        let heart = tokio::spawn(heartbeat(
+            self.queue.clone(),
+            jobs.clone(),
+            self.options.heartbeat_interval,
+            beats.clone(),
+        ));
+
+        let started = Instant::now();
+        let active_until = self.options.max_active_time.map(|d| started + d);
+        let mut tasks: JoinSet<Reported> = JoinSet::new();
+        let mut next_poll = Instant::now();
+        loop {
+            let exhausted = self
+                .options
+                .num_total_jobs
+                .is_some_and(|n| summary.taken >= n)
+                || active_until.is_some_and(|t| Instant::now() >= t);
+            if exhausted {
+                tracing::info!(
+                    taken = summary.taken,
+                    "job or time limit reached; finishing the running jobs"
+                );
+                break;
+            }
+            let room = tasks.len() < self.options.max_jobs;
+            tokio::select! {
+                () = stop.cancelled() => break,
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => count(&mut summary, done),
+                () = tokio::time::sleep_until(active_until.map_or(next_poll, |t| t.min(next_poll))), if room => {
+                    if active_until.is_some_and(|t| Instant::now() >= t) {
+                        continue;
+                    }
+                    match self.queue.dequeue().await {
+                        Ok(Some(job)) => {
+                            summary.taken += 1;
+                            // There may be more: ask again at once.
+                            next_poll = Instant::now();
+                            self.start(&mut tasks, &jobs, job);
+                        }
+                        Ok(None) => next_poll = Instant::now() + self.options.poll_interval,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "dequeue failed");
+                            next_poll = Instant::now() + self.options.poll_interval;
+                        }
+                    }
+                }
+            }
+        }
+
+        if stop.is_cancelled() && !tasks.is_empty() {
+            tracing::info!(
+                running = tasks.len(),
+                drain = ?self.options.drain_timeout,
+                "stopping: no more dequeues; running jobs may finish"
+            );
+            let deadline = Instant::now() + self.options.drain_timeout;
+            loop {
+                tokio::select! {
+                    done = tasks.join_next() => match done {
+                        Some(done) => count(&mut summary, done),
+                        None => break,
+                    },
+                    () = tokio::time::sleep_until(deadline) => {
+                        let running: Vec<Running> = lock(&jobs).values().cloned().collect();
+                        tracing::warn!(left = running.len(), "drain period over: cancelling the rest and handing them back to the queue");
+                        for r in running {
+                            r.stop(Stop::Shutdown);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            count(&mut summary, done);
+        }
+        beats.cancel();
+        let _ = heart.await;
+        tracing::info!(?summary, "worker stopped");
+        summary
+    }
+
+    /// At start the executor heartbeats until the queue answers, so that a
+    /// wrong address or secret shows at once and not as silent empty polls.
+    async fn ping(&self, stop: &CancellationToken) -> bool {
+        let mut wait = Duration::from_millis(250);
+        loop {
+            match self.queue.heartbeat(&[]).await {
+                Ok(_) => return true,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?wait, "the queue does not answer yet")
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return false,
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    fn start(&self, tasks: &mut JoinSet<Reported>, jobs: &Jobs, job: Dequeued) {
+        let running = Running {
+            cancel: CancellationToken::new(),
+            gone: CancellationToken::new(),
+            why: Arc::default(),
+        };
+        lock(jobs).insert(job.job.clone(), running.clone());
+        let queue = self.queue.clone();
+        let runner = self.runner.clone();
+        let policy = self.options.upload.clone();
+        let jobs = jobs.clone();
+        tasks.spawn(async move {
+            let key = job.job.clone();
+            let reported = run_job(&queue, &runner, &policy, job, &running).await;
+            lock(&jobs).remove(&key);
+            reported
+        });
+    }
+}
+
+fn lock(jobs: &Jobs) -> std::sync::MutexGuard<'_, HashMap<JobRef, Running>> {
+    jobs.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn count(summary: &mut Summary, done: Result<Reported, tokio::task::JoinError>) {
+    match done {
+        Ok(Reported::Completed) => summary.completed += 1,
+        Ok(Reported::Failed) => summary.failed += 1,
+        Ok(Reported::Errored) => summary.errored += 1,
+        Ok(Reported::Unreported) => summary.unreported += 1,
+        Err(e) => {
+            tracing::error!(error = %e, "a job's task crashed");
+            summary.unreported += 1;
+        }
+    }
+}
+
+/// Runs one dequeued job to its end and reports it.
+async fn run_job(
+    queue: &QueueClient,
+    runner: &Runner,
+    policy: &UploadPolicy,
+    job: Dequeued,
+    running: &Running,
+) -> Reported {
+    let id = job.job.clone();
+    let client = queue.job(job.job, job.token, running.gone.clone());
+    let payload = match JobPayload::parse(&job.body) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(queue = %id.queue, id = id.id, error = %e, "malformed job payload");
+            return report(
+                client.mark_failed(&e.to_string()).await,
+                Reported::Failed,
+                &id,
+            );
+        }
+    };
+    let (events, received) = mpsc::channel(256);
+    let (report_, uploaded) = tokio::join!(
+        runner.run(&id.queue, &payload, events, running.cancel.clone()),
+        upload::upload(received, &client, policy),
+    );
+    for e in &uploaded.errors {
+        tracing::warn!(queue = %id.queue, id = id.id, error = %e, "log upload");
+    }
+    let outcome = report_.outcome;
+    match running.why() {
+        Some(Stop::Lost) => {
+            tracing::warn!(queue = %id.queue, id = id.id, "the queue no longer knows this job as ours: stopped it, reporting nothing");
+            Reported::Unreported
+        }
+        Some(Stop::Cancelled) if outcome == Outcome::Cancelled => report(
+            client
+                .mark_failed("the job was cancelled through the queue")
+                .await,
+            Reported::Failed,
+            &id,
+        ),
+        Some(Stop::Shutdown) if outcome == Outcome::Cancelled => report(
+            client
+                .mark_errored("the executor shut down before the job finished (drain period over); the queue may run it again")
+                .await,
+            Reported::Errored,
+            &id,
+        ),
+        _ => match outcome {
+            Outcome::Succeeded => report(client.mark_complete().await, Reported::Completed, &id),
+            o if o.permanent() => report(
+                client.mark_failed(&o.message()).await,
+                Reported::Failed,
+                &id,
+            ),
+            o => report(
+                client.mark_errored(&o.message()).await,
+                Reported::Errored,
+                &id,
+            ),
+        },
+    }
+}
+
+fn report<E: std::fmt::Display>(result: Result<(), E>, as_: Reported, id: &JobRef) -> Reported {
+    match result {
+        Ok(()) => {
+            tracing::info!(queue = %id.queue, id = id.id, reported = ?as_, "job reported");
+            as_
+        }
+        Err(e) => {
+            tracing::error!(queue = %id.queue, id = id.id, error = %e, "cannot report the job's result");
+            Reported::Unreported
+        }
+    }
+}
+
+/// Every `interval`: tells the queue which jobs run here, cancels those it
+/// asks to cancel, and stops those it no longer knows as this executor's.
+async fn heartbeat(queue: QueueClient, jobs: Jobs, interval: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let ids: Vec<JobRef> = lock(&jobs).keys().cloned().collect();
+        let beat = match queue.heartbeat(&ids).await {
+            Ok(beat) => beat,
+            Err(e) => {
+                // Jobs go on: an outage must not cost work. The queue decides
+                // (after 25 s) whether it still considers them ours.
+                tracing::warn!(error = %e, running = ids.len(), "heartbeat failed");
+                continue;
+            }
+        };
+        let jobs = lock(&jobs);
+        for id in &beat.cancel {
+            if let Some(r) = jobs.get(id) {
+                tracing::info!(queue = %id.queue, id = id.id, "cancelled by the queue");
+                r.stop(Stop::Cancelled);
+            }
+        }
+        for id in ids.iter().filter(|id| !beat.known.contains(id)) {
+            if let Some(r) = jobs.get(id) {
+                r.stop(Stop::Lost);
+            }
+        }
+    }
+}
