@@ -36,6 +36,24 @@ pub struct WorkerOptions {
     pub drain_timeout: Duration,
     /// When log entries are sent.
     pub upload: UploadPolicy,
+    /// Receives every job's timings (benchmarks; also in the
+    /// `executor_job_overhead_seconds` histogram).
+    pub observer: Option<mpsc::UnboundedSender<JobTimings>>,
+}
+
+/// When one job passed the executor's own steps.
+#[derive(Debug, Clone)]
+pub struct JobTimings {
+    /// The job.
+    pub job: JobRef,
+    /// The dequeue answered.
+    pub dequeued: std::time::Instant,
+    /// The create request went out (none when the job was refused).
+    pub created: Option<std::time::Instant>,
+    /// The last log event reached the uploader.
+    pub last_event: Option<std::time::Instant>,
+    /// The result's request went out.
+    pub reporting: std::time::Instant,
 }
 
 impl WorkerOptions {
@@ -49,6 +67,7 @@ impl WorkerOptions {
             max_active_time: q.max_active_time,
             drain_timeout: q.drain_timeout,
             upload: UploadPolicy::default(),
+            observer: None,
         }
     }
 }
@@ -245,6 +264,7 @@ impl Worker {
     }
 
     fn start(&self, tasks: &mut JoinSet<Reported>, jobs: &Jobs, job: Dequeued) {
+        let dequeued = std::time::Instant::now();
         let running = Running {
             cancel: CancellationToken::new(),
             gone: CancellationToken::new(),
@@ -254,10 +274,18 @@ impl Worker {
         let queue = self.queue.clone();
         let runner = self.runner.clone();
         let policy = self.options.upload.clone();
+        let observer = self.options.observer.clone();
         let jobs = jobs.clone();
         tasks.spawn(async move {
             let key = job.job.clone();
-            let reported = run_job(&queue, &runner, &policy, job, &running).await;
+            let (reported, timings) = run_job(&queue, &runner, &policy, job, &running).await;
+            if let Some(mut t) = timings {
+                t.dequeued = dequeued;
+                observe(&t);
+                if let Some(observer) = observer {
+                    let _ = observer.send(t);
+                }
+            }
             lock(&jobs).remove(&key);
             reported
         });
@@ -281,25 +309,38 @@ fn count(summary: &mut Summary, done: Result<Reported, tokio::task::JoinError>) 
     }
 }
 
-/// Runs one dequeued job to its end and reports it.
+fn observe(t: &JobTimings) {
+    if let Some(created) = t.created {
+        metrics::histogram!("executor_job_overhead_seconds", "phase" => "start")
+            .record(created.saturating_duration_since(t.dequeued).as_secs_f64());
+    }
+    if let Some(last) = t.last_event {
+        metrics::histogram!("executor_job_overhead_seconds", "phase" => "finish")
+            .record(t.reporting.saturating_duration_since(last).as_secs_f64());
+    }
+}
+
+/// Runs one dequeued job to its end and reports it; with its timings when
+/// it ran (its `dequeued` is the caller's to fill in).
 async fn run_job(
     queue: &QueueClient,
     runner: &Runner,
     policy: &UploadPolicy,
     job: Dequeued,
     running: &Running,
-) -> Reported {
+) -> (Reported, Option<JobTimings>) {
     let id = job.job.clone();
     let client = queue.job(job.job, job.token, running.gone.clone());
     let payload = match JobPayload::parse(&job.body) {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(queue = %id.queue, id = id.id, error = %e, "malformed job payload");
-            return report(
+            let reported = report(
                 client.mark_failed(&e.to_string()).await,
                 Reported::Failed,
                 &id,
             );
+            return (reported, None);
         }
     };
     let (events, received) = mpsc::channel(256);
@@ -311,7 +352,14 @@ async fn run_job(
         tracing::warn!(queue = %id.queue, id = id.id, error = %e, "log upload");
     }
     let outcome = report_.outcome;
-    match running.why() {
+    let timings = JobTimings {
+        job: id.clone(),
+        dequeued: std::time::Instant::now(),
+        created: report_.created,
+        last_event: uploaded.last_event,
+        reporting: std::time::Instant::now(),
+    };
+    let reported = match running.why() {
         Some(Stop::Lost) => {
             tracing::warn!(queue = %id.queue, id = id.id, "the queue no longer knows this job as ours: stopped it, reporting nothing");
             Reported::Unreported
@@ -343,7 +391,8 @@ async fn run_job(
                 &id,
             ),
         },
-    }
+    };
+    (reported, Some(timings))
 }
 
 fn report<E: std::fmt::Display>(result: Result<(), E>, as_: Reported, id: &JobRef) -> Reported {

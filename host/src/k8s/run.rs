@@ -46,6 +46,9 @@ pub struct Report {
     /// else why not: they are then left to `ttlSecondsAfterFinished` and the
     /// next start's sweep.
     pub teardown: Result<(), String>,
+    /// When the create request went out (none when the job was refused),
+    /// for measuring the executor's own overhead per job.
+    pub created: Option<Instant>,
 }
 
 /// What every job of one executor shares: the client, the configuration,
@@ -113,6 +116,7 @@ impl Runner {
             outcome,
             job: name.clone(),
             teardown,
+            created: None,
         };
         let k = &self.config.kubernetes;
         let inputs = Inputs {
@@ -143,10 +147,14 @@ impl Runner {
         };
         let mut pod = self.watcher.subscribe(&name);
         tracing::info!(job = %name, "creating");
+        let created = Some(Instant::now());
         if let Err(e) = create::create(&self.client, &k.namespace, &objects).await {
             tracing::error!(job = %name, error = %e, "cannot create the job's objects");
             let teardown = self.delete_all(&objects).await;
-            return report(Outcome::Infrastructure(e.to_string()), teardown);
+            return Report {
+                created,
+                ..report(Outcome::Infrastructure(e.to_string()), teardown)
+            };
         }
 
         let entries = Entries::of(&objects, payload);
@@ -219,7 +227,10 @@ impl Runner {
             teardown = self.delete_job(&name).await;
         }
         tracing::info!(job = %name, outcome = %outcome.message(), "done");
-        report(outcome, teardown)
+        Report {
+            created,
+            ..report(outcome, teardown)
+        }
     }
 
     async fn admit(

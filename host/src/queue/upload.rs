@@ -178,6 +178,9 @@ pub struct Uploaded {
     pub out_bytes: u64,
     /// What went wrong, one message per failure (the first 50, then a count).
     pub errors: Vec<String>,
+    /// When the last event arrived (for measuring what follows the last
+    /// log line: the executor's overhead before `markComplete`).
+    pub last_event: Option<std::time::Instant>,
 }
 
 /// Uploads the entries of one job's log until `events` closes and every
@@ -197,6 +200,7 @@ pub async fn upload<S: EntrySink>(
     let mut state = State::new(policy.clone());
     let mut inflight: Option<InFlight<'_>> = None;
     let mut open = true;
+    let mut last_event = None;
     loop {
         if inflight.is_none()
             && !state.stopped
@@ -225,8 +229,9 @@ pub async fn upload<S: EntrySink>(
             }
             // Once the job is gone its log has nowhere to go; events are
             // still read so that the pipeline is never blocked.
-            Step::Event(Some(_)) if state.stopped => {}
+            Step::Event(Some(_)) if state.stopped => last_event = Some(std::time::Instant::now()),
             Step::Event(Some(event)) => {
+                last_event = Some(std::time::Instant::now());
                 let now = Instant::now();
                 state.apply(event, now);
                 for _ in 0..DRAIN {
@@ -240,7 +245,10 @@ pub async fn upload<S: EntrySink>(
             Step::Due => {}
         }
     }
-    state.into_uploaded()
+    Uploaded {
+        last_event,
+        ..state.into_uploaded()
+    }
 }
 
 /// Runs the uploader's decisions on a virtual clock, for measuring a policy
@@ -684,6 +692,7 @@ impl State {
             bytes_sent: self.bytes_sent,
             out_bytes: self.entries.values().map(|e| e.len() as u64).sum(),
             errors: self.errors,
+            last_event: None,
         }
     }
 }
@@ -879,6 +888,7 @@ mod tests {
                 bytes_sent: 20,
                 out_bytes: 20,
                 errors: vec![],
+                last_event: uploaded.last_event,
             }
         );
     }
