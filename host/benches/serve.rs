@@ -72,6 +72,8 @@ async fn round(concurrency: usize, jobs: usize) {
             "--resource-request-cpu=1m",
             "--api-qps=1000",
             "--api-burst=2000",
+            "--api-delete-qps=1000",
+            "--api-delete-burst=2000",
         ])
         .raw,
     )
