@@ -344,8 +344,8 @@ async fn run_job(
         }
     };
     let (events, received) = mpsc::channel(256);
-    let (report_, uploaded) = tokio::join!(
-        runner.run(&id.queue, &payload, events, running.cancel.clone()),
+    let ((report_, deferred), uploaded) = tokio::join!(
+        runner.run_deferred(&id.queue, &payload, events, running.cancel.clone()),
         upload::upload(received, &client, policy),
     );
     for e in &uploaded.errors {
@@ -392,6 +392,14 @@ async fn run_job(
             ),
         },
     };
+    // The queue has the result; the Job's deletion no longer delays it.
+    let teardown = match deferred {
+        Some(d) => runner.teardown(d).await,
+        None => report_.teardown,
+    };
+    if let Err(e) = teardown {
+        tracing::warn!(queue = %id.queue, id = id.id, error = %e, "the job's objects were not deleted; the next start's sweep or their TTL will");
+    }
     (reported, Some(timings))
 }
 

@@ -51,6 +51,13 @@ pub struct Report {
     pub created: Option<Instant>,
 }
 
+/// A Job whose deletion [`Runner::run_deferred`] left to its caller.
+#[derive(Debug)]
+#[must_use = "the Job stays until teardown (or the next start's sweep) deletes it"]
+pub struct Deferred {
+    job: String,
+}
+
 /// What every job of one executor shares: the client, the configuration,
 /// the plugins and the one pod watch.
 pub struct Runner {
@@ -102,8 +109,9 @@ impl Runner {
         &self.client
     }
 
-    /// Runs `payload` (of `queue`) to its end. Log events go to `events`
-    /// as they happen; `cancel` stops the job (the lines so far are kept).
+    /// Runs `payload` (of `queue`) to its end, teardown included. Log
+    /// events go to `events` as they happen; `cancel` stops the job (the
+    /// lines so far are kept).
     pub async fn run(
         &self,
         queue: &str,
@@ -111,6 +119,25 @@ impl Runner {
         events: mpsc::Sender<LogEvent>,
         cancel: CancellationToken,
     ) -> Report {
+        let (mut report, deferred) = self.run_deferred(queue, payload, events, cancel).await;
+        if let Some(deferred) = deferred {
+            report.teardown = self.teardown(deferred).await;
+        }
+        report
+    }
+
+    /// [`Runner::run`], except that the deletion of a Job that ended by
+    /// itself is left to the caller ([`Runner::teardown`]), so that the
+    /// queue hears the result one API round trip sooner. If the executor
+    /// dies in between, the start-up sweep and `ttlSecondsAfterFinished`
+    /// delete the Job.
+    pub async fn run_deferred(
+        &self,
+        queue: &str,
+        payload: &JobPayload,
+        events: mpsc::Sender<LogEvent>,
+        cancel: CancellationToken,
+    ) -> (Report, Option<Deferred>) {
         let name = names::job_name(NAME_PREFIX, queue, payload.id);
         let report = |outcome, teardown| Report {
             outcome,
@@ -129,7 +156,7 @@ impl Runner {
         };
         let built = match spec::build(&inputs, payload) {
             Ok(built) => built,
-            Err(e) => return report(Outcome::Refused(e.to_string()), Ok(())),
+            Err(e) => return (report(Outcome::Refused(e.to_string()), Ok(())), None),
         };
         let ctx = spec::plugin_context(&inputs, payload);
         let redactor = self.redactor(payload);
@@ -143,7 +170,7 @@ impl Runner {
         }
         let objects = match admitted {
             Ok(objects) => objects,
-            Err(why) => return report(Outcome::Refused(why), Ok(())),
+            Err(why) => return (report(Outcome::Refused(why), Ok(())), None),
         };
         let mut pod = self.watcher.subscribe(&name);
         tracing::info!(job = %name, "creating");
@@ -151,10 +178,11 @@ impl Runner {
         if let Err(e) = create::create(&self.client, &k.namespace, &objects).await {
             tracing::error!(job = %name, error = %e, "cannot create the job's objects");
             let teardown = self.delete_all(&objects).await;
-            return Report {
+            let report = Report {
                 created,
                 ..report(Outcome::Infrastructure(e.to_string()), teardown)
             };
+            return (report, None);
         }
 
         let entries = Entries::of(&objects, payload);
@@ -223,14 +251,19 @@ impl Runner {
             Ok(Err(_)) => {}
             Err(e) => tracing::error!(job = %name, error = %e, "log pipeline crashed"),
         }
-        if !deleted && !k.keep_jobs {
-            teardown = self.delete_job(&name).await;
-        }
+        let deferred = (!deleted && !k.keep_jobs).then(|| Deferred { job: name.clone() });
         tracing::info!(job = %name, outcome = %outcome.message(), "done");
-        Report {
+        let report = Report {
             created,
             ..report(outcome, teardown)
-        }
+        };
+        (report, deferred)
+    }
+
+    /// Deletes the Job that [`Runner::run_deferred`] left (per
+    /// `KUBERNETES_KEEP_JOBS`), with the usual retries and accounting.
+    pub async fn teardown(&self, deferred: Deferred) -> Result<(), String> {
+        self.delete_job(&deferred.job).await
     }
 
     async fn admit(
