@@ -504,3 +504,24 @@ async fn a_queue_outage_and_restart_lose_no_log_line_and_no_result() {
     stop.cancel();
     assert_eq!(worker.await.unwrap().completed, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_exits_by_itself_after_its_total_number_of_jobs() {
+    let stack = stack().await;
+    let first = stack.queue.submit(short(&["echo one"])).await;
+    let (_stop, worker) = worker(&stack, &[], |o| o.num_total_jobs = Some(1)).await;
+    // No stop: the worker ends once its one job is reported (a generous
+    // bound, so that a worker that never stops fails instead of hanging).
+    let summary = tokio::time::timeout(Duration::from_secs(300), worker)
+        .await
+        .expect("the worker did not stop after its one job")
+        .unwrap();
+    assert_eq!((summary.taken, summary.completed), (1, 1), "{summary:?}");
+    assert_eq!(stack.queue.job(first, None).await["state"], "completed");
+    let second = stack.queue.submit(short(&["echo two"])).await;
+    assert_eq!(
+        stack.queue.job(second, None).await["state"],
+        "queued",
+        "nobody takes jobs any more"
+    );
+}
