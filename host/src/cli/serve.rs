@@ -75,7 +75,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             )
         }
         None => {
-            let dir = &config.embedded.data_dir;
+            let Some(dir) = config.embedded.data_dir.clone() else {
+                anyhow::bail!(
+                    "EXECUTOR_DATA_DIR: not set, and neither XDG_STATE_HOME nor HOME is: the embedded queue needs a directory for its database"
+                );
+            };
+            let dir = &dir;
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("EXECUTOR_DATA_DIR: cannot create {}", dir.display()))?;
             let embedded = Embedded::open(EmbeddedOptions {
@@ -154,7 +159,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             sim::Options::default(),
         )
         .await?;
-        let kubeconfig = config.embedded.data_dir.join("kubeconfig");
+        let kubeconfig = config
+            .embedded
+            .data_dir
+            .as_deref()
+            .map_or_else(std::env::temp_dir, Path::to_path_buf)
+            .join("kubeconfig");
         std::fs::write(&kubeconfig, sim.kubeconfig())
             .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
         banner.push(format!(

@@ -362,8 +362,10 @@ pub struct QueueConfig {
 pub struct EmbeddedConfig {
     /// Where it listens.
     pub listen: std::net::SocketAddr,
-    /// Its database and the address file.
-    pub data_dir: PathBuf,
+    /// Its database and the address file; `None` when neither
+    /// `EXECUTOR_DATA_DIR` nor a home directory says where (only `serve`
+    /// and the user commands need one, and they say so).
+    pub data_dir: Option<PathBuf>,
     /// The user API token, when configured.
     pub api_token: Option<String>,
 }
@@ -898,7 +900,7 @@ impl Config {
         );
         let data_dir = match raw.data_dir.as_deref().map(str::trim) {
             Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
-            _ => c.check("EXECUTOR_DATA_DIR", default_data_dir()),
+            _ => default_data_dir().ok(),
         };
         let plugins_config = raw
             .plugins_config
@@ -973,7 +975,7 @@ impl Config {
             },
             embedded: EmbeddedConfig {
                 listen: listen.ok_or_else(invalid)?,
-                data_dir: data_dir.ok_or_else(invalid)?,
+                data_dir,
                 api_token: raw.api_token.clone().filter(|t| !t.trim().is_empty()),
             },
             plugins_config,
