@@ -30,20 +30,25 @@ fn main() {
         .unwrap();
     println!("whole path, trivial steps (`true`), no plugins, simulator with 3 nodes");
     println!(
-        "{:>11} {:>5} {:>9} {:>13} {:>13} {:>14} {:>14}",
+        "{:>11} {:>5} {:>9} {:>13} {:>13} {:>14} {:>14} {:>11} {:>16}",
         "concurrency",
         "jobs",
         "jobs/s",
         "start p50 ms",
         "start p99 ms",
         "finish p50 ms",
-        "finish p99 ms"
+        "finish p99 ms",
+        "ran p50 ms",
+        "uploaded p50 ms"
     );
     for (concurrency, jobs) in [(1, 20), (8, 64), (32, 128)] {
         runtime.block_on(round(concurrency, jobs));
     }
     println!(
         "start: dequeue answered → create request sent; finish: last log event → markComplete sent"
+    );
+    println!(
+        "ran / uploaded: last log event → the runner / the uploader returned (finish waits for both)"
     );
 }
 
@@ -128,6 +133,8 @@ async fn round(concurrency: usize, jobs: usize) {
     let worker = tokio::spawn(Worker::new(queue, runner, options).run(stop.clone()));
     let mut start = Vec::new();
     let mut finish = Vec::new();
+    let mut ran = Vec::new();
+    let mut uploaded = Vec::new();
     for _ in 0..jobs {
         let t = timings.recv().await.unwrap();
         if let Some(c) = t.created {
@@ -135,6 +142,8 @@ async fn round(concurrency: usize, jobs: usize) {
         }
         if let Some(l) = t.last_event {
             finish.push(t.reporting.saturating_duration_since(l));
+            ran.push(t.ran.saturating_duration_since(l));
+            uploaded.push(t.uploaded.saturating_duration_since(l));
         }
     }
     let elapsed = started.elapsed();
@@ -150,7 +159,7 @@ async fn round(concurrency: usize, jobs: usize) {
             .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
     };
     println!(
-        "{:>11} {:>5} {:>9.1} {:>13.2} {:>13.2} {:>14.2} {:>14.2}",
+        "{:>11} {:>5} {:>9.1} {:>13.2} {:>13.2} {:>14.2} {:>14.2} {:>11.2} {:>16.2}",
         concurrency,
         jobs,
         jobs as f64 / elapsed.as_secs_f64(),
@@ -158,5 +167,7 @@ async fn round(concurrency: usize, jobs: usize) {
         ms(&mut start, 0.99),
         ms(&mut finish, 0.5),
         ms(&mut finish, 0.99),
+        ms(&mut ran, 0.5),
+        ms(&mut uploaded, 0.5),
     );
 }

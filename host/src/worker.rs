@@ -52,6 +52,10 @@ pub struct JobTimings {
     pub created: Option<std::time::Instant>,
     /// The last log event reached the uploader.
     pub last_event: Option<std::time::Instant>,
+    /// The runner returned (the pod ended, its logs drained).
+    pub ran: std::time::Instant,
+    /// The uploader returned (every entry's last state sent).
+    pub uploaded: std::time::Instant,
     /// The result's request went out.
     pub reporting: std::time::Instant,
 }
@@ -344,9 +348,17 @@ async fn run_job(
         }
     };
     let (events, received) = mpsc::channel(256);
-    let ((report_, deferred), uploaded) = tokio::join!(
-        runner.run_deferred(&id.queue, &payload, events, running.cancel.clone()),
-        upload::upload(received, &client, policy),
+    let ((report_, deferred, ran), (uploaded, upload_done)) = tokio::join!(
+        async {
+            let (report, deferred) = runner
+                .run_deferred(&id.queue, &payload, events, running.cancel.clone())
+                .await;
+            (report, deferred, std::time::Instant::now())
+        },
+        async {
+            let uploaded = upload::upload(received, &client, policy).await;
+            (uploaded, std::time::Instant::now())
+        },
     );
     for e in &uploaded.errors {
         tracing::warn!(queue = %id.queue, id = id.id, error = %e, "log upload");
@@ -357,6 +369,8 @@ async fn run_job(
         dequeued: std::time::Instant::now(),
         created: report_.created,
         last_event: uploaded.last_event,
+        ran,
+        uploaded: upload_done,
         reporting: std::time::Instant::now(),
     };
     let reported = match running.why() {
