@@ -594,9 +594,12 @@ impl State {
             .filter(|(_, due)| *due <= now)
             .min_by_key(|(i, due)| (*due, *i))?;
         let e = self.entries.get_mut(&index)?;
-        // The first add creates the entry and nothing more; its lines follow
-        // in updates, so a large log is never sent before it is due.
-        let first = e.id.is_none() && e.last_attempt.is_none() && !ending;
+        // The first add of a large entry creates it and nothing more; its
+        // lines follow in updates, so a large log is never sent before it
+        // is due. A small one goes whole: an entry that already ended (the
+        // admission trail, a quick setup) then costs one request, not two.
+        let small = e.wire.out.as_ref().map_or(0, String::len) <= self.policy.small;
+        let first = e.id.is_none() && e.last_attempt.is_none() && !ending && !small;
         let (snapshot, version) = if first {
             let header = ExecutionLogEntry {
                 key: e.wire.key.clone(),
@@ -930,6 +933,7 @@ mod tests {
         let uploading = upload(rx, &sink, &policy);
         let driving = async {
             tx.send(opened(0)).await.unwrap();
+            while !matches!(seen.recv().await, Some(Call::Add(..))) {}
             tx.send(closed(0, 0)).await.unwrap();
             while !matches!(seen.recv().await, Some(Call::Update(..))) {}
             // The update is held; 200 events through a channel of 2 only
@@ -1073,7 +1077,9 @@ mod tests {
         ];
         let (sim, log) = sends(&UploadPolicy::default(), events, instant);
         assert_eq!(log.len(), 2, "{log:?}");
-        assert_eq!(log[0].3.out.as_deref(), Some(""));
+        // A small entry's add carries what it has (the lines that came
+        // before its Opened included).
+        assert_eq!(log[0].3.out.as_ref().unwrap().len(), 2 * (LINE.len() + 9));
         assert_eq!(log[1].0, secs(0.2));
         assert_eq!(log[1].3.out.as_ref().unwrap().len(), 3 * (LINE.len() + 9));
         assert_eq!(log[1].3.exit_code, None);
