@@ -4,8 +4,10 @@
 //! a growing log every second costs bytes quadratic in its size. Here an
 //! entry is sent only when it changed since its last send, and:
 //!
-//! - when it is opened (`addExecutionLogEntry`, with an empty `out`) and when
-//!   it is closed (its final state), at once;
+//! - when it is opened (`addExecutionLogEntry`: whole while below
+//!   [`UploadPolicy::small`], so that an entry already ended costs one
+//!   request; else with an empty `out`) and when it is closed (its final
+//!   state), at once;
 //! - while `out` is below [`UploadPolicy::small`], at most once per
 //!   [`UploadPolicy::min_interval`];
 //! - above, when `out` has grown by a factor of [`UploadPolicy::growth`] since
@@ -24,8 +26,8 @@
 //!
 //! - sends triggered by growth each exceed `g` times the send before them, so
 //!   they form a geometric series whose largest term is at most `F`;
-//! - `F` is the send at `Closed` (the add at `Opened` carries nothing, and
-//!   after `Closed` nothing has changed at the end);
+//! - `F` is the send at `Closed` (the add carries less than `small`, counted
+//!   in the `+ 1` below, and after `Closed` nothing has changed at the end);
 //! - sends below `small` are spaced by `min_interval` and smaller than `small`;
 //! - a send for staleness of `L` bytes comes at least `L / stale_rate` after the
 //!   send before it, so those sends add up to at most `stale_rate·T`.
