@@ -60,6 +60,42 @@ pub enum Output {
 /// matching clap's status for bad arguments.
 pub const EXIT_BAD_INPUT: u8 = 2;
 
+/// Runs an async command on a multi-threaded runtime: its exit code, or
+/// its error printed with [`EXIT_BAD_INPUT`].
+fn block_on(command: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+/// The plugins of a configuration file, or none, for the commands that run
+/// jobs (`run`, `serve`).
+fn job_plugins(file: Option<&std::path::Path>) -> anyhow::Result<crate::plugins::Plugins> {
+    use crate::plugins::{Plugins, PluginsConfig, Runtime, RuntimeOptions};
+    let runtime = Runtime::new(&RuntimeOptions {
+        max_instances: 64,
+        cache_dir: crate::plugins::default_cache_dir(),
+    })?;
+    Ok(match file {
+        Some(path) => Plugins::load(runtime, &PluginsConfig::from_file(path)?)?,
+        None => Plugins::none(runtime),
+    })
+}
+
 /// What `render` and `run` start from: the configuration, the job and its queue.
 struct JobInput {
     config: crate::config::Config,

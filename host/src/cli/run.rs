@@ -15,7 +15,6 @@ use crate::config::RawConfig;
 use crate::joblog::LogEvent;
 use crate::k8s::run::Runner;
 use crate::k8s::{cleanup, client};
-use crate::plugins::{Plugins, PluginsConfig, Runtime, RuntimeOptions};
 
 /// Exit status when the job failed and a retry may succeed (an
 /// infrastructure failure: `markErrored`).
@@ -34,23 +33,7 @@ pub(super) struct RunArgs {
 }
 
 pub(super) fn run(args: RunArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(execute(args)) {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(EXIT_BAD_INPUT)
-        }
-    }
+    super::block_on(execute(args))
 }
 
 async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -62,14 +45,7 @@ async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     else {
         return Ok(ExitCode::from(EXIT_BAD_INPUT));
     };
-    let runtime = Runtime::new(&RuntimeOptions {
-        max_instances: 64,
-        cache_dir: crate::plugins::default_cache_dir(),
-    })?;
-    let plugins = match &config.plugins_config {
-        Some(path) => Plugins::load(runtime, &PluginsConfig::from_file(path)?)?,
-        None => Plugins::none(runtime),
-    };
+    let plugins = super::job_plugins(config.plugins_config.as_deref())?;
     let client = client::client(
         config.kubernetes.config_path.as_deref(),
         &config.kubernetes.api,

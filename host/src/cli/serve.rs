@@ -13,7 +13,6 @@ use super::client::AddressFile;
 use crate::config::{Config, RawConfig};
 use crate::k8s::run::Runner;
 use crate::k8s::{cleanup, client};
-use crate::plugins::{Plugins, PluginsConfig, Runtime, RuntimeOptions};
 use crate::queue::client::{ClientOptions, QueueClient};
 use crate::queue::embedded::{Embedded, EmbeddedOptions};
 use crate::worker::{Worker, WorkerOptions};
@@ -31,23 +30,7 @@ pub(super) struct ServeArgs {
 }
 
 pub(super) fn run(args: ServeArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(args)) {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(EXIT_BAD_INPUT)
-        }
-    }
+    super::block_on(serve(args))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -178,34 +161,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
 
     // The plugins: the configured ones, else the shipped example chain.
-    let runtime = Runtime::new(&RuntimeOptions {
-        max_instances: 64,
-        cache_dir: crate::plugins::default_cache_dir(),
-    })?;
     let plugins_file = match &config.plugins_config {
         Some(path) => Some(path.clone()),
         None => shipped_plugins().await?,
     };
-    let plugins = match &plugins_file {
-        Some(path) => {
-            let plugins = Plugins::load(runtime, &PluginsConfig::from_file(path)?)?;
-            banner.push(format!(
-                "plugins: {} from {}",
-                plugins
-                    .info()
-                    .iter()
-                    .map(|p| p.name.clone())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                path.display()
-            ));
+    let plugins = super::job_plugins(plugins_file.as_deref())?;
+    banner.push(match &plugins_file {
+        Some(path) => format!(
+            "plugins: {} from {}",
             plugins
-        }
-        None => {
-            banner.push("plugins: none".to_owned());
-            Plugins::none(runtime)
-        }
-    };
+                .info()
+                .iter()
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+            path.display()
+        ),
+        None => "plugins: none".to_owned(),
+    });
 
     let executor_name = crate::config::executor_name();
     let instance = config.instance();

@@ -7,8 +7,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
-use super::EXIT_BAD_INPUT;
-
 #[derive(Debug, Args)]
 pub(super) struct SimArgs {
     /// Where to listen (loopback only); port 0 picks a free one.
@@ -26,23 +24,10 @@ pub(super) struct SimArgs {
 }
 
 pub(super) fn run(args: SimArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(EXIT_BAD_INPUT)
-        }
-    }
+    super::block_on(async {
+        serve(args).await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 async fn serve(args: SimArgs) -> anyhow::Result<()> {
