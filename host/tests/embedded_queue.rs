@@ -473,10 +473,15 @@ async fn log_entries_and_marks_are_for_the_executor_that_holds_the_job() {
     assert_eq!(detail.entries.len(), 1);
     let e = &detail.entries[0];
     assert_eq!(
-        (e.id, e.key.as_str(), e.exit_code, e.duration_ms),
+        (
+            e.id,
+            e.entry.key.as_str(),
+            e.entry.exit_code,
+            e.entry.duration_ms
+        ),
         (entry_id, "step.kubernetes.main", Some(0), Some(1500))
     );
-    assert_eq!(e.out.as_deref(), Some("stdout: hi\nstdout: bye"));
+    assert_eq!(e.entry.out.as_deref(), Some("stdout: hi\nstdout: bye"));
     assert!(detail.payload.get("token").is_none());
     assert_eq!(detail.payload["id"], id);
     s.stop().await;
@@ -790,7 +795,7 @@ async fn jobs_entries_and_generated_secrets_survive_a_restart() {
     );
     let kept = again.store().job(done.id).unwrap().unwrap();
     assert_eq!(kept.summary.state, JobState::Completed);
-    assert_eq!(kept.entries[0].out.as_deref(), Some("stdout: kept"));
+    assert_eq!(kept.entries[0].entry.out.as_deref(), Some("stdout: kept"));
     assert_eq!(
         again.store().summary(waiting.id).unwrap().unwrap().state,
         JobState::Queued

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{EXIT_BAD_INPUT, Output};
 use crate::queue::embedded::api::{
-    JobDetail, JobList, JobState, JobSummary, Repository, RepositoryList, Submitted,
+    EntryView, JobDetail, JobList, JobState, JobSummary, Repository, RepositoryList, Submitted,
 };
 
 /// Where a serving executor says it listens, for the commands on the same machine.
@@ -377,7 +377,7 @@ pub(super) fn show(args: ShowArgs) -> ExitCode {
                     writeln!(out, "  executor: {e}")?;
                 }
                 writeln!(out, "  created:  {}", s.created_at)?;
-                for e in &job.entries {
+                for EntryView { entry: e, .. } in &job.entries {
                     let ended = match (e.exit_code, e.duration_ms) {
                         (Some(code), Some(ms)) => format!("exit {code}, {ms} ms"),
                         (Some(code), None) => format!("exit {code}"),
@@ -408,9 +408,9 @@ pub(super) fn logs(args: LogsArgs) -> ExitCode {
         loop {
             let job = api.job(args.id, since)?;
             let mut out = std::io::stdout().lock();
-            for e in &job.entries {
+            for EntryView { id, entry: e } in &job.entries {
                 let text = e.out.as_deref().unwrap_or("");
-                let done = printed.entry(e.id).or_insert_with(|| usize::MAX);
+                let done = printed.entry(*id).or_insert_with(|| usize::MAX);
                 if *done == usize::MAX {
                     writeln!(out, "==> {}", e.key)?;
                     *done = 0;

@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use super::store::CancelOutcome;
 use super::{Embedded, HttpError, blocking, credential, git, parse_json, same_secret, valid_queue};
 use crate::queue::payload::JobPayload;
-use crate::queue::wire::Telemetry;
+use crate::queue::wire::{ExecutionLogEntry, Telemetry};
 
 /// The queue a job goes to when the request names none.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -173,28 +173,14 @@ pub struct JobSummary {
     pub finished_at: Option<String>,
 }
 
-/// One execution log entry of a job.
+/// One execution log entry of a job: what the executor sent, and its id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct EntryView {
     /// The entry's id.
     pub id: i64,
-    /// `setup.workspace`, `step.kubernetes.<key>`, ...
-    pub key: String,
-    /// The command, redacted.
-    #[serde(default)]
-    pub command: Vec<String>,
-    /// RFC 3339, as the executor sent it.
-    pub start_time: String,
-    /// Set when the step ended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    /// The whole output so far.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<String>,
-    /// Set when the step ended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<i64>,
+    /// The entry as the executor last sent it.
+    #[serde(flatten)]
+    pub entry: ExecutionLogEntry,
 }
 
 /// `GET /api/v1/jobs/{id}`: a job with its log and payload.

@@ -612,12 +612,15 @@ impl Store {
                 .query_map([id], |r| {
                     Ok(EntryView {
                         id: r.get(0)?,
-                        key: r.get(1)?,
-                        command: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
-                        start_time: r.get(3)?,
-                        exit_code: r.get(4)?,
-                        out: r.get(5)?,
-                        duration_ms: r.get(6)?,
+                        entry: ExecutionLogEntry {
+                            key: r.get(1)?,
+                            command: serde_json::from_str(&r.get::<_, String>(2)?)
+                                .unwrap_or_default(),
+                            start_time: r.get(3)?,
+                            exit_code: r.get(4)?,
+                            out: r.get(5)?,
+                            duration_ms: r.get(6)?,
+                        },
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -1029,10 +1032,10 @@ mod tests {
         let detail = store.job(id).unwrap().unwrap();
         assert_eq!(detail.entries.len(), 1);
         assert_eq!(
-            detail.entries[0].out.as_deref(),
+            detail.entries[0].entry.out.as_deref(),
             Some("stdout: a\nstdout: b")
         );
-        assert_eq!(detail.entries[0].command, ["git", "fetch"]);
+        assert_eq!(detail.entries[0].entry.command, ["git", "fetch"]);
         assert_eq!(
             store.finish("q", id, "e", Finish::Complete, now).unwrap(),
             Some(JobState::Completed)
