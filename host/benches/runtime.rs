@@ -12,7 +12,7 @@ use executor::joblog::LogEvent;
 use executor::k8s::outcome::Outcome;
 use executor::k8s::run::Runner;
 use executor::plugins::{Plugins, Runtime, RuntimeOptions};
-use executor::queue::payload::JobPayload;
+use executor::job::payload::JobPayload;
 use k8s_openapi::jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

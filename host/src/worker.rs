@@ -13,7 +13,7 @@ use crate::config::QueueConfig;
 use crate::k8s::outcome::Outcome;
 use crate::k8s::run::Runner;
 use crate::queue::client::{Dequeued, JobRef, QueueClient};
-use crate::queue::payload::JobPayload;
+use crate::job::payload::JobPayload;
 use crate::queue::upload::{self, UploadPolicy};
 
 /// Sourcegraph's heartbeat period; its queue resets a job after 25 s without one.

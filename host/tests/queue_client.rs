@@ -17,7 +17,7 @@ use executor::plugins::{LogRecord, Stream};
 use executor::queue::client::{
     ClientError, ClientOptions, DEFAULT_OUTAGE_LIMIT, JobClient, JobRef, QueueClient, Tuning,
 };
-use executor::queue::payload::JobPayload;
+use executor::job::payload::JobPayload;
 use executor::queue::upload::{UploadPolicy, upload};
 use executor::queue::wire::ExecutionLogEntry;
 use k8s_openapi::jiff::Timestamp;

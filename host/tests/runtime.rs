@@ -12,7 +12,7 @@ use executor::joblog::LogEvent;
 use executor::k8s::outcome::Outcome;
 use executor::k8s::run::{Report, Runner};
 use executor::plugins::{Plugins, Runtime, RuntimeOptions};
-use executor::queue::payload::JobPayload;
+use executor::job::payload::JobPayload;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;

@@ -603,7 +603,7 @@ impl Config {
         );
 
         let namespace = raw.namespace.trim().to_owned();
-        if !parse::dns_label(&namespace) {
+        if k8s_rules::names::dns1123_label(&namespace).is_err() {
             c.check::<()>("EXECUTOR_KUBERNETES_NAMESPACE", Err(format!("{namespace:?} is not a namespace name; expected a DNS label (lowercase letters, digits, '-', at most 63)")));
         }
 
@@ -675,7 +675,7 @@ impl Config {
             ("KUBERNETES_JOB_ANNOTATIONS", &job_annotations),
             ("KUBERNETES_JOB_POD_ANNOTATIONS", &pod_annotations),
         ] {
-            if let Some(key) = map.keys().find(|k| !parse::label_key(k)) {
+            if let Some(key) = map.keys().find(|k| k8s_rules::names::qualified_name(k).is_err()) {
                 c.check::<()>(variable, Err(format!("{key:?} is not a valid annotation key; expected an optional DNS prefix and '/', then at most 63 characters of [A-Za-z0-9._-]")));
             }
         }
@@ -684,7 +684,7 @@ impl Config {
             .as_deref()
             .map(parse::list)
             .unwrap_or_default();
-        if let Some(bad) = image_pull_secrets.iter().find(|s| !parse::dns_subdomain(s)) {
+        if let Some(bad) = image_pull_secrets.iter().find(|s| k8s_rules::names::dns1123_subdomain(s).is_err()) {
             c.check::<()>(
                 "KUBERNETES_IMAGE_PULL_SECRETS",
                 Err(format!(
@@ -796,7 +796,7 @@ impl Config {
         };
         let pod = match (nonempty(&raw.pod_name), nonempty(&raw.pod_uid)) {
             (Some(name), Some(uid)) => {
-                if !parse::dns_subdomain(&name) {
+                if k8s_rules::names::dns1123_subdomain(&name).is_err() {
                     c.check::<()>(
                         "EXECUTOR_POD_NAME",
                         Err(format!(

@@ -27,12 +27,12 @@ pub fn key_values(value: &str) -> Result<BTreeMap<String, String>, String> {
             ));
         };
         let (k, v) = (k.trim(), v.trim());
-        if !label_key(k) {
+        if k8s_rules::names::qualified_name(k).is_err() {
             return Err(format!(
                 "{k:?} is not a valid label key; expected an optional DNS prefix and '/', then at most 63 characters of [A-Za-z0-9._-]"
             ));
         }
-        if !label_value(v) {
+        if k8s_rules::names::label_value(v).is_err() {
             return Err(format!(
                 "{v:?} (for {k}) is not a valid label value; expected at most 63 characters of [A-Za-z0-9._-], starting and ending with a letter or digit"
             ));
@@ -40,49 +40,6 @@ pub fn key_values(value: &str) -> Result<BTreeMap<String, String>, String> {
         map.insert(k.to_owned(), v.to_owned());
     }
     Ok(map)
-}
-
-fn name_part(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
-
-/// Lowercase letters, digits and '-', alphanumeric at both ends: one
-/// DNS-1123 label's characters, whatever its length.
-fn label_chars(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// Whether `s` is a DNS-1123 label (what namespace and plugin names must be).
-pub fn dns_label(s: &str) -> bool {
-    s.len() <= 63 && label_chars(s)
-}
-
-/// Whether `s` is a DNS-1123 subdomain (what Secret and prefix names must be);
-/// like the API server, only the whole name's length is bounded.
-pub fn dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(label_chars)
-}
-
-/// Whether `s` is a label (or annotation) key.
-pub fn label_key(s: &str) -> bool {
-    match s.rsplit_once('/') {
-        Some((prefix, name)) => dns_subdomain(prefix) && name_part(name),
-        None => name_part(s),
-    }
-}
-
-/// Whether `s` is a label value (empty is allowed).
-pub fn label_value(s: &str) -> bool {
-    s.is_empty() || name_part(s)
 }
 
 /// A Kubernetes quantity (`500m`, `12Gi`, `1e3`), checked by a real quantity parser.
@@ -130,7 +87,7 @@ pub fn integer(value: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64,
 pub fn strict_json<T: DeserializeOwned>(value: &str, expected: &str) -> Result<T, String> {
     let mut unknown = Vec::new();
     let mut json = serde_json::Deserializer::from_str(value);
-    let mut record = |path: serde_ignored::Path<'_>| unknown.push(pointer(&path));
+    let mut record = |path: serde_ignored::Path<'_>| unknown.push(k8s_rules::field_path::dotted(&path));
     let ignoring = serde_ignored::Deserializer::new(&mut json, &mut record);
     let parsed: T = serde_path_to_error::deserialize(ignoring).map_err(|e| {
         let at = e.path().to_string();
@@ -149,27 +106,6 @@ pub fn strict_json<T: DeserializeOwned>(value: &str, expected: &str) -> Result<T
         ));
     }
     Ok(parsed)
-}
-
-/// `[0].labelSelector.matchLabels`: the path of an ignored field, written as
-/// a user would look it up in their JSON.
-fn pointer(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path;
-    match path {
-        Path::Root => String::new(),
-        Path::Seq { parent, index } => format!("{}[{index}]", pointer(parent)),
-        Path::Map { parent, key } => {
-            let p = pointer(parent);
-            if p.is_empty() {
-                key.clone()
-            } else {
-                format!("{p}.{key}")
-            }
-        }
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => pointer(parent),
-    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use super::{create, names};
 use crate::config::Config;
 use crate::joblog::{self, Input, LogEvent, Redactor};
 use crate::plugins::{Plugins, TrailEntry};
-use crate::queue::payload::JobPayload;
+use crate::job::payload::JobPayload;
 
 /// How long the log of a pod that ended by itself may take to drain;
 /// followers end on their own (the container ended, the pod went, the API

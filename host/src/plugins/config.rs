@@ -294,7 +294,7 @@ fn parse_entry(
     }
     let name = match map.get("name") {
         // A DNS label, so names fit metrics labels and Kubernetes annotations.
-        Some(Value::String(name)) if crate::config::parse::dns_label(name) => {
+        Some(Value::String(name)) if k8s_rules::names::dns1123_label(name).is_ok() => {
             if !names.insert(name.clone()) {
                 problem(
                     "name",

@@ -100,7 +100,7 @@ fn render(parts: &[Part], ctx: &JobContext) -> String {
 
 /// Checks a label or annotation key.
 fn check_key(where_: &str, key: &str) -> Result<(), Error> {
-    if names::label_key(key) {
+    if names::label_key(key).is_ok() {
         Ok(())
     } else {
         Err(Error::new(format!(

@@ -39,7 +39,7 @@ impl Plugin for PullSecrets {
     fn init(settings: Settings) -> Result<Self, Error> {
         let check = |at: String, names: &[String]| {
             names.iter().enumerate().try_for_each(|(j, n)| {
-                if names::dns_subdomain(n) {
+                if names::dns1123_subdomain(n).is_ok() {
                     Ok(())
                 } else {
                     Err(Error::new(format!("{at}[{j}]: {n:?} is not a valid Secret name; expected a DNS subdomain (lowercase letters, digits, '-' and '.')")))

@@ -32,7 +32,7 @@ use url::Url;
 use crate::config::{KubernetesConfig, VolumeType};
 use crate::k8s::names;
 use crate::plugins::{AdmissionOutcome, JobContext, Plugins};
-use crate::queue::payload::{FileSource, JobPayload};
+use crate::job::payload::{FileSource, JobPayload};
 
 pub use invariants::{Enforced, enforce};
 use script::{FILES_DIR, Routes, SetupFile, TOKEN_ENV};
@@ -158,7 +158,7 @@ pub fn labels(
 /// `value` as a label value: kept when valid, else cut to fit with a hash of
 /// the whole so that two long executor names stay apart.
 pub fn label_value(value: &str) -> String {
-    if crate::config::parse::label_value(value) {
+    if k8s_rules::names::label_value(value).is_ok() {
         return value.to_owned();
     }
     let hash = hex::encode(Sha256::digest(value.as_bytes()));
