@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use executor::config::{Config, RawConfig};
-use executor::joblog::LogEvent;
+use executor::job::log::LogEvent;
+use executor::job::{Runner, Settings};
 use executor::k8s::outcome::Outcome;
-use executor::k8s::run::Runner;
+use executor::payload::JobPayload;
 use executor::plugins::{Plugins, Runtime, RuntimeOptions};
-use executor::job::payload::JobPayload;
 use k8s_openapi::jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -83,10 +83,9 @@ async fn main() -> anyhow::Result<()> {
     })?;
     let runner = Arc::new(Runner::new(
         client.clone(),
-        Arc::new(config),
+        Settings::new(&config, None),
         Arc::new(Plugins::none(runtime)),
         "bench".into(),
-        None,
     ));
     let latencies = Arc::new(Mutex::new(Vec::<Duration>::new()));
     let started = Instant::now();

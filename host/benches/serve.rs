@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use executor::config::{Config, RawConfig};
-use executor::k8s::run::Runner;
+use executor::job::{Runner, Settings};
 use executor::plugins::{Plugins, Runtime, RuntimeOptions};
 use executor::queue::client::{ClientOptions, QueueClient};
 use executor::queue::embedded::{Embedded, EmbeddedOptions};
@@ -105,7 +105,7 @@ async fn round(concurrency: usize, jobs: usize) {
     options.observer = Some(observer);
     let runner = Arc::new(Runner::new(
         kube,
-        Arc::new(config),
+        Settings::new(&config, None),
         Arc::new(Plugins::none(
             Runtime::new(&RuntimeOptions {
                 max_instances: 4,
@@ -114,7 +114,6 @@ async fn round(concurrency: usize, jobs: usize) {
             .unwrap(),
         )),
         name,
-        None,
     ));
 
     let http = reqwest::Client::new();

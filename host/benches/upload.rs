@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use executor::joblog::LogEvent;
+use executor::job::log::LogEvent;
 use executor::plugins::{LogRecord, Stream};
 use executor::queue::client::ClientError;
 use executor::queue::upload::{EntrySink, UploadPolicy, Uploaded, simulate, upload};

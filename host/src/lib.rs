@@ -3,8 +3,8 @@
 pub mod cli;
 pub mod config;
 pub mod job;
-pub mod joblog;
 pub mod k8s;
+pub mod payload;
 pub mod plugins;
 pub mod queue;
 pub mod worker;

@@ -10,10 +10,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::QueueConfig;
+use crate::job::Runner;
 use crate::k8s::outcome::Outcome;
-use crate::k8s::run::Runner;
+use crate::payload::JobPayload;
 use crate::queue::client::{Dequeued, JobRef, QueueClient};
-use crate::job::payload::JobPayload;
 use crate::queue::upload::{self, UploadPolicy};
 
 /// Sourcegraph's heartbeat period; its queue resets a job after 25 s without one.

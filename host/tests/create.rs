@@ -5,7 +5,7 @@ use clap::Parser;
 use executor::config::{Config, RawConfig};
 use executor::k8s::create::{CreateError, create};
 use executor::k8s::spec::{self, Inputs, JobObjects};
-use executor::job::payload::JobPayload;
+use executor::payload::JobPayload;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, PostParams};

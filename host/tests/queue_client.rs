@@ -12,12 +12,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use executor::joblog::LogEvent;
+use executor::job::log::LogEvent;
+use executor::payload::JobPayload;
 use executor::plugins::{LogRecord, Stream};
 use executor::queue::client::{
     ClientError, ClientOptions, DEFAULT_OUTAGE_LIMIT, JobClient, JobRef, QueueClient, Tuning,
 };
-use executor::job::payload::JobPayload;
 use executor::queue::upload::{UploadPolicy, upload};
 use executor::queue::wire::ExecutionLogEntry;
 use k8s_openapi::jiff::Timestamp;

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use executor::config::{Config, RawConfig};
-use executor::joblog::LogEvent;
+use executor::job::log::LogEvent;
+use executor::job::{Report, Runner, Settings};
 use executor::k8s::outcome::Outcome;
-use executor::k8s::run::{Report, Runner};
+use executor::payload::JobPayload;
 use executor::plugins::{Plugins, Runtime, RuntimeOptions};
-use executor::job::payload::JobPayload;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -62,10 +62,9 @@ async fn runner(sim: &Sim, flags: &[&str]) -> Arc<Runner> {
     .unwrap();
     Arc::new(Runner::new(
         client,
-        Arc::new(config),
+        Settings::new(&config, None),
         Arc::new(Plugins::none(runtime)),
         format!("runtime-test-{}", uuid::Uuid::new_v4().simple()),
-        None,
     ))
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use executor::config::{Config, RawConfig};
-use executor::k8s::run::Runner;
+use executor::job::{Runner, Settings};
 use executor::plugins::{Plugins, PluginsConfig, Runtime, RuntimeOptions};
 use executor::queue::client::{ClientOptions, QueueClient};
 use executor::queue::embedded::{Embedded, EmbeddedOptions};
@@ -250,10 +250,9 @@ async fn worker(
     let routes = config.queue.frontend_url.clone();
     let runner = Arc::new(Runner::new(
         stack.kube.clone(),
-        Arc::new(config),
+        Settings::new(&config, routes),
         Arc::new(plugins(stack.queue.dir.path())),
         name,
-        routes,
     ));
     let stop = CancellationToken::new();
     let handle = tokio::spawn(Worker::new(queue, runner, options).run(stop.clone()));

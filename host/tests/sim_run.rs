@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use executor::config::{Config, RawConfig};
 use executor::k8s::spec::{self, Inputs};
-use executor::job::payload::JobPayload;
+use executor::payload::JobPayload;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};

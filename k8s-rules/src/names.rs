@@ -152,7 +152,9 @@ mod tests {
     fn label_keys_name_the_part_that_is_wrong() {
         assert!(qualified_name("acme.com/team").is_ok() && qualified_name("app").is_ok());
         assert!(qualified_name("-bad").is_err_and(|e| e.starts_with("name part must consist")));
-        assert!(qualified_name("Acme.com/x").is_err_and(|e| e.starts_with("prefix part a lowercase")));
+        assert!(
+            qualified_name("Acme.com/x").is_err_and(|e| e.starts_with("prefix part a lowercase"))
+        );
         assert!(qualified_name("/x").is_err_and(|e| e == "prefix part must be non-empty"));
         assert!(qualified_name("a/b/c").is_err_and(|e| e.starts_with("a qualified name")));
         assert!(qualified_name(&"a".repeat(64)).is_err_and(|e| e.contains("no more than 63")));

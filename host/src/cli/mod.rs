@@ -99,7 +99,7 @@ fn job_plugins(file: Option<&std::path::Path>) -> anyhow::Result<crate::plugins:
 /// What `render` and `run` start from: the configuration, the job and its queue.
 struct JobInput {
     config: crate::config::Config,
-    payload: crate::job::payload::JobPayload,
+    payload: crate::payload::JobPayload,
     queue: String,
 }
 
@@ -125,7 +125,7 @@ fn read_job(
     }
     let text = std::fs::read_to_string(job)
         .with_context(|| format!("--job: cannot read {}", job.display()))?;
-    let payload = crate::job::payload::JobPayload::parse(&text)
+    let payload = crate::payload::JobPayload::parse(&text)
         .with_context(|| format!("--job {}", job.display()))?;
     let queue = queue
         .map(str::to_owned)

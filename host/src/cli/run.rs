@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::EXIT_BAD_INPUT;
 use crate::config::RawConfig;
-use crate::joblog::LogEvent;
-use crate::k8s::run::Runner;
+use crate::job::log::LogEvent;
+use crate::job::{Runner, Settings};
 use crate::k8s::{cleanup, client};
 
 /// Exit status when the job failed and a retry may succeed (an
@@ -72,10 +72,9 @@ async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     let routes = config.queue.frontend_url.clone();
     let runner = Runner::new(
         client,
-        Arc::new(config),
+        Settings::new(&config, routes),
         Arc::new(plugins),
         executor_name,
-        routes,
     );
 
     let cancel = CancellationToken::new();

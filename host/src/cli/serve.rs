@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::EXIT_BAD_INPUT;
 use super::client::AddressFile;
 use crate::config::{Config, RawConfig};
-use crate::k8s::run::Runner;
+use crate::job::{Runner, Settings};
 use crate::k8s::{cleanup, client};
 use crate::queue::client::{ClientOptions, QueueClient};
 use crate::queue::embedded::{Embedded, EmbeddedOptions};
@@ -211,10 +211,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Arc::new(config);
     let runner = Arc::new(Runner::new(
         kube,
-        config.clone(),
+        Settings::new(&config, routes),
         Arc::new(plugins),
         executor_name.clone(),
-        routes,
     ));
 
     eprintln!("executor {executor_name}");

@@ -675,7 +675,10 @@ impl Config {
             ("KUBERNETES_JOB_ANNOTATIONS", &job_annotations),
             ("KUBERNETES_JOB_POD_ANNOTATIONS", &pod_annotations),
         ] {
-            if let Some(key) = map.keys().find(|k| k8s_rules::names::qualified_name(k).is_err()) {
+            if let Some(key) = map
+                .keys()
+                .find(|k| k8s_rules::names::qualified_name(k).is_err())
+            {
                 c.check::<()>(variable, Err(format!("{key:?} is not a valid annotation key; expected an optional DNS prefix and '/', then at most 63 characters of [A-Za-z0-9._-]")));
             }
         }
@@ -684,7 +687,10 @@ impl Config {
             .as_deref()
             .map(parse::list)
             .unwrap_or_default();
-        if let Some(bad) = image_pull_secrets.iter().find(|s| k8s_rules::names::dns1123_subdomain(s).is_err()) {
+        if let Some(bad) = image_pull_secrets
+            .iter()
+            .find(|s| k8s_rules::names::dns1123_subdomain(s).is_err())
+        {
             c.check::<()>(
                 "KUBERNETES_IMAGE_PULL_SECRETS",
                 Err(format!(

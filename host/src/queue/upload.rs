@@ -57,7 +57,7 @@ use tokio::time::Instant;
 
 use super::client::{ClientError, JobClient};
 use super::wire::ExecutionLogEntry;
-use crate::joblog::LogEvent;
+use crate::job::log::LogEvent;
 use crate::plugins::Stream;
 
 /// Events taken from the channel at once before the next send is considered.

@@ -31,8 +31,8 @@ use url::Url;
 
 use crate::config::{KubernetesConfig, VolumeType};
 use crate::k8s::names;
+use crate::payload::{FileSource, JobPayload};
 use crate::plugins::{AdmissionOutcome, JobContext, Plugins};
-use crate::job::payload::{FileSource, JobPayload};
 
 pub use invariants::{Enforced, enforce};
 use script::{FILES_DIR, Routes, SetupFile, TOKEN_ENV};

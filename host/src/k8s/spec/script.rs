@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use k8s_openapi::jiff::{Timestamp, tz::TimeZone};
 use url::Url;
 
-use crate::job::payload::Repository;
+use crate::payload::Repository;
 
 /// Where the setup container finds the workspace files of the job's Secret.
 pub const FILES_DIR: &str = "/executor/files";

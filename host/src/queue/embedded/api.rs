@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::store::CancelOutcome;
 use super::{Embedded, HttpError, blocking, credential, git, parse_json, same_secret, valid_queue};
-use crate::job::payload::JobPayload;
+use crate::payload::JobPayload;
 use crate::queue::wire::{ExecutionLogEntry, Telemetry};
 
 /// The queue a job goes to when the request names none.

@@ -1,0 +1,248 @@
+//! The log of one job as its uploader sees it: an entry per container (and one for the admission trail), lines grouped into batches by size and time, redacted, then filtered by the log plugins.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::Timestamp;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::redact::Redactor;
+use crate::k8s::logs::Line;
+use crate::plugins::{LogRecord, LogSession, PluginError, Stream};
+
+/// A batch closes at this many lines...
+pub const BATCH_LINES: usize = 512;
+/// ...or this many bytes...
+pub const BATCH_BYTES: usize = 64 * 1024;
+/// ...or this long after its first line, whichever comes first.
+pub const BATCH_DELAY: Duration = Duration::from_millis(100);
+
+/// What the uploader receives, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogEvent {
+    /// A container started: a new execution log entry.
+    Opened {
+        /// The entry's index within the job.
+        entry: usize,
+        /// `setup.workspace`, `step.kubernetes.<key>`.
+        key: String,
+        /// The command, redacted.
+        command: Vec<String>,
+        /// When the container started.
+        start: Timestamp,
+    },
+    /// Lines of an entry, redacted and filtered.
+    Lines {
+        /// The entry.
+        entry: usize,
+        /// What is left after the filters.
+        records: Vec<LogRecord>,
+        /// When the pod wrote each line that went into the batch (before
+        /// filtering), for measuring latency.
+        written: Vec<Timestamp>,
+    },
+    /// A container ended, per its status.
+    Closed {
+        /// The entry.
+        entry: usize,
+        /// Its exit code.
+        exit_code: i32,
+        /// From its start to its end, per its status.
+        duration: Duration,
+    },
+}
+
+/// What the followers of a job's containers tell the pipeline.
+#[derive(Debug)]
+pub enum Input {
+    /// An entry begins (its command unredacted).
+    Open {
+        /// The entry.
+        entry: usize,
+        /// Its key.
+        key: String,
+        /// Its command.
+        command: Vec<String>,
+        /// Its start.
+        start: Timestamp,
+    },
+    /// A line of an entry.
+    Line(usize, Line),
+    /// An entry ends.
+    Close {
+        /// The entry.
+        entry: usize,
+        /// Exit code.
+        exit_code: i32,
+        /// Duration.
+        duration: Duration,
+    },
+}
+
+struct Batch {
+    entry: usize,
+    records: Vec<LogRecord>,
+    written: Vec<Timestamp>,
+    bytes: usize,
+    opened: Instant,
+}
+
+/// How many inputs may wait for the pipeline before followers wait too.
+const INPUT_CAPACITY: usize = 1024;
+
+/// Starts the pipeline of one job; it runs until every clone of the
+/// returned sender is gone. A log plugin with failure policy `fail` that
+/// fails stops the filtering: that batch and all later lines are withheld,
+/// and the task returns the error (the job fails). Events already sent stay
+/// sent.
+pub fn spawn(
+    redactor: Redactor,
+    filters: LogSession,
+    out: mpsc::Sender<LogEvent>,
+) -> (mpsc::Sender<Input>, JoinHandle<Result<(), PluginError>>) {
+    let (input, lines) = mpsc::channel(INPUT_CAPACITY);
+    let pipeline = Pipeline {
+        redactor,
+        filters,
+        keys: HashMap::new(),
+        out,
+        batch: None,
+        failed: None,
+    };
+    (input, tokio::spawn(pipeline.run(lines)))
+}
+
+/// The state of one job's pipeline between inputs.
+struct Pipeline {
+    redactor: Redactor,
+    filters: LogSession,
+    /// Each open entry's key, which its log plugins are told.
+    keys: HashMap<usize, String>,
+    out: mpsc::Sender<LogEvent>,
+    batch: Option<Batch>,
+    failed: Option<PluginError>,
+}
+
+impl Pipeline {
+    async fn run(mut self, mut input: mpsc::Receiver<Input>) -> Result<(), PluginError> {
+        loop {
+            let next = match self.batch.as_ref().map(|b| b.opened + BATCH_DELAY) {
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline.into(), input.recv()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            self.flush().await;
+                            continue;
+                        }
+                    }
+                }
+                None => input.recv().await,
+            };
+            let Some(next) = next else {
+                self.flush().await;
+                return self.failed.map_or(Ok(()), Err);
+            };
+            match next {
+                Input::Line(entry, line) => self.line(entry, line).await,
+                Input::Open {
+                    entry,
+                    key,
+                    command,
+                    start,
+                } => {
+                    self.flush().await;
+                    let command = command.iter().map(|c| self.redactor.apply(c)).collect();
+                    self.keys.insert(entry, key.clone());
+                    self.send(LogEvent::Opened {
+                        entry,
+                        key,
+                        command,
+                        start,
+                    })
+                    .await;
+                }
+                Input::Close {
+                    entry,
+                    exit_code,
+                    duration,
+                } => {
+                    self.flush().await;
+                    self.send(LogEvent::Closed {
+                        entry,
+                        exit_code,
+                        duration,
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// Adds a line to the open batch, closing the batch first when the line
+    /// is of another entry, and after when it is full.
+    async fn line(&mut self, entry: usize, line: Line) {
+        if self.batch.as_ref().is_some_and(|b| b.entry != entry) {
+            self.flush().await;
+        }
+        let b = self.batch.get_or_insert_with(|| Batch {
+            entry,
+            records: Vec::new(),
+            written: Vec::new(),
+            bytes: 0,
+            opened: Instant::now(),
+        });
+        b.bytes += line.text.len();
+        b.written.push(line.at);
+        b.records.push(LogRecord {
+            stream: Stream::Stdout,
+            text: line.text,
+        });
+        if b.records.len() >= BATCH_LINES || b.bytes >= BATCH_BYTES {
+            self.flush().await;
+        }
+    }
+
+    async fn send(&mut self, event: LogEvent) {
+        // A receiver that hung up no longer wants the log; the job goes on.
+        let _ = self.out.send(event).await;
+    }
+
+    /// Redacts, filters and sends the open batch, if any.
+    async fn flush(&mut self) {
+        let Some(b) = self.batch.take() else {
+            return;
+        };
+        if self.failed.is_some() {
+            return;
+        }
+        let redacted: Vec<LogRecord> = b
+            .records
+            .into_iter()
+            .map(|r| LogRecord {
+                stream: r.stream,
+                text: self.redactor.apply(&r.text),
+            })
+            .collect();
+        let key = self
+            .keys
+            .get(&b.entry)
+            .map(String::as_str)
+            .unwrap_or_default();
+        // Plugin calls are bounded by their deadlines (milliseconds); running
+        // them here keeps one job's batches in order without a thread hop.
+        let records = match self.filters.filter(key, redacted) {
+            Ok(records) => records,
+            Err(e) => {
+                self.failed = Some(e);
+                return;
+            }
+        };
+        self.send(LogEvent::Lines {
+            entry: b.entry,
+            records,
+            written: b.written,
+        })
+        .await;
+    }
+}
