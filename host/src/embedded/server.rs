@@ -1,22 +1,25 @@
-//! The queue protocol's routes (queue-protocol.md) over the store: who may call them, and the status codes the protocol gives each answer.
+//! The queue protocol's routes (queue-protocol.md) over the store, and the status codes the protocol gives each answer; who may call them is `auth`'s.
 
 use std::time::SystemTime;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
 
-use super::store::{Finish, TokenCheck};
-use super::{Embedded, HttpError, blocking, credential, parse_json, same_secret, valid_queue};
+use super::Embedded;
+use super::auth::{Caller, ExecutorAuth};
+use super::model::valid_queue;
+use super::reply::{HttpError, blocking, parse_json};
+use super::store::{Beat, Finish};
 use crate::queue::wire::{
-    AddEntryRequest, DequeueRequest, EXECUTOR_NAME_HEADER, EXECUTOR_SCHEME, HeartbeatReply,
-    HeartbeatRequest, JOB_ID_HEADER, JobId, MarkCompleteRequest, MarkFailedRequest,
-    MultiHeartbeatReply, MultiHeartbeatRequest, QueuedId, UpdateEntryRequest,
+    AddEntryRequest, DequeueRequest, HeartbeatReply, HeartbeatRequest, JobId, MarkCompleteRequest,
+    MarkFailedRequest, MultiHeartbeatReply, MultiHeartbeatRequest, QueuedId, Telemetry,
+    UpdateEntryRequest,
 };
 
 pub(super) fn routes() -> Router<Embedded> {
@@ -42,100 +45,6 @@ pub(super) fn routes() -> Router<Embedded> {
         .route("/.executors/queue/{queue}/markFailed", post(mark_failed))
         // `get` answers HEAD too.
         .route("/.executors/files/{bucket}/{*key}", get(files))
-}
-
-/// A caller holding the executors' shared secret.
-pub(super) struct ExecutorAuth;
-
-impl FromRequestParts<Embedded> for ExecutorAuth {
-    type Rejection = HttpError;
-
-    async fn from_request_parts(parts: &mut Parts, e: &Embedded) -> Result<Self, HttpError> {
-        match credential(&parts.headers) {
-            Some((scheme, secret)) if scheme.eq_ignore_ascii_case(EXECUTOR_SCHEME) => {
-                if same_secret(secret, e.executor_password()) {
-                    Ok(ExecutorAuth)
-                } else {
-                    Err(HttpError::unauthorized("the executor secret is wrong"))
-                }
-            }
-            _ => Err(HttpError::unauthorized(format!(
-                "missing `Authorization: {EXECUTOR_SCHEME} <secret>`"
-            ))),
-        }
-    }
-}
-
-/// Who makes a per-job call (log entries, mark*, git, files).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Caller {
-    /// The shared secret: any job.
-    Executor,
-    /// A job token, checked against the job of `X-Sourcegraph-Job-ID`.
-    Job {
-        /// That job.
-        id: i64,
-    },
-}
-
-impl Caller {
-    /// Refuses a body about another job than the token's.
-    fn may_write(&self, job: JobId) -> Result<(), HttpError> {
-        match self {
-            Caller::Job { id } if *id != job.0 => Err(HttpError::forbidden(format!(
-                "the job token is for job {id}, not job {job}"
-            ))),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl FromRequestParts<Embedded> for Caller {
-    type Rejection = HttpError;
-
-    async fn from_request_parts(parts: &mut Parts, e: &Embedded) -> Result<Self, HttpError> {
-        let Some((scheme, secret)) = credential(&parts.headers) else {
-            return Err(HttpError::unauthorized(
-                "missing `Authorization: Bearer <job token>`",
-            ));
-        };
-        if scheme.eq_ignore_ascii_case(EXECUTOR_SCHEME) {
-            return if same_secret(secret, e.executor_password()) {
-                Ok(Caller::Executor)
-            } else {
-                Err(HttpError::unauthorized("the executor secret is wrong"))
-            };
-        }
-        if !scheme.eq_ignore_ascii_case("Bearer") {
-            return Err(HttpError::unauthorized(format!(
-                "`Authorization: {scheme}` is not accepted; expected Bearer <job token> or {EXECUTOR_SCHEME} <secret>"
-            )));
-        }
-        let id = header_text(&parts.headers, JOB_ID_HEADER)
-            .and_then(|text| text.parse::<i64>().ok())
-            .ok_or_else(|| {
-                HttpError::bad_request(format!("`{JOB_ID_HEADER}` is missing or not an integer"))
-            })?;
-        if header_text(&parts.headers, EXECUTOR_NAME_HEADER).is_none_or(str::is_empty) {
-            return Err(HttpError::bad_request(format!(
-                "`{EXECUTOR_NAME_HEADER}` is missing or empty"
-            )));
-        }
-        let token = secret.to_owned();
-        match blocking(e, move |s| s.check_token(id, &token)).await? {
-            TokenCheck::Valid => Ok(Caller::Job { id }),
-            TokenCheck::OtherJob => Err(HttpError::forbidden(format!(
-                "the job token is not the token of job {id}"
-            ))),
-            TokenCheck::Unknown => Err(HttpError::unauthorized(
-                "the job token is unknown or its job has ended",
-            )),
-        }
-    }
-}
-
-fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name)?.to_str().ok().map(str::trim)
 }
 
 async fn test_auth(_: ExecutorAuth) -> StatusCode {
@@ -227,8 +136,8 @@ async fn beat(
     e: &Embedded,
     executor: String,
     jobs: Vec<(i64, String)>,
-    telemetry: crate::queue::wire::Telemetry,
-) -> Result<super::store::Beat, HttpError> {
+    telemetry: Telemetry,
+) -> Result<Beat, HttpError> {
     if executor.trim().is_empty() {
         return Err(HttpError::bad_request("`executorName` is empty"));
     }
@@ -236,40 +145,91 @@ async fn beat(
     blocking(e, move |s| s.heartbeat(&executor, &jobs, &telemetry, now)).await
 }
 
-/// The protocol's answer to a log write on a job the executor does not hold.
-fn not_held(queue: &str, job: JobId, executor: &str) -> HttpError {
+/// A per-job write (log entries, `mark*`): the queue of its path and its
+/// body, which the caller may write (a job token writes only its own job).
+struct JobWrite<T> {
+    queue: String,
+    req: T,
+}
+
+/// The body of a per-job write names its job.
+trait ForJob: DeserializeOwned {
+    fn job_id(&self) -> JobId;
+}
+
+macro_rules! for_job {
+    ($($request:ty),*) => {$(
+        impl ForJob for $request {
+            fn job_id(&self) -> JobId {
+                self.job_id
+            }
+        }
+    )*};
+}
+
+for_job!(
+    AddEntryRequest,
+    UpdateEntryRequest,
+    MarkCompleteRequest,
+    MarkFailedRequest
+);
+
+impl<T: ForJob> FromRequest<Embedded> for JobWrite<T> {
+    type Rejection = Response;
+
+    // In the order the handlers took them as arguments: the caller, the path,
+    // the body; the job is checked once the body names it.
+    async fn from_request(req: Request, e: &Embedded) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let caller = Caller::from_request_parts(&mut parts, e)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Path(queue) = Path::<String>::from_request_parts(&mut parts, e)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let body = Bytes::from_request(Request::from_parts(parts, body), e)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let req: T = parse_json(&body).map_err(IntoResponse::into_response)?;
+        caller
+            .may_write(req.job_id())
+            .map_err(IntoResponse::into_response)?;
+        Ok(JobWrite { queue, req })
+    }
+}
+
+/// The protocol's answer to a write on a job the executor does not hold:
+/// log writes say it with a 500, `mark*` with a 404.
+fn not_held(status: StatusCode, queue: &str, job: JobId, executor: &str) -> HttpError {
     HttpError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
+        status,
         format!("job {job} is not processing in queue {queue} for executor {executor}"),
     )
 }
 
 async fn add_entry(
     State(e): State<Embedded>,
-    caller: Caller,
-    Path(queue): Path<String>,
-    body: Bytes,
+    JobWrite { queue, req }: JobWrite<AddEntryRequest>,
 ) -> Result<Json<i64>, HttpError> {
-    let req: AddEntryRequest = parse_json(&body)?;
-    caller.may_write(req.job_id)?;
     let (q, r) = (queue.clone(), req.clone());
     let added = blocking(&e, move |s| {
         s.add_entry(&q, r.job_id.0, &r.executor_name, &r.entry)
     })
     .await?;
-    added
-        .map(Json)
-        .ok_or_else(|| not_held(&queue, req.job_id, &req.executor_name))
+    added.map(Json).ok_or_else(|| {
+        not_held(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &queue,
+            req.job_id,
+            &req.executor_name,
+        )
+    })
 }
 
 async fn update_entry(
     State(e): State<Embedded>,
-    caller: Caller,
-    Path(queue): Path<String>,
-    body: Bytes,
+    JobWrite { queue, req }: JobWrite<UpdateEntryRequest>,
 ) -> Result<StatusCode, HttpError> {
-    let req: UpdateEntryRequest = parse_json(&body)?;
-    caller.may_write(req.job_id)?;
     let (q, r) = (queue.clone(), req.clone());
     let updated = blocking(&e, move |s| {
         s.update_entry(&q, r.job_id.0, &r.executor_name, r.entry_id, &r.entry)
@@ -278,52 +238,46 @@ async fn update_entry(
     if updated {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(not_held(&queue, req.job_id, &req.executor_name))
+        Err(not_held(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &queue,
+            req.job_id,
+            &req.executor_name,
+        ))
     }
 }
 
 async fn mark_complete(
     State(e): State<Embedded>,
-    caller: Caller,
-    Path(queue): Path<String>,
-    body: Bytes,
+    JobWrite { queue, req }: JobWrite<MarkCompleteRequest>,
 ) -> Result<StatusCode, HttpError> {
-    let req: MarkCompleteRequest = parse_json(&body)?;
-    mark(&e, caller, queue, req.job_id, req.executor_name, None).await
+    mark(&e, queue, req.job_id, req.executor_name, None).await
 }
 
 async fn mark_errored(
     State(e): State<Embedded>,
-    caller: Caller,
-    Path(queue): Path<String>,
-    body: Bytes,
+    JobWrite { queue, req }: JobWrite<MarkFailedRequest>,
 ) -> Result<StatusCode, HttpError> {
-    let req: MarkFailedRequest = parse_json(&body)?;
     let how = Some((true, req.error_message));
-    mark(&e, caller, queue, req.job_id, req.executor_name, how).await
+    mark(&e, queue, req.job_id, req.executor_name, how).await
 }
 
 async fn mark_failed(
     State(e): State<Embedded>,
-    caller: Caller,
-    Path(queue): Path<String>,
-    body: Bytes,
+    JobWrite { queue, req }: JobWrite<MarkFailedRequest>,
 ) -> Result<StatusCode, HttpError> {
-    let req: MarkFailedRequest = parse_json(&body)?;
     let how = Some((false, req.error_message));
-    mark(&e, caller, queue, req.job_id, req.executor_name, how).await
+    mark(&e, queue, req.job_id, req.executor_name, how).await
 }
 
 /// Ends an attempt: `failure` is `None` for success, else (retryable, message).
 async fn mark(
     e: &Embedded,
-    caller: Caller,
     queue: String,
     job: JobId,
     executor: String,
     failure: Option<(bool, String)>,
 ) -> Result<StatusCode, HttpError> {
-    caller.may_write(job)?;
     let now = SystemTime::now();
     let (q, name) = (queue.clone(), executor.clone());
     let state = blocking(e, move |s| {
@@ -340,10 +294,7 @@ async fn mark(
             tracing::info!(job = job.0, queue = %queue, executor = %executor, state = %state, "job attempt ended");
             Ok(StatusCode::NO_CONTENT)
         }
-        None => Err(HttpError::new(
-            StatusCode::NOT_FOUND,
-            format!("job {job} is not processing in queue {queue} for executor {executor}"),
-        )),
+        None => Err(not_held(StatusCode::NOT_FOUND, &queue, job, &executor)),
     }
 }
 
