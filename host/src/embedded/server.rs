@@ -148,13 +148,15 @@ async fn beat(
 /// A per-job write (log entries, `mark*`): the queue of its path and its
 /// body, which the caller may write (a job token writes only its own job).
 struct JobWrite<T> {
+    e: Embedded,
     queue: String,
     req: T,
 }
 
-/// The body of a per-job write names its job.
+/// The body of a per-job write names its job and the executor writing it.
 trait ForJob: DeserializeOwned {
     fn job_id(&self) -> JobId;
+    fn executor_name(&self) -> &str;
 }
 
 macro_rules! for_job {
@@ -162,6 +164,10 @@ macro_rules! for_job {
         impl ForJob for $request {
             fn job_id(&self) -> JobId {
                 self.job_id
+            }
+
+            fn executor_name(&self) -> &str {
+                &self.executor_name
             }
         }
     )*};
@@ -194,93 +200,75 @@ impl<T: ForJob> FromRequest<Embedded> for JobWrite<T> {
         caller
             .may_write(req.job_id())
             .map_err(IntoResponse::into_response)?;
-        Ok(JobWrite { queue, req })
+        Ok(JobWrite {
+            e: e.clone(),
+            queue,
+            req,
+        })
     }
 }
 
-/// The protocol's answer to a write on a job the executor does not hold:
-/// log writes say it with a 500, `mark*` with a 404.
-fn not_held(status: StatusCode, queue: &str, job: JobId, executor: &str) -> HttpError {
-    HttpError::new(
-        status,
-        format!("job {job} is not processing in queue {queue} for executor {executor}"),
-    )
+impl<T: ForJob> JobWrite<T> {
+    /// The protocol's answer to a write on a job the executor does not hold:
+    /// log writes say it with a 500, `mark*` with a 404.
+    fn not_held(&self, status: StatusCode) -> HttpError {
+        HttpError::new(
+            status,
+            format!(
+                "job {} is not processing in queue {} for executor {}",
+                self.req.job_id(),
+                self.queue,
+                self.req.executor_name()
+            ),
+        )
+    }
 }
 
-async fn add_entry(
-    State(e): State<Embedded>,
-    JobWrite { queue, req }: JobWrite<AddEntryRequest>,
-) -> Result<Json<i64>, HttpError> {
-    let (q, r) = (queue.clone(), req.clone());
-    let added = blocking(&e, move |s| {
+async fn add_entry(write: JobWrite<AddEntryRequest>) -> Result<Json<i64>, HttpError> {
+    let (q, r) = (write.queue.clone(), write.req.clone());
+    let added = blocking(&write.e, move |s| {
         s.add_entry(&q, r.job_id.0, &r.executor_name, &r.entry)
     })
     .await?;
-    added.map(Json).ok_or_else(|| {
-        not_held(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &queue,
-            req.job_id,
-            &req.executor_name,
-        )
-    })
+    added
+        .map(Json)
+        .ok_or_else(|| write.not_held(StatusCode::INTERNAL_SERVER_ERROR))
 }
 
-async fn update_entry(
-    State(e): State<Embedded>,
-    JobWrite { queue, req }: JobWrite<UpdateEntryRequest>,
-) -> Result<StatusCode, HttpError> {
-    let (q, r) = (queue.clone(), req.clone());
-    let updated = blocking(&e, move |s| {
+async fn update_entry(write: JobWrite<UpdateEntryRequest>) -> Result<StatusCode, HttpError> {
+    let (q, r) = (write.queue.clone(), write.req.clone());
+    let updated = blocking(&write.e, move |s| {
         s.update_entry(&q, r.job_id.0, &r.executor_name, r.entry_id, &r.entry)
     })
     .await?;
-    if updated {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(not_held(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &queue,
-            req.job_id,
-            &req.executor_name,
-        ))
-    }
+    updated
+        .then_some(StatusCode::NO_CONTENT)
+        .ok_or_else(|| write.not_held(StatusCode::INTERNAL_SERVER_ERROR))
 }
 
-async fn mark_complete(
-    State(e): State<Embedded>,
-    JobWrite { queue, req }: JobWrite<MarkCompleteRequest>,
-) -> Result<StatusCode, HttpError> {
-    mark(&e, queue, req.job_id, req.executor_name, None).await
+async fn mark_complete(write: JobWrite<MarkCompleteRequest>) -> Result<StatusCode, HttpError> {
+    mark(write, None).await
 }
 
-async fn mark_errored(
-    State(e): State<Embedded>,
-    JobWrite { queue, req }: JobWrite<MarkFailedRequest>,
-) -> Result<StatusCode, HttpError> {
-    let how = Some((true, req.error_message));
-    mark(&e, queue, req.job_id, req.executor_name, how).await
+async fn mark_errored(write: JobWrite<MarkFailedRequest>) -> Result<StatusCode, HttpError> {
+    let how = Some((true, write.req.error_message.clone()));
+    mark(write, how).await
 }
 
-async fn mark_failed(
-    State(e): State<Embedded>,
-    JobWrite { queue, req }: JobWrite<MarkFailedRequest>,
-) -> Result<StatusCode, HttpError> {
-    let how = Some((false, req.error_message));
-    mark(&e, queue, req.job_id, req.executor_name, how).await
+async fn mark_failed(write: JobWrite<MarkFailedRequest>) -> Result<StatusCode, HttpError> {
+    let how = Some((false, write.req.error_message.clone()));
+    mark(write, how).await
 }
 
 /// Ends an attempt: `failure` is `None` for success, else (retryable, message).
-async fn mark(
-    e: &Embedded,
-    queue: String,
-    job: JobId,
-    executor: String,
+async fn mark<T: ForJob>(
+    write: JobWrite<T>,
     failure: Option<(bool, String)>,
 ) -> Result<StatusCode, HttpError> {
     let now = SystemTime::now();
-    let (q, name) = (queue.clone(), executor.clone());
-    let state = blocking(e, move |s| {
+    let job = write.req.job_id();
+    let (q, name) = (write.queue.clone(), write.req.executor_name().to_owned());
+    let state = blocking(&write.e, move |s| {
         let how = match &failure {
             None => Finish::Complete,
             Some((true, message)) => Finish::Errored(message),
@@ -291,10 +279,10 @@ async fn mark(
     .await?;
     match state {
         Some(state) => {
-            tracing::info!(job = job.0, queue = %queue, executor = %executor, state = %state, "job attempt ended");
+            tracing::info!(job = job.0, queue = %write.queue, executor = %write.req.executor_name(), state = %state, "job attempt ended");
             Ok(StatusCode::NO_CONTENT)
         }
-        None => Err(not_held(StatusCode::NOT_FOUND, &queue, job, &executor)),
+        None => Err(write.not_held(StatusCode::NOT_FOUND)),
     }
 }
 
