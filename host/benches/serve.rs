@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use executor::config::{Config, RawConfig};
+use executor::embedded::{Embedded, EmbeddedOptions};
 use executor::job::{Runner, Settings};
 use executor::plugins::{Plugins, Runtime, RuntimeOptions};
 use executor::queue::client::{ClientOptions, QueueClient};
-use executor::queue::embedded::{Embedded, EmbeddedOptions};
 use executor::worker::{JobTimings, Worker, WorkerOptions};
 use serde_json::json;
 use sim::{Options, Sim};

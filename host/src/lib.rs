@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod embedded;
 pub mod job;
 pub mod k8s;
 pub mod payload;

@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use executor::queue::embedded::api::{
+use executor::embedded::model::{
     ErrorBody, ExecutorList, JobDetail, JobList, JobState, JobSummary, Repository, Submitted,
 };
-use executor::queue::embedded::{Embedded, EmbeddedError, EmbeddedOptions};
+use executor::embedded::{Embedded, EmbeddedError, EmbeddedOptions};
 use executor::queue::wire::{HeartbeatReply, JobId, MultiHeartbeatReply};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use executor::config::{Config, RawConfig};
+use executor::embedded::{Embedded, EmbeddedOptions};
 use executor::job::{Runner, Settings};
 use executor::plugins::{Plugins, PluginsConfig, Runtime, RuntimeOptions};
 use executor::queue::client::{ClientOptions, QueueClient};
-use executor::queue::embedded::{Embedded, EmbeddedOptions};
 use executor::worker::{Summary, Worker, WorkerOptions};
 use executor_tests::components;
 use k8s_openapi::api::batch::v1::Job;

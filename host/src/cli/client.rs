@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{EXIT_BAD_INPUT, Output};
-use crate::queue::embedded::api::{
+use crate::embedded::model::{
     EntryView, JobDetail, JobList, JobState, JobSummary, Repository, RepositoryList, Submitted,
 };
 

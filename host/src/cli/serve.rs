@@ -11,10 +11,10 @@ use tokio_util::sync::CancellationToken;
 use super::EXIT_BAD_INPUT;
 use super::client::AddressFile;
 use crate::config::{Config, RawConfig};
+use crate::embedded::{Embedded, EmbeddedOptions};
 use crate::job::{Runner, Settings};
 use crate::k8s::{cleanup, client};
 use crate::queue::client::{ClientOptions, QueueClient};
-use crate::queue::embedded::{Embedded, EmbeddedOptions};
 use crate::worker::{Worker, WorkerOptions};
 
 /// The plugin configuration shipped in the repository, used when none is

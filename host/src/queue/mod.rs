@@ -1,6 +1,5 @@
-//! The queue side of the executor: the protocol's wire types, the client, the log uploader and the embedded queue.
+//! The queue protocol as the executor speaks it: the wire types, the client and the log uploader; the embedded queue that serves it lives in `embedded`.
 
 pub mod client;
-pub mod embedded;
 pub mod upload;
 pub mod wire;

@@ -10,36 +10,30 @@
 //! server stored the entry, the retry stores it again. The protocol gives no
 //! way to tell, so a duplicate entry is the price of never losing one.
 
+mod error;
+mod job;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use url::Url;
 
+pub use self::error::ClientError;
+use self::error::{chain, encode, quote, status_error};
+pub use self::job::JobClient;
 use super::wire::{
-    AddEntryRequest, DequeueRequest, EXECUTOR_NAME_HEADER, EXECUTOR_SCHEME, EXECUTOR_VERSION,
-    ExecutionLogEntry, HeartbeatReply, HeartbeatRequest, JOB_ID_HEADER, JobId, MarkCompleteRequest,
-    MarkFailedRequest, MultiHeartbeatReply, MultiHeartbeatRequest, QueueJobIds, Telemetry,
-    UpdateEntryRequest,
+    DequeueRequest, EXECUTOR_SCHEME, EXECUTOR_VERSION, HeartbeatReply, HeartbeatRequest, JobId,
+    MultiHeartbeatReply, MultiHeartbeatRequest, QueueJobIds, QueuedId, Telemetry,
 };
 
 /// How long per-job writes keep retrying through an outage unless configured.
 pub const DEFAULT_OUTAGE_LIMIT: Duration = Duration::from_secs(15 * 60);
-
-/// Error bodies are quoted in messages up to this many bytes.
-const QUOTED_BODY: usize = 512;
-
-/// Retries past this many are logged at most once per [`RETRY_LOG_EVERY`].
-const RETRIES_LOGGED: u32 = 3;
-const RETRY_LOG_EVERY: Duration = Duration::from_secs(30);
 
 /// Where the queue is and who this executor is.
 #[derive(Debug, Clone)]
@@ -122,106 +116,6 @@ pub struct Heartbeat {
     pub known: Vec<JobRef>,
     /// The jobs to cancel.
     pub cancel: Vec<JobRef>,
-}
-
-/// Why a queue call failed. Messages name the call and the URL path.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The options cannot make a client.
-    #[error("queue client options: {0}")]
-    Options(String),
-    /// No reply: connection refused or dropped, timeout, TLS.
-    #[error("{call} {path}: {reason}")]
-    Transport {
-        /// The call, e.g. `markComplete`.
-        call: &'static str,
-        /// The URL path.
-        path: String,
-        /// What went wrong, with its causes.
-        reason: String,
-    },
-    /// The queue answered with an unexpected status.
-    #[error("{call} {path}: HTTP {status}: {body}")]
-    Status {
-        /// The call.
-        call: &'static str,
-        /// The URL path.
-        path: String,
-        /// The status code.
-        status: u16,
-        /// The start of the reply body.
-        body: String,
-    },
-    /// A successful reply that cannot be read.
-    #[error("{call} {path}: unexpected reply: {reason}")]
-    BadReply {
-        /// The call.
-        call: &'static str,
-        /// The URL path.
-        path: String,
-        /// What was wrong with it.
-        reason: String,
-    },
-    /// A dequeued job without a usable id (or queue, in multi-queue mode):
-    /// it cannot even be failed.
-    #[error("dequeue {path}: unusable job payload: {reason}")]
-    BadPayload {
-        /// The URL path.
-        path: String,
-        /// What was wrong with it.
-        reason: String,
-    },
-    /// The job's token cannot be sent in a header.
-    #[error("job {job}: its token is not a valid header value")]
-    BadToken {
-        /// The job.
-        job: JobRef,
-    },
-    /// The worker said the queue no longer knows the job: retrying stopped.
-    #[error("{call} {path}: job {job} is no longer known to the queue; gave up")]
-    Gone {
-        /// The call.
-        call: &'static str,
-        /// The URL path.
-        path: String,
-        /// The job.
-        job: JobRef,
-    },
-    /// Retries went on for the whole outage limit.
-    #[error(
-        "{call} {path}: gave up after {attempts} attempts in {elapsed:?} (outage limit): {last}"
-    )]
-    OutageLimit {
-        /// The call.
-        call: &'static str,
-        /// The URL path.
-        path: String,
-        /// Attempts made.
-        attempts: u32,
-        /// Time since the first attempt.
-        elapsed: Duration,
-        /// The last failure.
-        last: String,
-    },
-}
-
-impl ClientError {
-    /// The HTTP status the queue answered, if that is what failed.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ClientError::Status { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
-    /// Whether a later attempt of the same call may succeed.
-    fn retryable(&self) -> bool {
-        match self {
-            ClientError::Transport { .. } => true,
-            ClientError::Status { status, .. } => *status >= 500,
-            _ => false,
-        }
-    }
 }
 
 /// The client of one queue service, cheap to clone.
@@ -427,7 +321,7 @@ impl QueueClient {
         };
         let body = encode("heartbeat", &url, &request)?;
         let reply: MultiHeartbeatReply = inner.json_reply("heartbeat", &url, headers, body).await?;
-        let job = |q: super::wire::QueuedId| JobRef {
+        let job = |q: QueuedId| JobRef {
             queue: q.queue,
             id: q.id,
         };
@@ -435,189 +329,6 @@ impl QueueClient {
             known: reply.known_ids.into_iter().map(job).collect(),
             cancel: reply.cancel_ids.into_iter().map(job).collect(),
         })
-    }
-
-    /// The client of one job's writes. `token` is the payload's; cancelling
-    /// `gone` stops any retry in progress with [`ClientError::Gone`].
-    pub fn job(&self, job: JobRef, token: Option<String>, gone: CancellationToken) -> JobClient {
-        let auth = match token.filter(|t| !t.is_empty()) {
-            Some(token) => HeaderValue::try_from(format!("Bearer {token}"))
-                .map(|mut v| {
-                    v.set_sensitive(true);
-                    v
-                })
-                .ok(),
-            None => Some(self.inner.executor_auth.clone()),
-        };
-        JobClient {
-            inner: self.inner.clone(),
-            job,
-            auth,
-            gone,
-        }
-    }
-}
-
-/// Writes of one job: its log entries and its end. Cheap to clone.
-#[derive(Clone)]
-pub struct JobClient {
-    inner: Arc<Inner>,
-    job: JobRef,
-    /// `None` when the job's token cannot be a header value.
-    auth: Option<HeaderValue>,
-    gone: CancellationToken,
-}
-
-impl JobClient {
-    /// The job written to.
-    pub fn job(&self) -> &JobRef {
-        &self.job
-    }
-
-    /// `addExecutionLogEntry`: the new entry's id.
-    pub async fn add_entry(&self, e: &ExecutionLogEntry) -> Result<i64, ClientError> {
-        let call = "addExecutionLogEntry";
-        let request = AddEntryRequest {
-            executor_name: self.inner.executor_name.clone(),
-            job_id: JobId(self.job.id),
-            entry: e.clone(),
-        };
-        let (url, reply) = self.call(call, &request).await?;
-        serde_json::from_slice::<JobId>(&reply)
-            .map(|id| id.0)
-            .map_err(|err| ClientError::BadReply {
-                call,
-                path: url.path().to_owned(),
-                reason: format!(
-                    "expected the entry id as an integer, got {}: {err}",
-                    quote(&reply)
-                ),
-            })
-    }
-
-    /// `updateExecutionLogEntry`: the entry's whole new state.
-    pub async fn update_entry(
-        &self,
-        entry_id: i64,
-        e: &ExecutionLogEntry,
-    ) -> Result<(), ClientError> {
-        let request = UpdateEntryRequest {
-            executor_name: self.inner.executor_name.clone(),
-            job_id: JobId(self.job.id),
-            entry_id,
-            entry: e.clone(),
-        };
-        self.call("updateExecutionLogEntry", &request)
-            .await
-            .map(drop)
-    }
-
-    /// `markComplete`: the job succeeded.
-    pub async fn mark_complete(&self) -> Result<(), ClientError> {
-        let request = MarkCompleteRequest {
-            executor_name: self.inner.executor_name.clone(),
-            job_id: JobId(self.job.id),
-        };
-        self.call("markComplete", &request).await.map(drop)
-    }
-
-    /// `markErrored`: the job failed for a reason a retry may not meet.
-    pub async fn mark_errored(&self, message: &str) -> Result<(), ClientError> {
-        self.mark("markErrored", message).await
-    }
-
-    /// `markFailed`: the job failed for good.
-    pub async fn mark_failed(&self, message: &str) -> Result<(), ClientError> {
-        self.mark("markFailed", message).await
-    }
-
-    async fn mark(&self, call: &'static str, message: &str) -> Result<(), ClientError> {
-        let request = MarkFailedRequest {
-            executor_name: self.inner.executor_name.clone(),
-            job_id: JobId(self.job.id),
-            error_message: message.to_owned(),
-        };
-        self.call(call, &request).await.map(drop)
-    }
-
-    /// Sends one per-job call until it succeeds, is refused (4xx), the job is
-    /// gone or the outage limit passes; returns the URL and the reply body.
-    async fn call(
-        &self,
-        call: &'static str,
-        request: &impl serde::Serialize,
-    ) -> Result<(Url, Bytes), ClientError> {
-        let inner = &self.inner;
-        let url = inner.url(&[".executors", "queue", &self.job.queue, call]);
-        let gone = || ClientError::Gone {
-            call,
-            path: url.path().to_owned(),
-            job: self.job.clone(),
-        };
-        let auth = self.auth.clone().ok_or_else(|| ClientError::BadToken {
-            job: self.job.clone(),
-        })?;
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, auth);
-        headers.insert(JOB_ID_HEADER, HeaderValue::from(self.job.id));
-        headers.insert(EXECUTOR_NAME_HEADER, inner.name_header.clone());
-        let body = encode(call, &url, request)?;
-
-        let started = Instant::now();
-        let mut backoff = inner.backoff();
-        let mut attempt: u32 = 0;
-        let mut logged_at: Option<Instant> = None;
-        loop {
-            attempt += 1;
-            if self.gone.is_cancelled() {
-                return Err(gone());
-            }
-            let result = tokio::select! {
-                biased;
-                () = self.gone.cancelled() => return Err(gone()),
-                r = inner.once(call, Method::POST, &url, headers.clone(), Some(body.clone())) => r,
-            };
-            let failure = match result {
-                Ok((status, reply)) if status.is_success() => {
-                    if attempt > 1 {
-                        tracing::info!(call, job = %self.job, attempt, elapsed = ?started.elapsed(), "queue call succeeded after retries");
-                    }
-                    return Ok((url, reply));
-                }
-                Ok((status, reply)) => status_error(call, &url, status, &reply),
-                Err(e) => e,
-            };
-            if !failure.retryable() {
-                return Err(failure);
-            }
-            // Without a maximum of tries the backoff never ends; the limit
-            // below is what stops it.
-            let wait = backoff.next().unwrap_or(inner.tuning.max_retry_delay);
-            let elapsed = started.elapsed();
-            if elapsed + wait > inner.outage_limit {
-                tracing::warn!(call, job = %self.job, attempt, ?elapsed, error = %failure, "queue call gave up at the outage limit");
-                return Err(ClientError::OutageLimit {
-                    call,
-                    path: url.path().to_owned(),
-                    attempts: attempt,
-                    elapsed,
-                    last: failure.to_string(),
-                });
-            }
-            metrics::counter!("executor_queue_retries_total", "call" => call).increment(1);
-            let now = Instant::now();
-            if attempt <= RETRIES_LOGGED
-                || logged_at.is_none_or(|t| now.duration_since(t) >= RETRY_LOG_EVERY)
-            {
-                logged_at = Some(now);
-                tracing::warn!(call, job = %self.job, status = failure.status(), attempt, ?wait, error = %failure, "queue call failed; retrying");
-            }
-            tokio::select! {
-                biased;
-                () = self.gone.cancelled() => return Err(gone()),
-                () = tokio::time::sleep(wait) => {}
-            }
-        }
     }
 }
 
@@ -644,18 +355,6 @@ impl Inner {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, self.executor_auth.clone());
         headers
-    }
-
-    /// Half the maximum with up to 100% jitter added: waits stay within
-    /// `first_retry_delay..=max_retry_delay` and spread out between executors.
-    fn backoff(&self) -> backon::ExponentialBackoff {
-        let t = &self.tuning;
-        backon::ExponentialBuilder::new()
-            .with_min_delay(t.first_retry_delay)
-            .with_max_delay((t.max_retry_delay / 2).max(t.first_retry_delay))
-            .with_jitter()
-            .without_max_times()
-            .build()
     }
 
     /// One request; any status is a reply, only no reply is an error.
@@ -755,144 +454,5 @@ impl Head {
     }
 }
 
-fn encode(
-    call: &'static str,
-    url: &Url,
-    request: &impl serde::Serialize,
-) -> Result<Bytes, ClientError> {
-    serde_json::to_vec(request)
-        .map(Bytes::from)
-        .map_err(|e| ClientError::BadReply {
-            call,
-            path: url.path().to_owned(),
-            reason: format!("the request cannot be encoded: {e}"),
-        })
-}
-
-fn status_error(call: &'static str, url: &Url, status: StatusCode, body: &[u8]) -> ClientError {
-    ClientError::Status {
-        call,
-        path: url.path().to_owned(),
-        status: status.as_u16(),
-        body: quote(body),
-    }
-}
-
-/// The start of a body, as text, for a message.
-fn quote(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        return "(empty body)".into();
-    }
-    match text.char_indices().nth(QUOTED_BODY) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
-/// An error and its causes on one line: reqwest's own message rarely says
-/// more than "error sending request".
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
-}
-
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn the_head_of_a_payload_is_read_leniently() {
-        let h = Head::read(r#"{"id":"12","queue":"batches","token":"t","dockerSteps":5}"#).unwrap();
-        assert_eq!(
-            (h.id, h.queue.as_deref(), h.token.as_deref()),
-            (12, Some("batches"), Some("t"))
-        );
-        let h = Head::read(r#"{"id":3,"queue":7,"token":null}"#).unwrap();
-        assert_eq!((h.id, h.queue, h.token), (3, None, None));
-        for (text, want) in [
-            ("", "empty"),
-            ("[1]", "not a JSON object"),
-            ("{\"id\":1", "not a JSON object"),
-            ("{}", "no `id`"),
-            (r#"{"id":null}"#, "no `id`"),
-            (r#"{"id":"x"}"#, r#"`id` "x" is not an integer"#),
-            (r#"{"id":1.5}"#, "`id` 1.5 is not an integer"),
-            (r#"{"id":true}"#, "`id` true is not an integer"),
-        ] {
-            let e = Head::read(text).err().unwrap();
-            assert!(e.contains(want), "{text}: {e}");
-        }
-    }
-
-    #[test]
-    fn urls_keep_the_base_path_and_encode_segments() {
-        let opts = ClientOptions {
-            base: Url::parse("https://sg.example.com/prefix/").unwrap(),
-            password: "p".into(),
-            executor_name: "e".into(),
-            queues: vec!["a b".into()],
-            multi_queue: false,
-            outage_limit: DEFAULT_OUTAGE_LIMIT,
-        };
-        let c = QueueClient::new(opts).unwrap();
-        assert_eq!(
-            c.inner
-                .url(&[".executors", "queue", "a b", "dequeue"])
-                .as_str(),
-            "https://sg.example.com/prefix/.executors/queue/a%20b/dequeue"
-        );
-    }
-
-    #[test]
-    fn options_are_checked() {
-        let opts = |queues: Vec<&str>, multi: bool, base: &str| ClientOptions {
-            base: Url::parse(base).unwrap(),
-            password: "p".into(),
-            executor_name: "e".into(),
-            queues: queues.into_iter().map(String::from).collect(),
-            multi_queue: multi,
-            outage_limit: DEFAULT_OUTAGE_LIMIT,
-        };
-        let err = |o| QueueClient::new(o).err().unwrap().to_string();
-        assert!(err(opts(vec![], true, "http://x")).contains("no queue"));
-        assert!(err(opts(vec!["a", "b"], false, "http://x")).contains("exactly one queue"));
-        assert!(err(opts(vec!["a"], false, "ftp://x")).contains("not an http(s) URL"));
-        let mut o = opts(vec!["a"], false, "http://x");
-        o.password = "bad\npassword".into();
-        assert!(err(o).contains("password"));
-        assert!(QueueClient::new(opts(vec!["a", "b"], true, "http://x")).is_ok());
-    }
-
-    #[test]
-    fn backoff_waits_stay_within_the_bounds() {
-        let opts = ClientOptions {
-            base: Url::parse("http://x").unwrap(),
-            password: "p".into(),
-            executor_name: "e".into(),
-            queues: vec!["q".into()],
-            multi_queue: false,
-            outage_limit: DEFAULT_OUTAGE_LIMIT,
-        };
-        let c = QueueClient::new(opts).unwrap();
-        let waits: Vec<Duration> = c.inner.backoff().take(40).collect();
-        assert_eq!(waits.len(), 40);
-        assert!(waits.iter().all(|w| *w >= Duration::from_millis(250)));
-        assert!(
-            waits.iter().all(|w| *w <= Duration::from_secs(10)),
-            "{waits:?}"
-        );
-        assert!(waits[20] >= Duration::from_secs(5), "{waits:?}");
-    }
-}
+mod tests;

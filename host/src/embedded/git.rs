@@ -13,8 +13,9 @@ use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{ChildStdout, Command};
 
-use super::server::Caller;
-use super::{Embedded, HttpError, blocking};
+use super::Embedded;
+use super::auth::Caller;
+use super::reply::{HttpError, blocking};
 
 /// The most CGI header bytes read before giving up on `git http-backend`.
 const MAX_CGI_HEADER: usize = 64 << 10;

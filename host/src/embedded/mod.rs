@@ -1,7 +1,10 @@
-//! The embedded queue: the queue protocol, the user API and the git route, served from a SQLite store.
+//! The embedded queue: the queue protocol, the user API and the git route, served from a SQLite store; this module only opens it, wires the routes and runs the reaper.
 
-pub mod api;
+mod api;
+mod auth;
 mod git;
+pub mod model;
+mod reply;
 mod server;
 pub mod store;
 
@@ -10,17 +13,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
-use self::api::ErrorBody;
 pub use self::store::{Store, StoreError};
 
 /// The largest request body: log entries carry a step's whole output so far.
@@ -237,98 +233,4 @@ async fn reap(store: Store, every: Duration, done: CancellationToken) {
             Err(e) => tracing::error!(error = %e, "the reaper's store task failed"),
         }
     }
-}
-
-/// An error reply: the status and `{"error": message}`.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub(crate) struct HttpError {
-    status: StatusCode,
-    message: String,
-}
-
-impl HttpError {
-    fn new(status: StatusCode, message: impl Into<String>) -> HttpError {
-        HttpError {
-            status,
-            message: message.into(),
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> HttpError {
-        HttpError::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    fn unauthorized(message: impl Into<String>) -> HttpError {
-        HttpError::new(StatusCode::UNAUTHORIZED, message)
-    }
-
-    fn forbidden(message: impl Into<String>) -> HttpError {
-        HttpError::new(StatusCode::FORBIDDEN, message)
-    }
-}
-
-impl From<StoreError> for HttpError {
-    fn from(e: StoreError) -> HttpError {
-        tracing::error!(error = %e, "embedded queue store");
-        HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    }
-}
-
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(ErrorBody {
-                error: self.message,
-            }),
-        )
-            .into_response()
-    }
-}
-
-/// Runs a store call off the async threads.
-async fn blocking<T: Send + 'static>(
-    e: &Embedded,
-    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, HttpError> {
-    let store = e.store().clone();
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| {
-            HttpError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("store task failed: {e}"),
-            )
-        })?
-        .map_err(HttpError::from)
-}
-
-/// A JSON body; bad JSON is a 400 with the parser's message (not axum's 422).
-fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
-    serde_json::from_slice(body)
-        .map_err(|e| HttpError::bad_request(format!("the request body is not valid: {e}")))
-}
-
-/// `Authorization: <scheme> <credential>`.
-fn credential(headers: &HeaderMap) -> Option<(&str, &str)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, credential) = value.trim().split_once(' ')?;
-    Some((scheme, credential.trim()))
-}
-
-/// Compares secrets in constant time; hashing first hides their lengths too.
-fn same_secret(given: &str, expected: &str) -> bool {
-    let (given, expected) = (
-        Sha256::digest(given.as_bytes()),
-        Sha256::digest(expected.as_bytes()),
-    );
-    given.as_slice().ct_eq(expected.as_slice()).into()
-}
-
-fn valid_queue(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }

@@ -1,252 +1,33 @@
-//! The embedded queue's user API (`/api/v1`): submit, list, show (with long poll) and cancel jobs, register repositories; its bodies are public so the CLI reads them with the same types.
+//! The embedded queue's user API (`/api/v1`): submit, list, show (with long poll) and cancel jobs, register repositories; its bodies live in `model`, so the CLI reads them with the same types.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::Embedded;
+use super::auth::ApiAuth;
+use super::git;
+use super::model::{
+    ExecutorList, JobDetail, JobList, JobState, JobSummary, Repository, RepositoryList,
+    SubmitRequest, Submitted, valid_queue,
+};
+use super::reply::{HttpError, blocking, parse_json};
 use super::store::CancelOutcome;
-use super::{Embedded, HttpError, blocking, credential, git, parse_json, same_secret, valid_queue};
 use crate::payload::JobPayload;
-use crate::queue::wire::{ExecutionLogEntry, Telemetry};
 
 /// The queue a job goes to when the request names none.
 pub const DEFAULT_QUEUE: &str = "default";
 /// The longest a long poll (`?wait=`) waits.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
-
-/// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    /// Waiting for an executor.
-    Queued,
-    /// Dequeued by an executor that heartbeats for it.
-    Processing,
-    /// Ran to success.
-    Completed,
-    /// The protocol's retryable failure. This queue requeues or fails an
-    /// errored job at once, so no stored job is in this state; it exists so
-    /// that every state of the protocol has a name.
-    Errored,
-    /// Ran and failed, or was given up on.
-    Failed,
-    /// Cancelled by a user.
-    Cancelled,
-}
-
-impl JobState {
-    /// Every state, in life order.
-    pub const ALL: [JobState; 6] = [
-        JobState::Queued,
-        JobState::Processing,
-        JobState::Completed,
-        JobState::Errored,
-        JobState::Failed,
-        JobState::Cancelled,
-    ];
-
-    /// Whether the job will not change any more.
-    pub fn terminal(&self) -> bool {
-        matches!(
-            self,
-            JobState::Completed | JobState::Failed | JobState::Cancelled
-        )
-    }
-
-    /// Its name, as stored and as serialized.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Processing => "processing",
-            JobState::Completed => "completed",
-            JobState::Errored => "errored",
-            JobState::Failed => "failed",
-            JobState::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl fmt::Display for JobState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for JobState {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobState::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = JobState::ALL.iter().map(JobState::as_str).collect();
-                format!(
-                    "{s:?} is not a job state; expected one of {}",
-                    names.join(", ")
-                )
-            })
-    }
-}
-
-/// `POST /api/v1/jobs`: either a full protocol `payload`, or the short form
-/// (`image`, `commands` and the optional rest) that becomes a one-step job.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SubmitRequest {
-    /// The queue (`default` when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<String>,
-    /// A full job payload (queue-protocol.md); `id`, `queue` and `token` are set by the queue.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload: Option<Value>,
-    /// Short form: the image of the single step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// Short form: its shell commands.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub commands: Vec<String>,
-    /// Short form: a registered repository to clone into the workspace root.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repository: Option<String>,
-    /// Short form: the revision of `repository` to check out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit: Option<String>,
-    /// Short form: environment of the step.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
-    /// Short form: environment whose values are also redacted from the logs.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub secrets: BTreeMap<String, String>,
-}
-
-/// The reply to a submission (201).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Submitted {
-    /// The job's id (unique across queues).
-    pub id: i64,
-    /// Its queue.
-    pub queue: String,
-}
-
-/// A job without its payload and log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JobSummary {
-    /// The job's id.
-    pub id: i64,
-    /// Its queue.
-    pub queue: String,
-    /// Its state.
-    pub state: JobState,
-    /// How many times it was requeued (executor resets and errors).
-    pub attempts: u32,
-    /// The executor that dequeued it last.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub executor: Option<String>,
-    /// Why it was requeued, failed or cancelled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// A cancellation waits for the executor to stop the job.
-    #[serde(default)]
-    pub cancel_requested: bool,
-    /// RFC 3339.
-    pub created_at: String,
-    /// RFC 3339: the start of its last attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    /// RFC 3339: when it reached a terminal state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
-}
-
-/// One execution log entry of a job: what the executor sent, and its id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EntryView {
-    /// The entry's id.
-    pub id: i64,
-    /// The entry as the executor last sent it.
-    #[serde(flatten)]
-    pub entry: ExecutionLogEntry,
-}
-
-/// `GET /api/v1/jobs/{id}`: a job with its log and payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JobDetail {
-    /// The summary's fields.
-    #[serde(flatten)]
-    pub summary: JobSummary,
-    /// Bumped by every change of the job or its entries; `?since=` waits for a higher one.
-    pub version: i64,
-    /// Its execution log, oldest first.
-    pub entries: Vec<EntryView>,
-    /// The payload as an executor gets it, without the token.
-    pub payload: Value,
-}
-
-/// A repository the git route serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Repository {
-    /// The name payloads use (`repositoryName`), e.g. `github.com/acme/api`.
-    pub name: String,
-    /// Where it is: a local path, `file://`, or `http(s)://` (then clients are redirected).
-    pub url: String,
-}
-
-/// An executor the queue heard from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExecutorView {
-    /// Its name.
-    pub name: String,
-    /// RFC 3339: its last heartbeat.
-    pub last_seen: String,
-    /// What its last heartbeat reported.
-    pub telemetry: Telemetry,
-}
-
-/// `GET /api/v1/jobs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobList {
-    /// Newest first.
-    pub jobs: Vec<JobSummary>,
-}
-
-/// `GET /api/v1/repositories`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RepositoryList {
-    /// By name.
-    pub repositories: Vec<Repository>,
-}
-
-/// `GET /api/v1/executors`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecutorList {
-    /// By name.
-    pub executors: Vec<ExecutorView>,
-}
-
-/// Every error reply of the embedded queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// What went wrong.
-    pub error: String,
-}
 
 pub(super) fn routes() -> Router<Embedded> {
     Router::new()
@@ -258,27 +39,6 @@ pub(super) fn routes() -> Router<Embedded> {
             post(put_repository).get(list_repositories),
         )
         .route("/api/v1/executors", get(list_executors))
-}
-
-/// A caller holding the API token.
-struct ApiAuth;
-
-impl FromRequestParts<Embedded> for ApiAuth {
-    type Rejection = HttpError;
-
-    async fn from_request_parts(parts: &mut Parts, e: &Embedded) -> Result<Self, HttpError> {
-        match credential(&parts.headers) {
-            Some((scheme, token))
-                if scheme.eq_ignore_ascii_case("Bearer") && same_secret(token, e.api_token()) =>
-            {
-                Ok(ApiAuth)
-            }
-            Some(_) => Err(HttpError::unauthorized("the API token is wrong")),
-            None => Err(HttpError::unauthorized(
-                "missing `Authorization: Bearer <API token>`",
-            )),
-        }
-    }
 }
 
 async fn submit(
@@ -659,20 +419,5 @@ mod tests {
             let err = short(req).unwrap_err();
             assert!(err.contains(needle), "{needle:?} not in {err:?}");
         }
-    }
-
-    #[test]
-    fn states_round_trip_by_name() {
-        for state in JobState::ALL {
-            assert_eq!(state.as_str().parse::<JobState>(), Ok(state));
-            assert_eq!(serde_json::to_value(state).unwrap(), json!(state.as_str()));
-        }
-        assert!(
-            "done"
-                .parse::<JobState>()
-                .unwrap_err()
-                .contains("expected one of queued")
-        );
-        assert!(!JobState::Processing.terminal() && JobState::Cancelled.terminal());
     }
 }
