@@ -237,22 +237,7 @@ impl JobPayload {
         let wire: Wire =
             serde_json::from_str(text).map_err(|e| PayloadError::Syntax(e.to_string()))?;
         let mut problems = Vec::new();
-        let id = match &wire.id {
-            Some(serde_json::Value::Number(n)) if n.as_i64().is_some_and(|i| i >= 0) => {
-                n.as_i64().unwrap_or_default()
-            }
-            Some(serde_json::Value::String(s)) if s.parse::<i64>().is_ok_and(|i| i >= 0) => {
-                s.parse().unwrap_or_default()
-            }
-            Some(other) => {
-                problems.push(format!("`id` is {other}; expected a non-negative integer"));
-                0
-            }
-            None => {
-                problems.push("`id` is missing; expected the job's integer id".into());
-                0
-            }
-        };
+        let id = id(wire.id.as_ref(), &mut problems);
         let version = wire.version.unwrap_or(1);
         if !(1..=2).contains(&version) {
             problems.push(format!(
@@ -262,132 +247,9 @@ impl JobPayload {
         if let Some(cli) = wire.cli_steps.as_ref().filter(|s| !s.is_empty()) {
             problems.push(format!("the job has {} src-cli step(s) (`cliSteps`), which do not run on Kubernetes; use docker steps", cli.len()));
         }
-        let repository = match wire
-            .repository_name
-            .as_deref()
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-        {
-            None => None,
-            Some(name) => {
-                let commit = wire.commit.clone().unwrap_or_default().trim().to_owned();
-                if commit.is_empty() {
-                    problems.push(format!("`commit` is missing; a job on repository {name} needs the revision to check out"));
-                } else if !revision(&commit) {
-                    // It reaches git's command line: a leading '-' would be read as an option.
-                    problems.push(format!("`commit` {commit:?} is not a revision; expected a commit SHA or ref name of [A-Za-z0-9._/-] not starting with '-'"));
-                }
-                if let Some(bad) = wire
-                    .sparse_checkout
-                    .iter()
-                    .flatten()
-                    .find(|p| p.trim().is_empty() || p.contains('\n'))
-                {
-                    problems.push(format!("`sparseCheckout` pattern {bad:?} is empty or spans lines; expected one pattern per entry"));
-                }
-                let directory = wire.repository_directory.clone().unwrap_or_default();
-                if !stays_inside(&directory) {
-                    problems.push(format!(
-                        "`repositoryDirectory` {directory:?} leaves the workspace"
-                    ));
-                }
-                Some(Repository {
-                    name: name.to_owned(),
-                    commit,
-                    directory,
-                    fetch_tags: wire.fetch_tags,
-                    shallow_clone: wire.shallow_clone,
-                    sparse_checkout: wire.sparse_checkout.clone().unwrap_or_default(),
-                })
-            }
-        };
-        let mut files = Vec::new();
-        for (path, file) in wire.files.clone().unwrap_or_default() {
-            if !stays_inside(&path) || depth(&path) == 0 {
-                problems.push(format!("workspace file {path:?} leaves the workspace; expected a relative path inside it"));
-                continue;
-            }
-            let source = match (&file.content, &file.bucket, &file.key) {
-                (Some(content), _, _) if version >= 2 => match decode_base64(content) {
-                    Ok(bytes) => FileSource::Content(bytes),
-                    Err(e) => {
-                        problems.push(format!("content of workspace file {path:?} {e}"));
-                        continue;
-                    }
-                },
-                (Some(content), _, _) => FileSource::Content(content.clone().into_bytes()),
-                (None, Some(bucket), Some(key)) if !bucket.is_empty() && !key.is_empty() => {
-                    FileSource::Stored {
-                        bucket: bucket.clone(),
-                        key: key.clone(),
-                    }
-                }
-                _ => {
-                    problems.push(format!(
-                        "workspace file {path:?} has neither `content` nor `bucket` and `key`"
-                    ));
-                    continue;
-                }
-            };
-            let modified_at = match file.modified_at.as_deref().map(str::trim) {
-                None | Some("") => None,
-                Some(text) => match text.parse::<Timestamp>() {
-                    Ok(t) => Some(t),
-                    Err(_) => {
-                        problems.push(format!("`modifiedAt` {text:?} of workspace file {path:?} is not an RFC 3339 time; expected e.g. 2024-05-01T12:00:00Z"));
-                        continue;
-                    }
-                },
-            };
-            files.push(WorkspaceFile {
-                path,
-                source,
-                modified_at,
-            });
-        }
-        let mut steps = Vec::new();
-        for (i, step) in wire
-            .docker_steps
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
-            let key = step
-                .key
-                .clone()
-                .filter(|k| !k.trim().is_empty())
-                .unwrap_or_else(|| format!("step.{i}"));
-            let Some(image) = step.image.clone().filter(|i| !i.trim().is_empty()) else {
-                problems.push(format!("docker step {i} ({key}) has no image"));
-                continue;
-            };
-            let dir = step.dir.clone().unwrap_or_default();
-            if !stays_inside(&dir) {
-                problems.push(format!(
-                    "docker step {i} ({key}): `dir` {dir:?} leaves the workspace"
-                ));
-            }
-            let mut env = Vec::new();
-            for entry in step.env.clone().unwrap_or_default() {
-                match entry.split_once('=') {
-                    Some((name, value)) if !name.is_empty() => env.push(EnvVar {
-                        name: name.to_owned(),
-                        value: value.to_owned(),
-                    }),
-                    _ => problems.push(format!(
-                        "docker step {i} ({key}): env entry {entry:?} is not NAME=value"
-                    )),
-                }
-            }
-            steps.push(Step {
-                key,
-                image,
-                commands: step.commands.clone(),
-                dir,
-                env,
-            });
-        }
+        let repository = repository(&wire, &mut problems);
+        let files = files(&wire, version, &mut problems);
+        let steps = steps(&wire, &mut problems);
         if !problems.is_empty() {
             return Err(PayloadError::Invalid(problems));
         }
@@ -402,6 +264,159 @@ impl JobPayload {
             docker_auth_config: wire.docker_auth_config.filter(|d| !d.auths.is_empty()),
         })
     }
+}
+
+/// The job's id, given as a number or a string of one.
+fn id(id: Option<&serde_json::Value>, problems: &mut Vec<String>) -> i64 {
+    match id {
+        Some(serde_json::Value::Number(n)) if n.as_i64().is_some_and(|i| i >= 0) => {
+            n.as_i64().unwrap_or_default()
+        }
+        Some(serde_json::Value::String(s)) if s.parse::<i64>().is_ok_and(|i| i >= 0) => {
+            s.parse().unwrap_or_default()
+        }
+        Some(other) => {
+            problems.push(format!("`id` is {other}; expected a non-negative integer"));
+            0
+        }
+        None => {
+            problems.push("`id` is missing; expected the job's integer id".into());
+            0
+        }
+    }
+}
+
+/// The repository to clone, if the job names one.
+fn repository(wire: &Wire, problems: &mut Vec<String>) -> Option<Repository> {
+    let name = wire
+        .repository_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())?;
+    let commit = wire.commit.clone().unwrap_or_default().trim().to_owned();
+    if commit.is_empty() {
+        problems.push(format!(
+            "`commit` is missing; a job on repository {name} needs the revision to check out"
+        ));
+    } else if !revision(&commit) {
+        // It reaches git's command line: a leading '-' would be read as an option.
+        problems.push(format!("`commit` {commit:?} is not a revision; expected a commit SHA or ref name of [A-Za-z0-9._/-] not starting with '-'"));
+    }
+    if let Some(bad) = wire
+        .sparse_checkout
+        .iter()
+        .flatten()
+        .find(|p| p.trim().is_empty() || p.contains('\n'))
+    {
+        problems.push(format!("`sparseCheckout` pattern {bad:?} is empty or spans lines; expected one pattern per entry"));
+    }
+    let directory = wire.repository_directory.clone().unwrap_or_default();
+    if !stays_inside(&directory) {
+        problems.push(format!(
+            "`repositoryDirectory` {directory:?} leaves the workspace"
+        ));
+    }
+    Some(Repository {
+        name: name.to_owned(),
+        commit,
+        directory,
+        fetch_tags: wire.fetch_tags,
+        shallow_clone: wire.shallow_clone,
+        sparse_checkout: wire.sparse_checkout.clone().unwrap_or_default(),
+    })
+}
+
+/// The workspace files; version 2 payloads carry their content in base64.
+fn files(wire: &Wire, version: u32, problems: &mut Vec<String>) -> Vec<WorkspaceFile> {
+    let mut files = Vec::new();
+    for (path, file) in wire.files.clone().unwrap_or_default() {
+        if !stays_inside(&path) || depth(&path) == 0 {
+            problems.push(format!(
+                "workspace file {path:?} leaves the workspace; expected a relative path inside it"
+            ));
+            continue;
+        }
+        let source = match (&file.content, &file.bucket, &file.key) {
+            (Some(content), _, _) if version >= 2 => match decode_base64(content) {
+                Ok(bytes) => FileSource::Content(bytes),
+                Err(e) => {
+                    problems.push(format!("content of workspace file {path:?} {e}"));
+                    continue;
+                }
+            },
+            (Some(content), _, _) => FileSource::Content(content.clone().into_bytes()),
+            (None, Some(bucket), Some(key)) if !bucket.is_empty() && !key.is_empty() => {
+                FileSource::Stored {
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                }
+            }
+            _ => {
+                problems.push(format!(
+                    "workspace file {path:?} has neither `content` nor `bucket` and `key`"
+                ));
+                continue;
+            }
+        };
+        let modified_at = match file.modified_at.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => match text.parse::<Timestamp>() {
+                Ok(t) => Some(t),
+                Err(_) => {
+                    problems.push(format!("`modifiedAt` {text:?} of workspace file {path:?} is not an RFC 3339 time; expected e.g. 2024-05-01T12:00:00Z"));
+                    continue;
+                }
+            },
+        };
+        files.push(WorkspaceFile {
+            path,
+            source,
+            modified_at,
+        });
+    }
+    files
+}
+
+/// The docker steps, in order; a step without a key is `step.<i>`.
+fn steps(wire: &Wire, problems: &mut Vec<String>) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for (i, step) in wire.docker_steps.iter().flatten().enumerate() {
+        let key = step
+            .key
+            .clone()
+            .filter(|k| !k.trim().is_empty())
+            .unwrap_or_else(|| format!("step.{i}"));
+        let Some(image) = step.image.clone().filter(|i| !i.trim().is_empty()) else {
+            problems.push(format!("docker step {i} ({key}) has no image"));
+            continue;
+        };
+        let dir = step.dir.clone().unwrap_or_default();
+        if !stays_inside(&dir) {
+            problems.push(format!(
+                "docker step {i} ({key}): `dir` {dir:?} leaves the workspace"
+            ));
+        }
+        let mut env = Vec::new();
+        for entry in step.env.iter().flatten() {
+            match entry.split_once('=') {
+                Some((name, value)) if !name.is_empty() => env.push(EnvVar {
+                    name: name.to_owned(),
+                    value: value.to_owned(),
+                }),
+                _ => problems.push(format!(
+                    "docker step {i} ({key}): env entry {entry:?} is not NAME=value"
+                )),
+            }
+        }
+        steps.push(Step {
+            key,
+            image,
+            commands: step.commands.clone(),
+            dir,
+            env,
+        });
+    }
+    steps
 }
 
 #[cfg(test)]

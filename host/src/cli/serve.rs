@@ -14,6 +14,7 @@ use crate::config::{Config, RawConfig};
 use crate::embedded::{Embedded, EmbeddedOptions};
 use crate::job::{Runner, Settings};
 use crate::k8s::{cleanup, client};
+use crate::plugins::Plugins;
 use crate::queue::client::{ClientOptions, QueueClient};
 use crate::worker::{Worker, WorkerOptions};
 
@@ -46,79 +47,147 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let shutdown = CancellationToken::new();
     let mut banner = Vec::new();
+    let queue = start_queue(&mut config, &shutdown, &mut banner).await?;
+    let (kube, _sim) = start_cluster(&config, &mut banner).await?;
+    let plugins = load_plugins(&config, &mut banner).await?;
 
-    // The queue: Sourcegraph's, or our own on EXECUTOR_LISTEN.
-    let mut server = None;
-    let (base, password) = match config.queue.frontend_url.clone() {
-        Some(url) => {
-            banner.push(format!("queue:   {url} ({})", queues(&config)));
-            (
-                url,
-                config.queue.frontend_password.clone().unwrap_or_default(),
-            )
-        }
-        None => {
-            let Some(dir) = config.embedded.data_dir.clone() else {
-                anyhow::bail!(
-                    "EXECUTOR_DATA_DIR: not set, and neither XDG_STATE_HOME nor HOME is: the embedded queue needs a directory for its database"
-                );
-            };
-            let dir = &dir;
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("EXECUTOR_DATA_DIR: cannot create {}", dir.display()))?;
-            let embedded = Embedded::open(EmbeddedOptions {
-                db_path: dir.join("queue.db"),
-                executor_password: config.queue.frontend_password.clone(),
-                api_token: config.embedded.api_token.clone(),
-                ..EmbeddedOptions::default()
-            })?;
-            let listener = tokio::net::TcpListener::bind(config.embedded.listen)
-                .await
-                .with_context(|| {
-                    format!(
-                        "EXECUTOR_LISTEN: cannot listen on {}",
-                        config.embedded.listen
-                    )
-                })?;
-            let addr = listener.local_addr()?;
-            let url = url::Url::parse(&format!("http://{addr}"))?;
-            AddressFile {
-                url: url.to_string(),
-                token: embedded.api_token().to_owned(),
-            }
-            .write(dir)?;
-            if embedded.generated() {
-                banner.push(format!(
-                    "user API token (generated, kept in {}): {}",
-                    dir.display(),
-                    embedded.api_token()
-                ));
-            }
-            if config.queue.queue_names.is_empty() {
-                config.queue.queue_names = vec!["default".to_owned()];
-            }
-            banner.push(format!(
-                "queue:   embedded at {url} ({}), database {}",
-                queues(&config),
-                dir.join("queue.db").display()
-            ));
-            let password = embedded.executor_password().to_owned();
-            // The pods clone through this queue's git route.
-            config.queue.frontend_url = Some(url.clone());
-            config.queue.frontend_password = Some(password.clone());
-            let stop = shutdown.clone();
-            server = Some(tokio::spawn(async move {
-                if let Err(e) = embedded.serve(listener, stop).await {
-                    tracing::error!(error = %e, "the embedded queue stopped");
-                }
-            }));
-            (url, password)
-        }
+    let executor_name = crate::config::executor_name();
+    sweep(&kube, &config, &executor_name).await;
+    let client = QueueClient::new(ClientOptions {
+        base: queue.base,
+        password: queue.password,
+        executor_name: executor_name.clone(),
+        queues: config.queue.queue_names.clone(),
+        multi_queue: config.queue.multi_queue,
+        outage_limit: ClientOptions::DEFAULT_OUTAGE_LIMIT,
+    })?;
+    let options = WorkerOptions::from_config(&config.queue);
+    let routes = config.queue.frontend_url.clone();
+    let runner = Arc::new(Runner::new(
+        kube,
+        Settings::new(&config, routes),
+        Arc::new(plugins),
+        executor_name.clone(),
+    ));
+
+    eprintln!("executor {executor_name}");
+    for line in &banner {
+        eprintln!("  {line}");
+    }
+    if queue.server.is_some() {
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "executor".to_owned());
+        eprintln!(
+            "\nTry it (from another terminal):\n  id=$({exe} submit --image alpine:3 --secret API_KEY=hunter2 -- 'echo \"deploying with $API_KEY\"' 'echo done')\n  {exe} logs -f \"$id\"\n  {exe} show \"$id\"\n"
+        );
+    }
+
+    let stop = CancellationToken::new();
+    tokio::spawn(signals(stop.clone()));
+    let summary = Worker::new(client, runner, options).run(stop).await;
+    eprintln!(
+        "stopped: {} taken, {} completed, {} failed, {} errored, {} unreported",
+        summary.taken, summary.completed, summary.failed, summary.errored, summary.unreported
+    );
+    shutdown.cancel();
+    if let Some(server) = queue.server {
+        let _ = server.await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where jobs come from: Sourcegraph's queue, or the embedded one.
+struct Queue {
+    base: url::Url,
+    password: String,
+    /// The embedded queue's server, until `shutdown`.
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The queue: Sourcegraph's, or our own on EXECUTOR_LISTEN, which then
+/// becomes the frontend the jobs clone through.
+async fn start_queue(
+    config: &mut Config,
+    shutdown: &CancellationToken,
+    banner: &mut Vec<String>,
+) -> anyhow::Result<Queue> {
+    if let Some(url) = config.queue.frontend_url.clone() {
+        banner.push(format!("queue:   {url} ({})", queues(config)));
+        return Ok(Queue {
+            base: url,
+            password: config.queue.frontend_password.clone().unwrap_or_default(),
+            server: None,
+        });
+    }
+    let Some(dir) = config.embedded.data_dir.clone() else {
+        anyhow::bail!(
+            "EXECUTOR_DATA_DIR: not set, and neither XDG_STATE_HOME nor HOME is: the embedded queue needs a directory for its database"
+        );
     };
+    let dir = &dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("EXECUTOR_DATA_DIR: cannot create {}", dir.display()))?;
+    let embedded = Embedded::open(EmbeddedOptions {
+        db_path: dir.join("queue.db"),
+        executor_password: config.queue.frontend_password.clone(),
+        api_token: config.embedded.api_token.clone(),
+        ..EmbeddedOptions::default()
+    })?;
+    let listener = tokio::net::TcpListener::bind(config.embedded.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "EXECUTOR_LISTEN: cannot listen on {}",
+                config.embedded.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let url = url::Url::parse(&format!("http://{addr}"))?;
+    AddressFile {
+        url: url.to_string(),
+        token: embedded.api_token().to_owned(),
+    }
+    .write(dir)?;
+    if embedded.generated() {
+        banner.push(format!(
+            "user API token (generated, kept in {}): {}",
+            dir.display(),
+            embedded.api_token()
+        ));
+    }
+    if config.queue.queue_names.is_empty() {
+        config.queue.queue_names = vec!["default".to_owned()];
+    }
+    banner.push(format!(
+        "queue:   embedded at {url} ({}), database {}",
+        queues(config),
+        dir.join("queue.db").display()
+    ));
+    let password = embedded.executor_password().to_owned();
+    // The pods clone through this queue's git route.
+    config.queue.frontend_url = Some(url.clone());
+    config.queue.frontend_password = Some(password.clone());
+    let stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        if let Err(e) = embedded.serve(listener, stop).await {
+            tracing::error!(error = %e, "the embedded queue stopped");
+        }
+    });
+    Ok(Queue {
+        base: url,
+        password,
+        server: Some(server),
+    })
+}
 
-    // The cluster: the configured one, else the simulator.
-    let mut _sim = None;
-    let kube = if uses_a_cluster(&config) {
+/// The cluster: the configured one, else the simulator (kept running as
+/// long as the returned handle lives).
+async fn start_cluster(
+    config: &Config,
+    banner: &mut Vec<String>,
+) -> anyhow::Result<(kube::Client, Option<sim::Sim>)> {
+    if uses_a_cluster(config) {
         let kube = client::client(
             config.kubernetes.config_path.as_deref(),
             &config.kubernetes.api,
@@ -135,32 +204,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     .to_string()),
             config.kubernetes.namespace
         ));
-        kube
-    } else {
-        let sim = sim::Sim::start(
-            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            sim::Options::default(),
-        )
-        .await?;
-        let kubeconfig = config
-            .embedded
-            .data_dir
-            .as_deref()
-            .map_or_else(std::env::temp_dir, Path::to_path_buf)
-            .join("kubeconfig");
-        std::fs::write(&kubeconfig, sim.kubeconfig())
-            .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
-        banner.push(format!(
-            "cluster: simulator at {} (no kubeconfig found); kubectl --kubeconfig {}",
-            sim.url(),
-            kubeconfig.display()
-        ));
-        let kube = client::with_limits(sim.kube_config().await?, &config.kubernetes.api)?;
-        _sim = Some(sim);
-        kube
-    };
+        return Ok((kube, None));
+    }
+    let sim = sim::Sim::start(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        sim::Options::default(),
+    )
+    .await?;
+    let kubeconfig = config
+        .embedded
+        .data_dir
+        .as_deref()
+        .map_or_else(std::env::temp_dir, Path::to_path_buf)
+        .join("kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig())
+        .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
+    banner.push(format!(
+        "cluster: simulator at {} (no kubeconfig found); kubectl --kubeconfig {}",
+        sim.url(),
+        kubeconfig.display()
+    ));
+    let kube = client::with_limits(sim.kube_config().await?, &config.kubernetes.api)?;
+    Ok((kube, Some(sim)))
+}
 
-    // The plugins: the configured ones, else the shipped example chain.
+/// The plugins: the configured ones, else the shipped example chain.
+async fn load_plugins(config: &Config, banner: &mut Vec<String>) -> anyhow::Result<Plugins> {
     let plugins_file = match &config.plugins_config {
         Some(path) => Some(path.clone()),
         None => shipped_plugins().await?,
@@ -179,14 +248,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ),
         None => "plugins: none".to_owned(),
     });
+    Ok(plugins)
+}
 
-    let executor_name = crate::config::executor_name();
-    let instance = config.instance();
+/// Deletes what an earlier life of this executor left; a failure is only
+/// logged, as the TTL and the next start remain.
+async fn sweep(kube: &kube::Client, config: &Config, executor_name: &str) {
     match cleanup::sweep(
-        &kube,
+        kube,
         &config.kubernetes.namespace,
-        &instance,
-        &executor_name,
+        &config.instance(),
+        executor_name,
     )
     .await
     {
@@ -198,49 +270,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot sweep what an earlier run left"),
     }
-    let queue = QueueClient::new(ClientOptions {
-        base,
-        password,
-        executor_name: executor_name.clone(),
-        queues: config.queue.queue_names.clone(),
-        multi_queue: config.queue.multi_queue,
-        outage_limit: ClientOptions::DEFAULT_OUTAGE_LIMIT,
-    })?;
-    let options = WorkerOptions::from_config(&config.queue);
-    let routes = config.queue.frontend_url.clone();
-    let config = Arc::new(config);
-    let runner = Arc::new(Runner::new(
-        kube,
-        Settings::new(&config, routes),
-        Arc::new(plugins),
-        executor_name.clone(),
-    ));
-
-    eprintln!("executor {executor_name}");
-    for line in &banner {
-        eprintln!("  {line}");
-    }
-    if server.is_some() {
-        let exe = std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "executor".to_owned());
-        eprintln!(
-            "\nTry it (from another terminal):\n  id=$({exe} submit --image alpine:3 --secret API_KEY=hunter2 -- 'echo \"deploying with $API_KEY\"' 'echo done')\n  {exe} logs -f \"$id\"\n  {exe} show \"$id\"\n"
-        );
-    }
-
-    let stop = CancellationToken::new();
-    tokio::spawn(signals(stop.clone()));
-    let summary = Worker::new(queue, runner, options).run(stop).await;
-    eprintln!(
-        "stopped: {} taken, {} completed, {} failed, {} errored, {} unreported",
-        summary.taken, summary.completed, summary.failed, summary.errored, summary.unreported
-    );
-    shutdown.cancel();
-    if let Some(server) = server {
-        let _ = server.await;
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// SIGTERM or SIGINT: stop taking jobs and drain; a second one: exit at once.
