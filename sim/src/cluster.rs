@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::faults::{FaultConfig, Faults};
-use crate::kubelet::Kubelet;
+use crate::logs::ContainerLogs;
 use crate::resources::{RESOURCES, Resource};
 use crate::stats::Stats;
 use crate::status::ApiError;
@@ -71,8 +71,8 @@ pub struct Cluster {
     pub faults: Arc<Faults>,
     /// The options.
     pub options: Options,
-    /// Runs the pods.
-    pub kubelet: Kubelet,
+    /// Containers' logs: the kubelet writes them, `pods/log` reads them.
+    pub logs: ContainerLogs,
     address: OnceLock<String>,
 }
 
@@ -84,7 +84,7 @@ impl Cluster {
             stats: Stats::default(),
             faults: Arc::new(Faults::new(options.faults.clone())),
             options,
-            kubelet: Kubelet::new(scratch_dir()),
+            logs: ContainerLogs::default(),
             address: OnceLock::new(),
         };
         let namespaces = resource("", "namespaces");
@@ -227,13 +227,6 @@ impl Cluster {
             .store
             .create(events, Key::new(events, ns, &name), event);
     }
-}
-
-/// A fresh directory for the kubelet's volumes.
-fn scratch_dir() -> std::path::PathBuf {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::env::temp_dir().join(format!("executor-sim-{}-{n}", std::process::id()))
 }
 
 /// The resource named `name` in `group` (one of [`RESOURCES`]).
