@@ -1,118 +1,21 @@
-//! The resource handlers (kube-apiserver's REST verbs): verb resolution, get, list, create, delete and deletecollection; update and patch live in `update`, watch and log in their own modules.
+//! The resource handlers (kube-apiserver's REST verbs): get, list, create, delete and deletecollection, and the selectors and lookups watch and log share; update and patch live in `update`.
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::log::pod_log;
 use super::query::Query;
 use super::response::{json_body, json_ok, with_warnings};
 use super::target::{Reply, Target};
-use super::update::update;
-use super::watch::watch;
 use crate::cluster::Cluster;
 use crate::resources::{RESOURCES, Resource};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::store::{Key, meta_mut};
 use crate::validate;
-
-pub(super) async fn resource_request(
-    cluster: &Arc<Cluster>,
-    method: &Method,
-    t: Target,
-    query: &Query,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Reply {
-    let verb = match (method, &t.name, t.sub.as_deref()) {
-        (&Method::GET, None, _) if query.flag("watch") => "watch",
-        (&Method::GET, None, _) => "list",
-        (&Method::GET, Some(_), Some("log")) => "log",
-        (&Method::GET, Some(_), _) => "get",
-        (&Method::POST, None, _) => "create",
-        (&Method::PUT, Some(_), _) => "update",
-        (&Method::PATCH, Some(_), _) => "patch",
-        (&Method::DELETE, Some(_), _) => "delete",
-        (&Method::DELETE, None, _) => "deletecollection",
-        _ => {
-            return Err(ApiError::method_not_allowed(
-                "the server does not allow this method on the requested resource",
-            ));
-        }
-    };
-    let verb = if t.sub.as_deref() == Some("status") && verb != "get" {
-        "update-status"
-    } else {
-        verb
-    };
-    cluster.stats.request(verb, t.resource.name);
-    if *method == Method::POST || *method == Method::PUT {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json");
-        // Protobuf bodies (kubectl's generators send them for core types)
-        // are not modelled: refuse them as a server without that codec would.
-        if !content_type.starts_with("application/json") && !content_type.starts_with("*/*") {
-            return Err(ApiError::unsupported_media_type(content_type));
-        }
-    }
-    cluster.faults.before(verb, t.resource.name).await?;
-    match verb {
-        "list" => list(cluster, &t, query),
-        "watch" => watch(cluster, &t, query),
-        "get" => get(cluster, &t),
-        "log" => pod_log(cluster, &t, query),
-        "create" => create(cluster, &t, query, body),
-        "update" | "update-status" | "patch" => {
-            let status = t.sub.as_deref() == Some("status");
-            let content_type = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("application/json");
-            update(
-                cluster,
-                &t,
-                query,
-                body,
-                method == Method::PATCH,
-                status,
-                content_type,
-            )
-        }
-        "delete" => delete(cluster, &t, query, &body),
-        "deletecollection" => {
-            let (items, _) = select(cluster, &t, query)?;
-            for item in &items {
-                let name = item["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                let ns = item["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                let one = Target {
-                    resource: t.resource,
-                    namespace: Some(ns),
-                    name: Some(name),
-                    sub: None,
-                };
-                delete(cluster, &one, query, &body)?;
-            }
-            Ok(json_ok(list_doc(
-                t.resource,
-                items,
-                cluster.store.version(),
-            )))
-        }
-        _ => Err(ApiError::method_not_allowed("unsupported verb")),
-    }
-}
 
 /// The `labelSelector` and `fieldSelector` of a list or watch.
 pub(super) fn selectors(
@@ -138,7 +41,7 @@ fn select(cluster: &Cluster, t: &Target, query: &Query) -> Result<(Vec<Value>, u
         }))
 }
 
-fn list(cluster: &Cluster, t: &Target, query: &Query) -> Reply {
+pub(super) fn list(cluster: &Cluster, t: &Target, query: &Query) -> Reply {
     let (items, rv) = select(cluster, t, query)?;
     Ok(json_ok(list_doc(t.resource, items, rv)))
 }
@@ -152,11 +55,11 @@ pub(super) fn list_doc(resource: &Resource, items: Vec<Value>, rv: u64) -> Value
     })
 }
 
-fn get(cluster: &Cluster, t: &Target) -> Reply {
+pub(super) fn get(cluster: &Cluster, t: &Target) -> Reply {
     get_object(cluster, t).map(json_ok)
 }
 
-fn create(cluster: &Arc<Cluster>, t: &Target, query: &Query, body: Bytes) -> Reply {
+pub(super) fn create(cluster: &Arc<Cluster>, t: &Target, query: &Query, body: Bytes) -> Reply {
     if t.resource.namespaced && t.namespace.is_none() {
         return Err(ApiError::method_not_allowed(
             "POST requires a namespace in the path",
@@ -262,4 +165,37 @@ pub(super) fn get_object(cluster: &Cluster, t: &Target) -> Result<Value, ApiErro
         .store
         .get(&key)
         .ok_or_else(|| ApiError::not_found(t.resource.name, t.resource.group, &key.name))
+}
+
+/// `deletecollection`: deletes each selected object as `delete` would; the
+/// answer lists them.
+pub(super) fn delete_collection(
+    cluster: &Arc<Cluster>,
+    t: &Target,
+    query: &Query,
+    body: &Bytes,
+) -> Reply {
+    let (items, _) = select(cluster, t, query)?;
+    for item in &items {
+        let name = item["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let ns = item["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let one = Target {
+            resource: t.resource,
+            namespace: Some(ns),
+            name: Some(name),
+            sub: None,
+        };
+        delete(cluster, &one, query, body)?;
+    }
+    Ok(json_ok(list_doc(
+        t.resource,
+        items,
+        cluster.store.version(),
+    )))
 }

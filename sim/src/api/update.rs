@@ -12,16 +12,31 @@ use crate::cluster::Cluster;
 use crate::status::ApiError;
 use crate::validate;
 
-#[allow(clippy::too_many_arguments)]
+/// What a PUT or PATCH asks to change.
+pub(super) struct Change<'a> {
+    /// The new object, or the patch.
+    pub body: Bytes,
+    /// Whether `body` is a patch (PATCH) rather than the whole object (PUT).
+    pub patch: bool,
+    /// Whether it goes to the `status` subresource.
+    pub status: bool,
+    /// The request's media type, which names the patch format.
+    pub content_type: &'a str,
+}
+
+/// Update (PUT) or patch (PATCH) of one object, or of its status.
 pub(super) fn update(
     cluster: &Arc<Cluster>,
     t: &Target,
     query: &Query,
-    body: Bytes,
-    patch: bool,
-    status: bool,
-    content_type: &str,
+    change: Change<'_>,
 ) -> Reply {
+    let Change {
+        body,
+        patch,
+        status,
+        content_type,
+    } = change;
     let key = t.key()?;
     let resource = t.resource;
     let strict = query.strict();
