@@ -112,7 +112,7 @@ fn quantities(resource: &Resource, object: &Value) -> Result<(), ApiError> {
         for c in spec[list].as_array().into_iter().flatten() {
             for kind in ["limits", "requests"] {
                 for (name, q) in c["resources"][kind].as_object().into_iter().flatten() {
-                    if crate::scheduler::resource_amount(name, q).is_none() {
+                    if crate::quantity::resource_amount(name, q).is_none() {
                         return Err(ApiError::bad_request(format!(
                             "{kind_name} in version \"{version}\" cannot be handled as a {kind_name}: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$' (got {q} in {list}/{}/resources/{kind}/{name})",
                             c["name"].as_str().unwrap_or_default(),
@@ -385,7 +385,7 @@ fn pod_spec(spec: &PodSpec, path: &str, causes: &mut Vec<Cause>) {
                 for (name, request) in r.requests.iter().flatten() {
                     let limit = r.limits.as_ref().and_then(|l| l.get(name));
                     let amount = |q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
-                        crate::scheduler::resource_amount(name, &Value::String(q.0.clone()))
+                        crate::quantity::resource_amount(name, &Value::String(q.0.clone()))
                     };
                     if let Some(limit) = limit
                         && amount(request) > amount(limit)
