@@ -11,8 +11,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::resources::Resource;
-use crate::selector::{is_dns1123_subdomain_shape, validate_label_key, validate_label_value};
+use crate::selector::{validate_label_key, validate_label_value};
 use crate::status::{ApiError, Cause, cause};
+use k8s_rules::field_path::dotted;
+use k8s_rules::names::is_dns1123_subdomain_shape;
 
 /// A decoded body: the object as the server stores it, and the warnings
 /// (unknown fields) to send back in `Warning` headers.
@@ -163,26 +165,6 @@ fn typed<T: DeserializeOwned + Serialize>(
     })?;
     let object = serde_json::to_value(&typed).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((object, unknown))
-}
-
-/// `spec.template.spec.containers[0].foo`: a path as the API server writes it.
-fn dotted(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path;
-    match path {
-        Path::Root => String::new(),
-        Path::Seq { parent, index } => format!("{}[{index}]", dotted(parent)),
-        Path::Map { parent, key } => {
-            let p = dotted(parent);
-            if p.is_empty() {
-                key.clone()
-            } else {
-                format!("{p}.{key}")
-            }
-        }
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => dotted(parent),
-    }
 }
 
 /// The field checks of `resource` on `object`, all at once; `422 Invalid`
