@@ -8,6 +8,7 @@ pub mod expansion;
 pub mod faults;
 pub mod kubelet;
 pub mod logs;
+pub mod nodes;
 pub mod quantity;
 pub mod resources;
 pub mod scheduler;
