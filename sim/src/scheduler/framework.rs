@@ -151,13 +151,7 @@ impl AffinityTerm {
         let selector = LabelSelector::from_label_selector_object(&term["labelSelector"])?;
         let namespace_selector =
             LabelSelector::from_label_selector_object(&term["namespaceSelector"])?;
-        let mut namespaces: BTreeSet<String> = term["namespaces"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect();
+        let mut namespaces = string_set(&term["namespaces"]);
         if namespaces.is_empty() && namespace_selector.is_nothing() {
             namespaces.insert(owner_namespace.to_owned());
         }
@@ -250,4 +244,14 @@ pub(super) fn labels_of(object: &Value) -> &Map<String, Value> {
 
 pub(super) fn label<'v>(object: &'v Value, key: &str) -> Option<&'v str> {
     labels_of(object).get(key).and_then(Value::as_str)
+}
+
+/// The strings of a JSON array as a set; anything else is empty.
+pub(super) fn string_set(list: &Value) -> BTreeSet<String> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
 }

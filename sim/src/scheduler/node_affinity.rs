@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use super::framework::{Incoming, NodeInfo, Rejection, labels_of};
+use super::framework::{Incoming, NodeInfo, Rejection, labels_of, string_set};
 use crate::selector::{LabelOperator, LabelRequirement};
 
 /// Rejects a node the pod's node selector or required node affinity does not match.
@@ -51,13 +51,7 @@ pub(super) fn prefilter(pod: &Value) -> PreFilterNodes {
             {
                 continue;
             }
-            let values: BTreeSet<String> = requirement["values"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect();
+            let values = string_set(&requirement["values"]);
             // Requirements within a term are ANDed.
             term_names = Some(match term_names {
                 None => values,
