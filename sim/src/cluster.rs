@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::faults::{FaultConfig, Faults};
-use crate::kubelet::Kubelet;
+use crate::logs::ContainerLogs;
+pub use crate::nodes::{NodeSpec, NodesFile, node};
 use crate::resources::{RESOURCES, Resource};
 use crate::stats::Stats;
 use crate::status::ApiError;
@@ -42,25 +43,6 @@ impl Default for Options {
     }
 }
 
-/// A schedulable node with `cpu` and `memory` allocatable and 110 pods.
-pub fn node(name: &str, cpu: &str, memory: &str) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": {
-            "kubernetes.io/hostname": name,
-            "kubernetes.io/os": "linux",
-            "kubernetes.io/arch": "amd64",
-        }},
-        "spec": {},
-        "status": {
-            "capacity": {"cpu": cpu, "memory": memory, "pods": "110"},
-            "allocatable": {"cpu": cpu, "memory": memory, "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}],
-        },
-    })
-}
-
 /// The cluster.
 pub struct Cluster {
     /// Every object.
@@ -71,8 +53,8 @@ pub struct Cluster {
     pub faults: Arc<Faults>,
     /// The options.
     pub options: Options,
-    /// Runs the pods.
-    pub kubelet: Kubelet,
+    /// Containers' logs: the kubelet writes them, `pods/log` reads them.
+    pub logs: ContainerLogs,
     address: OnceLock<String>,
 }
 
@@ -84,7 +66,7 @@ impl Cluster {
             stats: Stats::default(),
             faults: Arc::new(Faults::new(options.faults.clone())),
             options,
-            kubelet: Kubelet::new(scratch_dir()),
+            logs: ContainerLogs::default(),
             address: OnceLock::new(),
         };
         let namespaces = resource("", "namespaces");
@@ -229,13 +211,6 @@ impl Cluster {
     }
 }
 
-/// A fresh directory for the kubelet's volumes.
-fn scratch_dir() -> std::path::PathBuf {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::env::temp_dir().join(format!("executor-sim-{}-{n}", std::process::id()))
-}
-
 /// The resource named `name` in `group` (one of [`RESOURCES`]).
 pub fn resource(group: &str, name: &str) -> &'static Resource {
     RESOURCES
@@ -260,100 +235,4 @@ pub fn random_suffix() -> String {
         .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect()
-}
-
-/// The `--nodes` file: the cluster's nodes.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NodesFile {
-    /// The nodes.
-    pub nodes: Vec<NodeSpec>,
-    /// Images whose pulls fail.
-    #[serde(default)]
-    pub missing_images: Vec<String>,
-}
-
-/// One node of the `--nodes` file.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NodeSpec {
-    /// Its name.
-    pub name: String,
-    /// Labels besides the standard hostname/os/arch ones.
-    #[serde(default)]
-    pub labels: std::collections::BTreeMap<String, String>,
-    /// Taints (`{key, value?, effect}`).
-    #[serde(default)]
-    pub taints: Vec<Value>,
-    /// Allocatable CPU (default 4).
-    #[serde(default = "default_cpu")]
-    pub cpu: String,
-    /// Allocatable memory (default 16Gi).
-    #[serde(default = "default_memory")]
-    pub memory: String,
-}
-
-fn default_cpu() -> String {
-    "4".into()
-}
-
-fn default_memory() -> String {
-    "16Gi".into()
-}
-
-impl NodesFile {
-    /// Parses the YAML of a `--nodes` file into Node objects and the
-    /// images whose pulls fail.
-    pub fn parse(text: &str) -> Result<(Vec<Value>, Vec<String>), String> {
-        let file: NodesFile = serde_norway::from_str(text).map_err(|e| e.to_string())?;
-        if file.nodes.is_empty() {
-            return Err("no nodes; expected at least one under `nodes:`".into());
-        }
-        let nodes = file
-            .nodes
-            .into_iter()
-            .map(|n| {
-                let mut object = node(&n.name, &n.cpu, &n.memory);
-                for (k, v) in n.labels {
-                    object["metadata"]["labels"][k] = json!(v);
-                }
-                if !n.taints.is_empty() {
-                    object["spec"]["taints"] = json!(n.taints);
-                }
-                object
-            })
-            .collect();
-        Ok((nodes, file.missing_images))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_nodes_file_gives_nodes_with_their_labels_taints_and_sizes() {
-        let (nodes, missing) = NodesFile::parse(
-            "missingImages: [registry.example.com/gone:1]\nnodes:\n- name: big\n  cpu: '32'\n  memory: 128Gi\n  labels: {pool: ci}\n  taints: [{key: dedicated, value: ci, effect: NoSchedule}]\n- name: small\n",
-        )
-        .unwrap();
-        assert_eq!(nodes.len(), 2);
-        assert_eq!(nodes[0]["metadata"]["labels"]["pool"], "ci");
-        assert_eq!(
-            nodes[0]["metadata"]["labels"]["kubernetes.io/hostname"],
-            "big"
-        );
-        assert_eq!(nodes[0]["status"]["allocatable"]["cpu"], "32");
-        assert_eq!(nodes[0]["spec"]["taints"][0]["key"], "dedicated");
-        assert_eq!(nodes[1]["status"]["allocatable"]["memory"], "16Gi");
-        assert_eq!(missing, ["registry.example.com/gone:1"]);
-    }
-
-    #[test]
-    fn a_bad_nodes_file_says_what_is_wrong() {
-        let err = NodesFile::parse("nodes:\n- name: a\n  gpus: 2\n").unwrap_err();
-        assert!(err.contains("unknown field `gpus`"), "{err}");
-        let err = NodesFile::parse("nodes: []\n").unwrap_err();
-        assert!(err.contains("no nodes"), "{err}");
-    }
 }

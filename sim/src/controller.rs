@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::cluster::{Cluster, random_suffix, resource};
+use crate::kubelet::Kubelet;
 use crate::logs::{now_nanos, parse_time};
 use crate::store::{EventType, Key, now};
 
@@ -14,12 +15,13 @@ use crate::store::{EventType, Key, now};
 const TICK: Duration = Duration::from_millis(200);
 
 /// Runs the control loop until the cluster is dropped.
-pub fn spawn(cluster: &Arc<Cluster>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(cluster: &Arc<Cluster>, kubelet: &Arc<Kubelet>) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(cluster);
+    let kubelet = kubelet.clone();
     let mut events = cluster.store.subscribe();
     tokio::spawn(async move {
         if let Some(c) = weak.upgrade() {
-            resync(&c);
+            resync(&c, &kubelet);
         }
         let mut tick = tokio::time::interval(TICK);
         loop {
@@ -27,27 +29,27 @@ pub fn spawn(cluster: &Arc<Cluster>) -> tokio::task::JoinHandle<()> {
                 event = events.recv() => {
                     let Some(c) = weak.upgrade() else { return };
                     match event {
-                        Ok(e) => on_event(&c, e.kind, &e.key, &e.object),
-                        Err(RecvError::Lagged(_)) => resync(&c),
+                        Ok(e) => on_event(&c, &kubelet, e.kind, &e.key, &e.object),
+                        Err(RecvError::Lagged(_)) => resync(&c, &kubelet),
                         Err(RecvError::Closed) => return,
                     }
                 }
                 _ = tick.tick() => {
                     let Some(c) = weak.upgrade() else { return };
-                    periodic(&c);
+                    periodic(&c, &kubelet);
                 }
             }
         }
     })
 }
 
-fn on_event(c: &Arc<Cluster>, kind: EventType, key: &Key, object: &Value) {
+fn on_event(c: &Arc<Cluster>, kubelet: &Kubelet, kind: EventType, key: &Key, object: &Value) {
     match (key.resource, kind) {
         ("jobs", EventType::Deleted) => {}
         ("jobs", _) => sync_job(c, &key.namespace, &key.name),
         ("pods", EventType::Deleted) => {
             if let Some(uid) = object["metadata"]["uid"].as_str() {
-                c.kubelet.stop(uid);
+                kubelet.stop(uid);
             }
             if let Some(job) = owner_job(object) {
                 sync_job(c, &key.namespace, &job);
@@ -60,7 +62,7 @@ fn on_event(c: &Arc<Cluster>, kind: EventType, key: &Key, object: &Value) {
             {
                 schedule(c, object);
             } else {
-                c.kubelet.ensure(c, object);
+                kubelet.ensure(c, object);
             }
             if let Some(job) = owner_job(object) {
                 sync_job(c, &key.namespace, &job);
@@ -70,7 +72,7 @@ fn on_event(c: &Arc<Cluster>, kind: EventType, key: &Key, object: &Value) {
     }
 }
 
-fn resync(c: &Arc<Cluster>) {
+fn resync(c: &Arc<Cluster>, kubelet: &Kubelet) {
     let (jobs, _) = c.store.list(resource("batch", "jobs"), None);
     for j in jobs {
         sync_job(
@@ -79,12 +81,12 @@ fn resync(c: &Arc<Cluster>) {
             j["metadata"]["name"].as_str().unwrap_or_default(),
         );
     }
-    periodic(c);
+    periodic(c, kubelet);
 }
 
-fn periodic(c: &Arc<Cluster>) {
+fn periodic(c: &Arc<Cluster>, kubelet: &Kubelet) {
     for node in c.faults.lost_nodes() {
-        lose_node(c, &node);
+        lose_node(c, kubelet, &node);
     }
     let pending = c.store.select(resource("", "pods"), None, |p| {
         p["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
@@ -135,11 +137,104 @@ fn finished_at(job: &Value) -> Option<i128> {
         .and_then(parse_time)
 }
 
+/// What the job controller counts of a Job's pods.
+struct PodCounts<'a> {
+    /// Pods neither finished nor being deleted.
+    active: Vec<&'a Value>,
+    succeeded: i64,
+    failed: i64,
+    /// Active pods whose `Ready` condition is true.
+    ready: i64,
+}
+
+impl<'a> PodCounts<'a> {
+    fn of(owned: &'a [Value]) -> PodCounts<'a> {
+        let phase = |p: &Value| {
+            p["status"]["phase"]
+                .as_str()
+                .unwrap_or("Pending")
+                .to_owned()
+        };
+        let active: Vec<&Value> = owned
+            .iter()
+            .filter(|p| {
+                !matches!(phase(p).as_str(), "Succeeded" | "Failed")
+                    && p["metadata"].get("deletionTimestamp").is_none()
+            })
+            .collect();
+        let ready = active
+            .iter()
+            .filter(|p| {
+                p["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+            .count() as i64;
+        PodCounts {
+            succeeded: owned.iter().filter(|p| phase(p) == "Succeeded").count() as i64,
+            failed: owned.iter().filter(|p| phase(p) == "Failed").count() as i64,
+            active,
+            ready,
+        }
+    }
+}
+
+/// How a Job ends: its final condition's type, reason and message.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    /// `Complete` or `Failed`.
+    kind: &'static str,
+    reason: &'static str,
+    message: &'static str,
+}
+
+impl Outcome {
+    fn failed(&self) -> bool {
+        self.kind == "Failed"
+    }
+
+    /// The Job's outcome, if its pods or its deadline decide one.
+    fn of(job: &Value, counts: &PodCounts<'_>, start: &str) -> Option<Outcome> {
+        let completions = job["spec"]["completions"].as_i64().unwrap_or(1);
+        let backoff_limit = job["spec"]["backoffLimit"].as_i64().unwrap_or(6);
+        let deadline_passed = job["spec"]["activeDeadlineSeconds"]
+            .as_i64()
+            .zip(parse_time(start))
+            .is_some_and(|(secs, at)| now_nanos() >= at + i128::from(secs) * 1_000_000_000);
+        let (kind, reason, message) = if counts.succeeded >= completions {
+            (
+                "Complete",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+            )
+        } else if counts.failed > backoff_limit {
+            (
+                "Failed",
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            )
+        } else if deadline_passed {
+            (
+                "Failed",
+                "DeadlineExceeded",
+                "Job was active longer than specified deadline",
+            )
+        } else {
+            return None;
+        };
+        Some(Outcome {
+            kind,
+            reason,
+            message,
+        })
+    }
+}
+
 /// The job controller for one Job: makes its pod, counts outcomes, enforces
 /// `backoffLimit` and `activeDeadlineSeconds`, and keeps its status.
 fn sync_job(c: &Arc<Cluster>, ns: &str, name: &str) {
-    let jobs = resource("batch", "jobs");
-    let key = Key::new(jobs, ns, name);
+    let key = Key::new(resource("batch", "jobs"), ns, name);
     let Some(job) = c.store.get(&key) else { return };
     if job["metadata"].get("deletionTimestamp").is_some() || finished_at(&job).is_some() {
         return;
@@ -147,130 +242,107 @@ fn sync_job(c: &Arc<Cluster>, ns: &str, name: &str) {
     if job["spec"]["suspend"] == json!(true) {
         return;
     }
-    let uid = job["metadata"]["uid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let pods_resource = resource("", "pods");
-    let pods = c.store.select(pods_resource, Some(ns), |p| {
+    let uid = job["metadata"]["uid"].as_str().unwrap_or_default();
+    let owned = c.store.select(resource("", "pods"), Some(ns), |p| {
         p["metadata"]["ownerReferences"]
             .as_array()
-            .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid.as_str())))
+            .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid)))
     });
-    let owned: Vec<&Value> = pods.iter().collect();
-    let phase = |p: &Value| {
-        p["status"]["phase"]
-            .as_str()
-            .unwrap_or("Pending")
-            .to_owned()
-    };
-    let active: Vec<&&Value> = owned
-        .iter()
-        .filter(|p| {
-            !matches!(phase(p).as_str(), "Succeeded" | "Failed")
-                && p["metadata"].get("deletionTimestamp").is_none()
-        })
-        .collect();
-    let succeeded = owned.iter().filter(|p| phase(p) == "Succeeded").count() as i64;
-    let failed = owned.iter().filter(|p| phase(p) == "Failed").count() as i64;
-    let ready = active
-        .iter()
-        .filter(|p| {
-            p["status"]["conditions"].as_array().is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-        })
-        .count() as i64;
-    let completions = job["spec"]["completions"].as_i64().unwrap_or(1);
-    let backoff_limit = job["spec"]["backoffLimit"].as_i64().unwrap_or(6);
+    let counts = PodCounts::of(&owned);
     let start = job["status"]["startTime"]
         .as_str()
         .map(str::to_owned)
         .unwrap_or_else(now);
-    let deadline_passed = job["spec"]["activeDeadlineSeconds"]
-        .as_i64()
-        .zip(parse_time(&start))
-        .is_some_and(|(secs, at)| now_nanos() >= at + i128::from(secs) * 1_000_000_000);
-
-    let mut outcome: Option<(&str, &str, &str)> = None;
-    if succeeded >= completions {
-        outcome = Some((
-            "Complete",
-            "CompletionsReached",
-            "Reached expected number of succeeded pods",
-        ));
-    } else if failed > backoff_limit {
-        outcome = Some((
-            "Failed",
-            "BackoffLimitExceeded",
-            "Job has reached the specified backoff limit",
-        ));
-    } else if deadline_passed {
-        outcome = Some((
-            "Failed",
-            "DeadlineExceeded",
-            "Job was active longer than specified deadline",
-        ));
+    let outcome = Outcome::of(&job, &counts, &start);
+    let active = manage_pods(c, &job, &counts, outcome);
+    write_status(c, &key, &start, &counts, active, outcome);
+    if let Some(outcome) = outcome {
+        let (reason, event_type, message) = if outcome.failed() {
+            (outcome.reason, "Warning", outcome.message)
+        } else {
+            ("Completed", "Normal", "Job completed")
+        };
+        c.event(&job, event_type, reason, message);
     }
-    let mut active_count = active.len() as i64;
-    if let Some((kind, _, _)) = outcome
-        && kind == "Failed"
-    {
-        // The real controller deletes the running pods of a failed Job.
-        for p in &active {
-            let pname = p["metadata"]["name"].as_str().unwrap_or_default();
-            let _ = c.delete(
-                pods_resource,
-                &Key::new(pods_resource, ns, pname),
-                "Background",
-            );
-            c.event(
-                &job,
-                "Normal",
-                "SuccessfulDelete",
-                &format!("Deleted pod: {pname}"),
-            );
-        }
-        active_count = 0;
-    } else if outcome.is_none() && active.is_empty() {
-        match create_pod(c, &job) {
-            Ok(pname) => {
-                active_count = 1;
+}
+
+/// Deletes the active pods of a failed Job (as the real controller does), or
+/// creates a pod when none is active and the Job goes on; the active count after.
+fn manage_pods(
+    c: &Arc<Cluster>,
+    job: &Value,
+    counts: &PodCounts<'_>,
+    outcome: Option<Outcome>,
+) -> i64 {
+    let pods = resource("", "pods");
+    let ns = job["metadata"]["namespace"].as_str().unwrap_or_default();
+    match outcome {
+        Some(o) if o.failed() => {
+            for p in &counts.active {
+                let pname = p["metadata"]["name"].as_str().unwrap_or_default();
+                let _ = c.delete(pods, &Key::new(pods, ns, pname), "Background");
                 c.event(
-                    &job,
+                    job,
+                    "Normal",
+                    "SuccessfulDelete",
+                    &format!("Deleted pod: {pname}"),
+                );
+            }
+            0
+        }
+        None if counts.active.is_empty() => match create_pod(c, job) {
+            Ok(pname) => {
+                c.event(
+                    job,
                     "Normal",
                     "SuccessfulCreate",
                     &format!("Created pod: {pname}"),
                 );
+                1
             }
-            Err(e) => c.event(
-                &job,
-                "Warning",
-                "FailedCreate",
-                &format!("Error creating: {}", e.message),
-            ),
-        }
+            Err(e) => {
+                c.event(
+                    job,
+                    "Warning",
+                    "FailedCreate",
+                    &format!("Error creating: {}", e.message),
+                );
+                0
+            }
+        },
+        _ => counts.active.len() as i64,
     }
+}
+
+/// Writes the Job's status: counts, start and completion times, and the
+/// interim and final conditions of its outcome.
+fn write_status(
+    c: &Cluster,
+    key: &Key,
+    start: &str,
+    counts: &PodCounts<'_>,
+    active: i64,
+    outcome: Option<Outcome>,
+) {
     let at = now();
-    let _ = c.store.update(jobs, &key, |j| {
+    let _ = c.store.update(resource("batch", "jobs"), key, |j| {
         let status = &mut j["status"];
         status["startTime"] = json!(start);
-        status["active"] = json!(active_count);
-        status["ready"] = json!(ready);
+        status["active"] = json!(active);
+        status["ready"] = json!(counts.ready);
         status["terminating"] = json!(0);
-        for (field, n) in [("succeeded", succeeded), ("failed", failed)] {
+        for (field, n) in [("succeeded", counts.succeeded), ("failed", counts.failed)] {
             if n > 0 {
                 status[field] = json!(n);
             } else if let Some(o) = status.as_object_mut() {
                 o.remove(field);
             }
         }
-        if active_count == 0 && let Some(o) = status.as_object_mut() {
+        if active == 0 && let Some(o) = status.as_object_mut() {
             o.remove("active");
         }
         status["uncountedTerminatedPods"] = json!({});
-        if let Some((kind, reason, message)) = outcome {
+        if let Some(Outcome { kind, reason, message }) = outcome {
             // 1.31+ sets the interim condition first, then the final one.
             let interim = if kind == "Complete" { "SuccessCriteriaMet" } else { "FailureTarget" };
             status["conditions"] = json!([
@@ -283,23 +355,6 @@ fn sync_job(c: &Arc<Cluster>, ns: &str, name: &str) {
         }
         Ok(())
     });
-    if let Some((kind, reason, message)) = outcome {
-        let (kind_event, event_type) = if kind == "Complete" {
-            ("Completed", "Normal")
-        } else {
-            (reason, "Warning")
-        };
-        c.event(
-            &job,
-            event_type,
-            kind_event,
-            if kind == "Complete" {
-                "Job completed"
-            } else {
-                message
-            },
-        );
-    }
 }
 
 /// The Job's pod: `<job>-<5 random>`, its template, an owner reference.
@@ -411,7 +466,7 @@ fn set_condition(status: &mut Value, condition: Value) {
 /// A node that stopped reporting: `Ready` becomes `Unknown`, the node is
 /// tainted unreachable (so nothing new lands there), and its pods' processes
 /// stop and the pods fail with the node controller's reason.
-fn lose_node(c: &Arc<Cluster>, name: &str) {
+fn lose_node(c: &Arc<Cluster>, kubelet: &Kubelet, name: &str) {
     let nodes = resource("", "nodes");
     let key = Key::new(nodes, "", name);
     let Some(node) = c.store.get(&key) else {
@@ -453,7 +508,7 @@ fn lose_node(c: &Arc<Cluster>, name: &str) {
             continue;
         }
         if let Some(uid) = p["metadata"]["uid"].as_str() {
-            c.kubelet.stop(uid);
+            kubelet.stop(uid);
         }
         let ns = p["metadata"]["namespace"].as_str().unwrap_or_default();
         let pod_name = p["metadata"]["name"].as_str().unwrap_or_default();

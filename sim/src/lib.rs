@@ -8,6 +8,8 @@ pub mod expansion;
 pub mod faults;
 pub mod kubelet;
 pub mod logs;
+pub mod nodes;
+pub mod quantity;
 pub mod resources;
 pub mod scheduler;
 pub mod selector;
@@ -47,13 +49,14 @@ pub struct Sim {
     pub cluster: Arc<Cluster>,
     task: tokio::task::JoinHandle<()>,
     controllers: tokio::task::JoinHandle<()>,
+    kubelet: Arc<kubelet::Kubelet>,
 }
 
 impl Drop for Sim {
     fn drop(&mut self) {
         self.task.abort();
         self.controllers.abort();
-        self.cluster.kubelet.stop_all();
+        self.kubelet.stop_all();
     }
 }
 
@@ -71,7 +74,8 @@ impl Sim {
             .map_err(|source| SimError::Bind { addr, source })?;
         let cluster = Cluster::new(options);
         cluster.set_address(addr.to_string());
-        let controllers = controller::spawn(&cluster);
+        let kubelet = Arc::new(kubelet::Kubelet::in_scratch_dir());
+        let controllers = controller::spawn(&cluster, &kubelet);
         let app = api::router(cluster.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -84,6 +88,7 @@ impl Sim {
             cluster,
             task,
             controllers,
+            kubelet,
         })
     }
 

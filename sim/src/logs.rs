@@ -1,9 +1,45 @@
-//! Container logs as the kubelet keeps them: timestamped lines per container, read whole or followed live through `pods/log`.
+//! Container logs: timestamped lines per container in a registry the kubelet writes and `pods/log` reads; neither side reaches the other through it.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
+
+/// Which container a log belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ContainerId {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod: String,
+    /// The container's name.
+    pub container: String,
+}
+
+/// Every container's log since it started, by container.
+#[derive(Default)]
+pub struct ContainerLogs {
+    logs: Mutex<HashMap<ContainerId, Arc<Log>>>,
+}
+
+impl ContainerLogs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ContainerId, Arc<Log>>> {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The log of a container that has started.
+    pub fn get(&self, id: &ContainerId) -> Option<Arc<Log>> {
+        self.lock().get(id).cloned()
+    }
+
+    /// A fresh log for a container that starts now (it replaces an earlier run's).
+    pub fn start(&self, id: ContainerId) -> Arc<Log> {
+        let log = Arc::new(Log::default());
+        self.lock().insert(id, log.clone());
+        log
+    }
+}
 
 /// One line of a container's output.
 #[derive(Debug, Clone)]

@@ -11,8 +11,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::resources::Resource;
-use crate::selector::{is_dns1123_subdomain_shape, validate_label_key, validate_label_value};
+use crate::selector::{validate_label_key, validate_label_value};
 use crate::status::{ApiError, Cause, cause};
+use k8s_rules::field_path::dotted;
+use k8s_rules::names::is_dns1123_subdomain_shape;
 
 /// A decoded body: the object as the server stores it, and the warnings
 /// (unknown fields) to send back in `Warning` headers.
@@ -112,7 +114,7 @@ fn quantities(resource: &Resource, object: &Value) -> Result<(), ApiError> {
         for c in spec[list].as_array().into_iter().flatten() {
             for kind in ["limits", "requests"] {
                 for (name, q) in c["resources"][kind].as_object().into_iter().flatten() {
-                    if crate::scheduler::resource_amount(name, q).is_none() {
+                    if crate::quantity::resource_amount(name, q).is_none() {
                         return Err(ApiError::bad_request(format!(
                             "{kind_name} in version \"{version}\" cannot be handled as a {kind_name}: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$' (got {q} in {list}/{}/resources/{kind}/{name})",
                             c["name"].as_str().unwrap_or_default(),
@@ -163,26 +165,6 @@ fn typed<T: DeserializeOwned + Serialize>(
     })?;
     let object = serde_json::to_value(&typed).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((object, unknown))
-}
-
-/// `spec.template.spec.containers[0].foo`: a path as the API server writes it.
-fn dotted(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path;
-    match path {
-        Path::Root => String::new(),
-        Path::Seq { parent, index } => format!("{}[{index}]", dotted(parent)),
-        Path::Map { parent, key } => {
-            let p = dotted(parent);
-            if p.is_empty() {
-                key.clone()
-            } else {
-                format!("{p}.{key}")
-            }
-        }
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => dotted(parent),
-    }
 }
 
 /// The field checks of `resource` on `object`, all at once; `422 Invalid`
@@ -385,7 +367,7 @@ fn pod_spec(spec: &PodSpec, path: &str, causes: &mut Vec<Cause>) {
                 for (name, request) in r.requests.iter().flatten() {
                     let limit = r.limits.as_ref().and_then(|l| l.get(name));
                     let amount = |q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
-                        crate::scheduler::resource_amount(name, &Value::String(q.0.clone()))
+                        crate::quantity::resource_amount(name, &Value::String(q.0.clone()))
                     };
                     if let Some(limit) = limit
                         && amount(request) > amount(limit)

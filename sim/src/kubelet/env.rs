@@ -1,0 +1,175 @@
+//! A container's environment as the kubelet resolves it: values expanded against earlier ones, Secret and ConfigMap keys, and the Downward API's pod fields; it only reads the store.
+
+use serde_json::{Value, json};
+
+use crate::cluster::{Cluster, resource};
+use crate::store::Key;
+
+/// Why a container's configuration cannot be made (the container waits in
+/// `CreateContainerConfigError` with this message).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ConfigError {
+    /// The Secret or ConfigMap does not exist.
+    #[error("{kind} \"{name}\" not found")]
+    NotFound {
+        /// `secret` or `configmap`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// The key is not in the Secret or ConfigMap.
+    #[error("couldn't find key {key} in {kind} {namespace}/{name}")]
+    NoKey {
+        /// The key.
+        key: String,
+        /// `secret` or `configmap`.
+        kind: &'static str,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+}
+
+/// Where a value comes from: a Secret (base64 data) or a ConfigMap.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Source {
+    /// `secrets`: data is base64.
+    Secret,
+    /// `configmaps`: data is text.
+    ConfigMap,
+}
+
+impl Source {
+    /// The resource's plural name.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Source::Secret => "secrets",
+            Source::ConfigMap => "configmaps",
+        }
+    }
+
+    /// How the kubelet names the kind in messages.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Source::Secret => "secret",
+            Source::ConfigMap => "configmap",
+        }
+    }
+
+    /// The bytes of a data value.
+    pub fn bytes(self, raw: &str) -> Option<Vec<u8>> {
+        match self {
+            Source::Secret => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(raw).ok()
+            }
+            Source::ConfigMap => Some(raw.as_bytes().to_vec()),
+        }
+    }
+
+    /// The Secret or ConfigMap `name` in `namespace`, if it exists.
+    pub fn get(self, cluster: &Cluster, namespace: &str, name: &str) -> Option<Value> {
+        cluster
+            .store
+            .get(&Key::new(resource("", self.resource()), namespace, name))
+    }
+}
+
+/// The container's environment: values (expanded against earlier ones),
+/// secret and config map keys, and pod fields.
+pub(super) fn resolve_env(
+    cluster: &Cluster,
+    pod: &Value,
+    c: &Value,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+    let mut env: Vec<(String, String)> = Vec::new();
+    for e in c["env"].as_array().into_iter().flatten() {
+        let name = e["name"].as_str().unwrap_or_default().to_owned();
+        let value = if let Some(v) = e["value"].as_str() {
+            let lookup = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+            crate::expansion::expand(v, lookup)
+        } else if let Some(r) = e["valueFrom"].get("secretKeyRef") {
+            match key_of(cluster, Source::Secret, ns, r)? {
+                Some(v) => v,
+                None => continue,
+            }
+        } else if let Some(r) = e["valueFrom"].get("configMapKeyRef") {
+            match key_of(cluster, Source::ConfigMap, ns, r)? {
+                Some(v) => v,
+                None => continue,
+            }
+        } else if let Some(path) = e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+            field(pod, path)
+        } else {
+            String::new()
+        };
+        env.retain(|(k, _)| *k != name);
+        env.push((name, value));
+    }
+    Ok(env)
+}
+
+/// A `secretKeyRef` or `configMapKeyRef` value; `None` when it is optional and missing.
+fn key_of(
+    cluster: &Cluster,
+    source: Source,
+    ns: &str,
+    r: &Value,
+) -> Result<Option<String>, ConfigError> {
+    let name = r["name"].as_str().unwrap_or_default();
+    let key = r["key"].as_str().unwrap_or_default();
+    let optional = r["optional"] == json!(true);
+    let Some(object) = source.get(cluster, ns, name) else {
+        return if optional {
+            Ok(None)
+        } else {
+            Err(ConfigError::NotFound {
+                kind: source.kind(),
+                name: name.to_owned(),
+            })
+        };
+    };
+    let value = object["data"][key]
+        .as_str()
+        .and_then(|raw| source.bytes(raw))
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    match value {
+        Some(v) => Ok(Some(v)),
+        None if optional => Ok(None),
+        None => Err(ConfigError::NoKey {
+            key: key.to_owned(),
+            kind: source.kind(),
+            namespace: ns.to_owned(),
+            name: name.to_owned(),
+        }),
+    }
+}
+
+/// A `fieldRef` value: the fields the Downward API offers for env.
+fn field(pod: &Value, path: &str) -> String {
+    let keyed = |map: &str| {
+        path.strip_prefix(&format!("metadata.{map}['"))
+            .and_then(|s| s.strip_suffix("']"))
+            .map(|k| {
+                pod["metadata"][map][k]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+    };
+    match path {
+        "metadata.name" | "metadata.namespace" | "metadata.uid" | "spec.nodeName" => {
+            crate::selector::field_value(pod, path)
+        }
+        "spec.serviceAccountName" => pod["spec"]["serviceAccountName"]
+            .as_str()
+            .unwrap_or("default")
+            .to_owned(),
+        "status.podIP" | "status.hostIP" => "127.0.0.1".to_owned(),
+        _ => keyed("labels")
+            .or_else(|| keyed("annotations"))
+            .unwrap_or_default(),
+    }
+}

@@ -1,0 +1,91 @@
+//! The kubelet: starts a bound pod once and stops it on deletion; how a pod and its containers run lives in `pod` and `container`, and the kubelet reaches the cluster only through the store, events and the container log registry.
+
+mod container;
+mod env;
+mod pod;
+mod status;
+mod volumes;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::cluster::Cluster;
+
+pub use container::MISSING_IMAGE_PREFIX;
+
+/// Where the kubelet keeps pods' volumes, and what it runs.
+pub struct Kubelet {
+    root: PathBuf,
+    running: Mutex<HashMap<String, watch::Sender<bool>>>,
+}
+
+impl Kubelet {
+    /// A kubelet keeping volumes under `root`.
+    pub fn new(root: PathBuf) -> Kubelet {
+        Kubelet {
+            root,
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A kubelet keeping volumes in a fresh directory of its own.
+    pub fn in_scratch_dir() -> Kubelet {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Kubelet::new(std::env::temp_dir().join(format!("executor-sim-{}-{n}", std::process::id())))
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<bool>>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts `pod` if it is bound to a node, not finished, and not running yet.
+    pub fn ensure(&self, cluster: &Arc<Cluster>, pod: &Value) {
+        let Some(uid) = pod["metadata"]["uid"].as_str() else {
+            return;
+        };
+        let bound = pod["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty());
+        let done = matches!(
+            pod["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        );
+        if !bound || done || pod["metadata"].get("deletionTimestamp").is_some() {
+            return;
+        }
+        let mut running = self.running();
+        if running.contains_key(uid) {
+            return;
+        }
+        let (stop, stopped) = watch::channel(false);
+        running.insert(uid.to_owned(), stop);
+        let cluster = cluster.clone();
+        let pod = pod.clone();
+        let dir = self.root.join(uid);
+        tokio::spawn(async move {
+            pod::run_pod(&cluster, pod, &dir, stopped).await;
+            let _ = tokio::fs::remove_dir_all(dir).await;
+        });
+    }
+
+    /// Stops every pod (when the simulator stops).
+    pub fn stop_all(&self) {
+        let running: Vec<_> = self.running().drain().collect();
+        for (_, stop) in running {
+            let _ = stop.send(true);
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+
+    /// Stops the processes of pod `uid` (SIGTERM, then SIGKILL after the grace period).
+    pub fn stop(&self, uid: &str) {
+        if let Some(stop) = self.running().remove(uid) {
+            let _ = stop.send(true);
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The pod's volumes as directories on the host: emptyDir and claims empty, Secrets and ConfigMaps filled with their keys or items; it only reads the store and writes under the pod's directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::env::Source;
+use crate::cluster::Cluster;
+
+/// Each volume's directory on the host, by volume name.
+pub(super) type Volumes = HashMap<String, PathBuf>;
+
+/// Why a volume cannot be set up (the pod stays `ContainerCreating` with a
+/// `FailedMount` Event carrying this message).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum MountError {
+    /// The directory could not be made.
+    #[error("cannot make volume {name}: {source}")]
+    Directory {
+        /// The volume.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The Secret or ConfigMap does not exist.
+    #[error("MountVolume.SetUp failed for volume \"{volume}\" : {kind} \"{name}\" not found")]
+    NotFound {
+        /// The volume.
+        volume: String,
+        /// `secret` or `configmap`.
+        kind: &'static str,
+        /// The object's name.
+        name: String,
+    },
+    /// An item names a key the object does not have.
+    #[error(
+        "MountVolume.SetUp failed for volume \"{volume}\" : references non-existent {kind} key: {key}"
+    )]
+    NoKey {
+        /// The volume.
+        volume: String,
+        /// `secret` or `configmap`.
+        kind: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// A file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Makes a directory per volume under `dir`.
+pub(super) async fn prepare_volumes(
+    cluster: &Cluster,
+    pod: &Value,
+    dir: &Path,
+) -> Result<Volumes, MountError> {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+    let mut out = HashMap::new();
+    for v in pod["spec"]["volumes"].as_array().into_iter().flatten() {
+        let name = v["name"].as_str().unwrap_or_default();
+        let path = dir.join("volumes").join(name);
+        std::fs::create_dir_all(&path).map_err(|source| MountError::Directory {
+            name: name.to_owned(),
+            source,
+        })?;
+        let projected = if let Some(s) = v.get("secret") {
+            Some((
+                Source::Secret,
+                s["secretName"].as_str().unwrap_or_default(),
+                s,
+            ))
+        } else {
+            v.get("configMap")
+                .map(|s| (Source::ConfigMap, s["name"].as_str().unwrap_or_default(), s))
+        };
+        if let Some((source, object_name, spec)) = projected {
+            fill(cluster, ns, name, &path, source, object_name, spec)?;
+        }
+        out.insert(name.to_owned(), path);
+    }
+    Ok(out)
+}
+
+/// Writes a Secret's or ConfigMap's keys (or its `items`) into `path`.
+fn fill(
+    cluster: &Cluster,
+    ns: &str,
+    volume: &str,
+    path: &Path,
+    source: Source,
+    object_name: &str,
+    spec: &Value,
+) -> Result<(), MountError> {
+    let Some(object) = source.get(cluster, ns, object_name) else {
+        if spec["optional"] == json!(true) {
+            return Ok(());
+        }
+        return Err(MountError::NotFound {
+            volume: volume.to_owned(),
+            kind: source.kind(),
+            name: object_name.to_owned(),
+        });
+    };
+    let data = object["data"].as_object().cloned().unwrap_or_default();
+    let items: Vec<(String, String)> = match spec["items"].as_array() {
+        Some(items) => items
+            .iter()
+            .map(|i| {
+                (
+                    i["key"].as_str().unwrap_or_default().to_owned(),
+                    i["path"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect(),
+        None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+    };
+    for (key, rel) in items {
+        let Some(raw) = data.get(&key).and_then(Value::as_str) else {
+            return Err(MountError::NoKey {
+                volume: volume.to_owned(),
+                kind: source.kind(),
+                key,
+            });
+        };
+        let bytes = source.bytes(raw).unwrap_or_default();
+        let file = path.join(&rel);
+        if let Some(parent) = file.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        std::fs::write(&file, bytes).map_err(|source| MountError::Write {
+            path: file.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
