@@ -87,7 +87,8 @@ pub fn integer(value: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64,
 pub fn strict_json<T: DeserializeOwned>(value: &str, expected: &str) -> Result<T, String> {
     let mut unknown = Vec::new();
     let mut json = serde_json::Deserializer::from_str(value);
-    let mut record = |path: serde_ignored::Path<'_>| unknown.push(k8s_rules::field_path::dotted(&path));
+    let mut record =
+        |path: serde_ignored::Path<'_>| unknown.push(k8s_rules::field_path::dotted(&path));
     let ignoring = serde_ignored::Deserializer::new(&mut json, &mut record);
     let parsed: T = serde_path_to_error::deserialize(ignoring).map_err(|e| {
         let at = e.path().to_string();
