@@ -5,16 +5,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use k8s_openapi::api::core::v1::{
-    NodeSelectorRequirement, PodAffinityTerm, Toleration, Volume, VolumeMount,
-};
+use k8s_openapi::api::core::v1::{Volume, VolumeMount};
 
 use super::check::Checker;
 use super::parse;
 
 mod model;
+mod placement;
 
 pub use model::{Amount, ApiLimits, KubernetesConfig, PodIdentity, Resources, VolumeType};
+pub use placement::RawPlacement;
 
 /// Volume names the Job uses itself (see `k8s::spec`).
 const RESERVED_VOLUMES: &[&str] = &["workspace", "files"];
@@ -26,14 +26,6 @@ pub const DEFAULT_PERSISTENCE_VOLUME_NAME: &str = "sg-executor-pvc";
 
 const KUBERNETES_CONFIG_PATH: &str = "EXECUTOR_KUBERNETES_CONFIG_PATH";
 const NODE_NAME: &str = "EXECUTOR_KUBERNETES_NODE_NAME";
-const NODE_SELECTOR: &str = "EXECUTOR_KUBERNETES_NODE_SELECTOR";
-const NODE_REQUIRED_AFFINITY_MATCH_EXPRESSIONS: &str =
-    "EXECUTOR_KUBERNETES_NODE_REQUIRED_AFFINITY_MATCH_EXPRESSIONS";
-const NODE_REQUIRED_AFFINITY_MATCH_FIELDS: &str =
-    "EXECUTOR_KUBERNETES_NODE_REQUIRED_AFFINITY_MATCH_FIELDS";
-const POD_AFFINITY: &str = "EXECUTOR_KUBERNETES_POD_AFFINITY";
-const POD_ANTI_AFFINITY: &str = "EXECUTOR_KUBERNETES_POD_ANTI_AFFINITY";
-const NODE_TOLERATIONS: &str = "EXECUTOR_KUBERNETES_NODE_TOLERATIONS";
 const NAMESPACE: &str = "EXECUTOR_KUBERNETES_NAMESPACE";
 const PERSISTENCE_VOLUME_NAME: &str = "EXECUTOR_KUBERNETES_PERSISTENCE_VOLUME_NAME";
 const RESOURCE_LIMIT_CPU: &str = "EXECUTOR_KUBERNETES_RESOURCE_LIMIT_CPU";
@@ -71,56 +63,26 @@ pub struct RawKubernetes {
     /// Node to run every Job's pod on (e.g. the executor's own node, via the Downward API).
     #[arg(long, env = NODE_NAME)]
     pub node_name: Option<String>,
-    /// Node selector for Jobs: comma-separated key=value pairs.
-    #[arg(long, env = NODE_SELECTOR)]
-    pub node_selector: Option<String>,
-    /// Required node affinity match expressions (JSON list of NodeSelectorRequirement).
-    #[arg(
-        long,
-        env = NODE_REQUIRED_AFFINITY_MATCH_EXPRESSIONS
-    )]
-    pub node_required_affinity_match_expressions: Option<String>,
-    /// Required node affinity match fields (JSON list of NodeSelectorRequirement).
-    #[arg(long, env = NODE_REQUIRED_AFFINITY_MATCH_FIELDS)]
-    pub node_required_affinity_match_fields: Option<String>,
-    /// Required pod affinity (JSON list of PodAffinityTerm; topologyKey required).
-    #[arg(long, env = POD_AFFINITY)]
-    pub pod_affinity: Option<String>,
-    /// Required pod anti-affinity (JSON list of PodAffinityTerm; topologyKey required).
-    #[arg(long, env = POD_ANTI_AFFINITY)]
-    pub pod_anti_affinity: Option<String>,
-    /// Tolerations for Jobs (JSON list of Toleration).
-    #[arg(long, env = NODE_TOLERATIONS)]
-    pub node_tolerations: Option<String>,
+    /// Where Jobs' pods may run.
+    #[command(flatten)]
+    pub placement: RawPlacement,
     /// Namespace to create Jobs in.
     #[arg(long, env = NAMESPACE, default_value = "default")]
     pub namespace: String,
     /// Accepted for compatibility; no effect (each job's workspace is its own volume, see KUBERNETES_JOB_VOLUME_TYPE).
-    #[arg(
-        long,
-        env = PERSISTENCE_VOLUME_NAME,
-        default_value = DEFAULT_PERSISTENCE_VOLUME_NAME
-    )]
+    #[arg(long, env = PERSISTENCE_VOLUME_NAME, default_value = DEFAULT_PERSISTENCE_VOLUME_NAME)]
     pub persistence_volume_name: String,
     /// CPU limit of every container (a quantity).
     #[arg(long, env = RESOURCE_LIMIT_CPU)]
     pub resource_limit_cpu: Option<String>,
     /// Memory limit of every container (a quantity).
-    #[arg(
-        long,
-        env = RESOURCE_LIMIT_MEMORY,
-        default_value = "12Gi"
-    )]
+    #[arg(long, env = RESOURCE_LIMIT_MEMORY, default_value = "12Gi")]
     pub resource_limit_memory: String,
     /// CPU request of every container (a quantity; at most the limit).
     #[arg(long, env = RESOURCE_REQUEST_CPU)]
     pub resource_request_cpu: Option<String>,
     /// Memory request of every container (a quantity; at most the limit).
-    #[arg(
-        long,
-        env = RESOURCE_REQUEST_MEMORY,
-        default_value = "12Gi"
-    )]
+    #[arg(long, env = RESOURCE_REQUEST_MEMORY, default_value = "12Gi")]
     pub resource_request_memory: String,
     /// Seconds after which a Job is terminated (activeDeadlineSeconds, pending time included).
     #[arg(long, env = JOB_DEADLINE, default_value = "1200")]
@@ -159,11 +121,7 @@ pub struct RawKubernetes {
     #[arg(long, env = ADDITIONAL_JOB_VOLUME_MOUNTS)]
     pub additional_job_volume_mounts: Option<String>,
     /// Image of the setup and main containers; it needs `sh` and `git`.
-    #[arg(
-        long,
-        env = JOB_STEP_IMAGE,
-        default_value = "sourcegraph/batcheshelper:insiders"
-    )]
+    #[arg(long, env = JOB_STEP_IMAGE, default_value = "sourcegraph/batcheshelper:insiders")]
     pub job_step_image: String,
     /// Requests per second the executor makes to the Kubernetes API (reads, creates, watches, logs).
     #[arg(long, env = API_QPS, default_value = "20")]
@@ -175,25 +133,13 @@ pub struct RawKubernetes {
     #[arg(long, env = API_DELETE_QPS, default_value = "10")]
     pub api_delete_qps: String,
     /// Deletes the executor may make at once above EXECUTOR_KUBERNETES_API_DELETE_QPS.
-    #[arg(
-        long,
-        env = API_DELETE_BURST,
-        default_value = "20"
-    )]
+    #[arg(long, env = API_DELETE_BURST, default_value = "20")]
     pub api_delete_burst: String,
     /// How long a job's pod may stay unschedulable before the job errors (the queue may retry it).
-    #[arg(
-        long,
-        env = POD_PENDING_TIMEOUT,
-        default_value = "5m"
-    )]
+    #[arg(long, env = POD_PENDING_TIMEOUT, default_value = "5m")]
     pub pod_pending_timeout: String,
     /// How long an image may keep failing to pull before the job errors.
-    #[arg(
-        long,
-        env = IMAGE_PULL_GRACE,
-        default_value = "30s"
-    )]
+    #[arg(long, env = IMAGE_PULL_GRACE, default_value = "30s")]
     pub image_pull_grace: String,
     /// The executor's own pod name (Downward API metadata.name): its Jobs are owned by that pod.
     #[arg(long, env = POD_NAME)]
@@ -201,16 +147,6 @@ pub struct RawKubernetes {
     /// The executor's own pod UID (Downward API metadata.uid); needed with EXECUTOR_POD_NAME.
     #[arg(long, env = POD_UID)]
     pub pod_uid: Option<String>,
-}
-
-/// What places a Job's pod on nodes.
-struct Placement {
-    node_selector: BTreeMap<String, String>,
-    required_match_expressions: Vec<NodeSelectorRequirement>,
-    required_match_fields: Vec<NodeSelectorRequirement>,
-    pod_affinity: Vec<PodAffinityTerm>,
-    pod_anti_affinity: Vec<PodAffinityTerm>,
-    tolerations: Vec<Toleration>,
 }
 
 /// The workspace volume and the additional volumes.
@@ -224,7 +160,7 @@ struct Volumes {
 impl RawKubernetes {
     /// Checks every Kubernetes setting; `None` when any is invalid (each recorded in `c`).
     pub(super) fn check(&self, c: &mut Checker) -> Option<KubernetesConfig> {
-        let placement = self.placement(c);
+        let placement = self.placement.check(c);
         let namespace = self.namespace.trim().to_owned();
         if k8s_rules::names::dns1123_label(&namespace).is_err() {
             c.problem(NAMESPACE, format!("{namespace:?} is not a namespace name; expected a DNS label (lowercase letters, digits, '-', at most 63)"));
@@ -288,45 +224,6 @@ impl RawKubernetes {
             image_pull_grace: image_pull_grace?,
             pod,
         })
-    }
-
-    fn placement(&self, c: &mut Checker) -> Placement {
-        let requirements = "a JSON list of NodeSelectorRequirement";
-        let terms = "a JSON list of PodAffinityTerm";
-        Placement {
-            node_selector: c
-                .optional(NODE_SELECTOR, &self.node_selector, parse::key_values)
-                .unwrap_or_default(),
-            required_match_expressions: checked_list(
-                c,
-                NODE_REQUIRED_AFFINITY_MATCH_EXPRESSIONS,
-                &self.node_required_affinity_match_expressions,
-                requirements,
-                check_requirements,
-            ),
-            required_match_fields: checked_list(
-                c,
-                NODE_REQUIRED_AFFINITY_MATCH_FIELDS,
-                &self.node_required_affinity_match_fields,
-                requirements,
-                check_requirements,
-            ),
-            pod_affinity: checked_list(c, POD_AFFINITY, &self.pod_affinity, terms, check_terms),
-            pod_anti_affinity: checked_list(
-                c,
-                POD_ANTI_AFFINITY,
-                &self.pod_anti_affinity,
-                terms,
-                check_terms,
-            ),
-            tolerations: checked_list(
-                c,
-                NODE_TOLERATIONS,
-                &self.node_tolerations,
-                "a JSON list of Toleration",
-                check_tolerations,
-            ),
-        }
     }
 
     fn resources(&self, c: &mut Checker) -> Resources {
@@ -559,62 +456,4 @@ fn amount(c: &mut Checker, variable: &'static str, raw: Option<&str>) -> Option<
     let value = raw.map(str::trim).filter(|v| !v.is_empty())?;
     c.check(variable, parse::quantity(value))
         .map(|(quantity, parsed)| Amount { quantity, parsed })
-}
-
-/// Strict JSON, then `check` on what it gave (the default when absent or invalid).
-fn checked_list<T: serde::de::DeserializeOwned>(
-    c: &mut Checker,
-    variable: &'static str,
-    raw: &Option<String>,
-    expected: &str,
-    check: fn(&[T]) -> Result<(), String>,
-) -> Vec<T> {
-    let value: Vec<T> = c.json(variable, raw, expected);
-    c.check(variable, check(&value));
-    value
-}
-
-const OPERATORS: &[&str] = &["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"];
-
-fn check_requirements(reqs: &[NodeSelectorRequirement]) -> Result<(), String> {
-    for (i, r) in reqs.iter().enumerate() {
-        if !OPERATORS.contains(&r.operator.as_str()) {
-            return Err(format!(
-                "[{i}].operator: {:?} is not an operator; expected one of {}",
-                r.operator,
-                OPERATORS.join(", ")
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_terms(terms: &[PodAffinityTerm]) -> Result<(), String> {
-    match terms.iter().position(|t| t.topology_key.trim().is_empty()) {
-        Some(i) => Err(format!(
-            "[{i}].topologyKey: empty; every term needs a topologyKey such as kubernetes.io/hostname"
-        )),
-        None => Ok(()),
-    }
-}
-
-fn check_tolerations(tolerations: &[Toleration]) -> Result<(), String> {
-    for (i, t) in tolerations.iter().enumerate() {
-        if !matches!(t.operator.as_deref(), None | Some("Equal" | "Exists")) {
-            return Err(format!(
-                "[{i}].operator: {:?} is not an operator; expected Equal or Exists",
-                t.operator.as_deref().unwrap_or("")
-            ));
-        }
-        if !matches!(
-            t.effect.as_deref(),
-            None | Some("" | "NoSchedule" | "PreferNoSchedule" | "NoExecute")
-        ) {
-            return Err(format!(
-                "[{i}].effect: {:?} is not an effect; expected NoSchedule, PreferNoSchedule or NoExecute",
-                t.effect.as_deref().unwrap_or("")
-            ));
-        }
-    }
-    Ok(())
 }
