@@ -15,7 +15,7 @@ pub use check::{ConfigError, Problem};
 pub use embedded::{EmbeddedConfig, RawEmbedded, default_data_dir};
 pub use kubernetes::{
     Amount, ApiLimits, DEFAULT_PERSISTENCE_VOLUME_NAME, KubernetesConfig, PodIdentity,
-    RawKubernetes, Resources, VolumeType,
+    RawKubernetes, RawPlacement, Resources, VolumeType,
 };
 pub use plugins::RawPlugins;
 pub use queue::{QueueConfig, RawQueue};
@@ -33,6 +33,8 @@ pub struct RawConfig {
     /// Where jobs come from and how many run.
     #[command(flatten)]
     pub queue: RawQueue,
+    // Before `embedded`, as --plugins stood before the embedded queue's flags in
+    // --help when all settings were one group; `from_raw` checks it last.
     /// The plugin configuration file.
     #[command(flatten)]
     pub plugins: RawPlugins,
