@@ -292,7 +292,54 @@ fn parse_entry(
             format!("unknown key; expected one of {}", KEYS.join(", ")),
         );
     }
-    let name = match map.get("name") {
+    let name = entry_name(map, names, &mut problem);
+    let path = entry_path(map, base, &mut problem);
+    let sha256 = entry_sha256(map, &mut problem);
+    let mode = choice(
+        map,
+        "mode",
+        "a mode",
+        &[("enforce", Mode::Enforce), ("monitor", Mode::Monitor)],
+        Mode::Enforce,
+        &mut problem,
+    );
+    let failure_policy = choice(
+        map,
+        "failurePolicy",
+        "a failure policy",
+        &[
+            ("fail", FailurePolicy::Fail),
+            ("ignore", FailurePolicy::Ignore),
+        ],
+        FailurePolicy::Fail,
+        &mut problem,
+    );
+    let (timeout, memory_mib) = entry_limits(map, &mut problem);
+    let allowed_paths = entry_allowed_paths(map, &mut problem);
+    let settings = map.get("settings").cloned().unwrap_or(Value::Null);
+    if problems.len() > before {
+        return None;
+    }
+    Some(PluginSpec {
+        name,
+        path,
+        sha256,
+        settings,
+        mode,
+        failure_policy,
+        timeout,
+        memory_mib,
+        allowed_paths,
+    })
+}
+
+/// The entry's `name`, unique among the entries read so far (`names`).
+fn entry_name(
+    map: &serde_json::Map<String, Value>,
+    names: &mut HashSet<String>,
+    problem: &mut impl FnMut(&str, String),
+) -> String {
+    match map.get("name") {
         // A DNS label, so names fit metrics labels and Kubernetes annotations.
         Some(Value::String(name)) if k8s_rules::names::dns1123_label(name).is_ok() => {
             if !names.insert(name.clone()) {
@@ -320,8 +367,16 @@ fn parse_entry(
             problem("name", "missing; every plugin needs a name".into());
             String::new()
         }
-    };
-    let path = match map.get("path") {
+    }
+}
+
+/// The entry's `path`, relative to the configuration file's folder (`base`).
+fn entry_path(
+    map: &serde_json::Map<String, Value>,
+    base: &Path,
+    problem: &mut impl FnMut(&str, String),
+) -> PathBuf {
+    match map.get("path") {
         Some(Value::String(p)) if !p.is_empty() => {
             let path = base.join(p);
             if !path.is_file() {
@@ -343,8 +398,15 @@ fn parse_entry(
             problem("path", "missing; expected the path of a .wasm file".into());
             PathBuf::new()
         }
-    };
-    let sha256 = match map.get("sha256") {
+    }
+}
+
+/// The entry's pinned digest, as lowercase hex without the `sha256:` prefix.
+fn entry_sha256(
+    map: &serde_json::Map<String, Value>,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<String> {
+    match map.get("sha256") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => {
             let hex = s.strip_prefix("sha256:").unwrap_or(s).to_ascii_lowercase();
@@ -365,26 +427,14 @@ fn parse_entry(
             );
             None
         }
-    };
-    let mode = choice(
-        map,
-        "mode",
-        "a mode",
-        &[("enforce", Mode::Enforce), ("monitor", Mode::Monitor)],
-        Mode::Enforce,
-        &mut problem,
-    );
-    let failure_policy = choice(
-        map,
-        "failurePolicy",
-        "a failure policy",
-        &[
-            ("fail", FailurePolicy::Fail),
-            ("ignore", FailurePolicy::Ignore),
-        ],
-        FailurePolicy::Fail,
-        &mut problem,
-    );
+    }
+}
+
+/// The entry's `timeoutMs` (absent: the hook's default) and `memoryMiB`.
+fn entry_limits(
+    map: &serde_json::Map<String, Value>,
+    problem: &mut impl FnMut(&str, String),
+) -> (Option<Duration>, u32) {
     let timeout = match map.get("timeoutMs") {
         None => None,
         Some(v) => match v.as_u64() {
@@ -415,6 +465,14 @@ fn parse_entry(
             }
         },
     };
+    (timeout, memory_mib)
+}
+
+/// The entry's `allowedPaths`, each a JSON pointer pattern.
+fn entry_allowed_paths(
+    map: &serde_json::Map<String, Value>,
+    problem: &mut impl FnMut(&str, String),
+) -> Vec<PathPattern> {
     let mut allowed_paths = Vec::new();
     match map.get("allowedPaths") {
         None | Some(Value::Null) => {}
@@ -438,21 +496,7 @@ fn parse_entry(
             format!("is {}; expected a list of JSON pointers", kind(other)),
         ),
     }
-    let settings = map.get("settings").cloned().unwrap_or(Value::Null);
-    if problems.len() > before {
-        return None;
-    }
-    Some(PluginSpec {
-        name,
-        path,
-        sha256,
-        settings,
-        mode,
-        failure_policy,
-        timeout,
-        memory_mib,
-        allowed_paths,
-    })
+    allowed_paths
 }
 
 #[cfg(test)]

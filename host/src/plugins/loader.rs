@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Instance, InstancePre};
+use wasmtime::component::{Component, Instance, InstancePre};
 use wasmtime::{Store, Trap};
 
 use super::bindings::exports::executor::plugin::{admission, lifecycle, log_filter};
@@ -64,116 +64,28 @@ impl LoadedPlugin {
     /// Loads and checks one plugin; `init` runs once with its settings so that
     /// bad settings are reported at start-up, not at the first job.
     pub(crate) fn load(runtime: &Runtime, spec: PluginSpec) -> Result<LoadedPlugin, LoadError> {
-        let plugin = spec.name.clone();
-        let path = spec.path.clone();
-        let wasm = std::fs::read(&path).map_err(|source| LoadError::Read {
-            plugin: plugin.clone(),
-            path: path.clone(),
-            source,
-        })?;
-        let sha256 = hex::encode(Sha256::digest(&wasm));
-        if let Some(expected) = &spec.sha256
-            && *expected != sha256
-        {
-            return Err(LoadError::Digest {
-                plugin,
-                path,
-                expected: expected.clone(),
-                actual: sha256,
-            });
-        }
-        match wasm.get(..8) {
-            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
-                return Err(LoadError::CoreModule { plugin, path });
-            }
-            Some([0, b'a', b's', b'm', ..]) => {}
-            _ => return Err(LoadError::NotWasm { plugin, path }),
-        }
-        let started = Instant::now();
-        let (component, cached) =
-            runtime
-                .compile(&wasm, &sha256)
-                .map_err(|e| LoadError::Compile {
-                    plugin: plugin.clone(),
-                    path: path.clone(),
-                    detail: format!("{e:#}"),
-                })?;
-        let compile_time = started.elapsed();
-
-        let exports: Vec<String> = component
-            .component_type()
-            .exports(&runtime.engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
-        if let Some(found) = exports.iter().find_map(|e| {
-            let version = e.strip_prefix("executor:plugin/")?.split_once('@')?.1;
-            (version != CONTRACT_VERSION).then(|| version.to_owned())
-        }) {
-            return Err(LoadError::Version { plugin, found });
-        }
-        let pre = runtime
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link {
-                plugin: plugin.clone(),
-                detail: format!("{e:#}"),
-            })?;
-        let lifecycle = lifecycle::GuestIndices::new(&pre).map_err(|_| LoadError::NotAPlugin {
-            plugin: plugin.clone(),
-            exports: if exports.is_empty() {
-                "none".into()
-            } else {
-                exports.join(", ")
-            },
-        })?;
-        let admission = exports
-            .iter()
-            .any(|e| e == ADMISSION)
-            .then(|| admission::GuestIndices::new(&pre))
-            .transpose();
-        let log_filter = exports
-            .iter()
-            .any(|e| e == LOG_FILTER)
-            .then(|| log_filter::GuestIndices::new(&pre))
-            .transpose();
-        let (admission, log_filter) = match (admission, log_filter) {
-            (Ok(a), Ok(l)) => (a, l),
-            (Err(e), _) | (_, Err(e)) => {
-                return Err(LoadError::Link {
-                    plugin,
-                    detail: format!("{e:#}"),
-                });
-            }
-        };
-        let mut hooks = Vec::new();
-        if admission.is_some() {
-            hooks.push("admission");
-        }
-        if log_filter.is_some() {
-            hooks.push("logs");
-        }
-        if hooks.is_empty() {
-            return Err(LoadError::NoHooks { plugin });
-        }
+        let (wasm, sha256) = read_pinned(&spec)?;
+        let compiled = compile(runtime, &spec, &wasm, &sha256)?;
+        let linked = link(runtime, &spec.name, &compiled)?;
         let mut allowed = default_scope();
         allowed.extend(spec.allowed_paths.iter().cloned());
         let loaded = LoadedPlugin {
             name: Arc::from(spec.name.as_str()),
             info: PluginInfo {
                 name: spec.name.clone(),
-                path,
+                path: spec.path.clone(),
                 sha256,
                 size_bytes: wasm.len(),
-                hooks,
-                compile_time,
-                cached,
+                hooks: linked.hooks,
+                compile_time: compiled.compile_time,
+                cached: compiled.cached,
             },
             settings: spec.settings.to_string(),
             allowed,
-            admission,
-            log_filter,
-            pre,
-            lifecycle,
+            admission: linked.admission,
+            log_filter: linked.log_filter,
+            pre: linked.pre,
+            lifecycle: linked.lifecycle,
             spec,
         };
         let timeout = loaded
@@ -329,4 +241,146 @@ impl LoadedPlugin {
 /// current tick is already partly over.
 fn ticks(timeout: Duration) -> u64 {
     (timeout.as_micros() / TICK.as_micros()).max(1) as u64 + 1
+}
+
+/// A plugin's component, compiled (or taken from the cache).
+struct Compiled {
+    component: Component,
+    /// The names of the component's exports.
+    exports: Vec<String>,
+    compile_time: Duration,
+    cached: bool,
+}
+
+/// A compiled plugin linked against the host, with the hooks it exports.
+struct Linked {
+    pre: InstancePre<HostState>,
+    lifecycle: lifecycle::GuestIndices,
+    admission: Option<admission::GuestIndices>,
+    log_filter: Option<log_filter::GuestIndices>,
+    hooks: Vec<&'static str>,
+}
+
+/// The plugin's file and its SHA-256, checked against the pin and for being
+/// a component (a core module is named as such, being a common mistake).
+fn read_pinned(spec: &PluginSpec) -> Result<(Vec<u8>, String), LoadError> {
+    let plugin = spec.name.clone();
+    let path = spec.path.clone();
+    let wasm = std::fs::read(&path).map_err(|source| LoadError::Read {
+        plugin: plugin.clone(),
+        path: path.clone(),
+        source,
+    })?;
+    let sha256 = hex::encode(Sha256::digest(&wasm));
+    if let Some(expected) = &spec.sha256
+        && *expected != sha256
+    {
+        return Err(LoadError::Digest {
+            plugin,
+            path,
+            expected: expected.clone(),
+            actual: sha256,
+        });
+    }
+    match wasm.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(LoadError::CoreModule { plugin, path }),
+        Some([0, b'a', b's', b'm', ..]) => Ok((wasm, sha256)),
+        _ => Err(LoadError::NotWasm { plugin, path }),
+    }
+}
+
+/// Compiles the component and checks that it speaks this contract's version.
+fn compile(
+    runtime: &Runtime,
+    spec: &PluginSpec,
+    wasm: &[u8],
+    sha256: &str,
+) -> Result<Compiled, LoadError> {
+    let started = Instant::now();
+    let (component, cached) = runtime
+        .compile(wasm, sha256)
+        .map_err(|e| LoadError::Compile {
+            plugin: spec.name.clone(),
+            path: spec.path.clone(),
+            detail: format!("{e:#}"),
+        })?;
+    let compile_time = started.elapsed();
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(&runtime.engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    if let Some(found) = exports.iter().find_map(|e| {
+        let version = e.strip_prefix("executor:plugin/")?.split_once('@')?.1;
+        (version != CONTRACT_VERSION).then(|| version.to_owned())
+    }) {
+        return Err(LoadError::Version {
+            plugin: spec.name.clone(),
+            found,
+        });
+    }
+    Ok(Compiled {
+        component,
+        exports,
+        compile_time,
+        cached,
+    })
+}
+
+/// Links the component and finds its hooks; a plugin needs at least one.
+fn link(runtime: &Runtime, plugin: &str, compiled: &Compiled) -> Result<Linked, LoadError> {
+    let exports = &compiled.exports;
+    let pre = runtime
+        .linker
+        .instantiate_pre(&compiled.component)
+        .map_err(|e| LoadError::Link {
+            plugin: plugin.to_owned(),
+            detail: format!("{e:#}"),
+        })?;
+    let lifecycle = lifecycle::GuestIndices::new(&pre).map_err(|_| LoadError::NotAPlugin {
+        plugin: plugin.to_owned(),
+        exports: if exports.is_empty() {
+            "none".into()
+        } else {
+            exports.join(", ")
+        },
+    })?;
+    let admission = exports
+        .iter()
+        .any(|e| e == ADMISSION)
+        .then(|| admission::GuestIndices::new(&pre))
+        .transpose();
+    let log_filter = exports
+        .iter()
+        .any(|e| e == LOG_FILTER)
+        .then(|| log_filter::GuestIndices::new(&pre))
+        .transpose();
+    let (admission, log_filter) = match (admission, log_filter) {
+        (Ok(a), Ok(l)) => (a, l),
+        (Err(e), _) | (_, Err(e)) => {
+            return Err(LoadError::Link {
+                plugin: plugin.to_owned(),
+                detail: format!("{e:#}"),
+            });
+        }
+    };
+    let mut hooks = Vec::new();
+    if admission.is_some() {
+        hooks.push("admission");
+    }
+    if log_filter.is_some() {
+        hooks.push("logs");
+    }
+    if hooks.is_empty() {
+        return Err(LoadError::NoHooks {
+            plugin: plugin.to_owned(),
+        });
+    }
+    Ok(Linked {
+        pre,
+        lifecycle,
+        admission,
+        log_filter,
+        hooks,
+    })
 }
