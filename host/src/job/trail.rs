@@ -81,3 +81,66 @@ fn operation(op: &PatchOperation) -> String {
     };
     format!("{verb} {path}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(plugin: &str, step: Step, patch: serde_json::Value) -> TrailEntry {
+        TrailEntry {
+            plugin: plugin.to_owned(),
+            mode: Mode::Enforce,
+            step,
+            patch: serde_json::from_value(patch).unwrap(),
+            warnings: vec!["w".to_owned()],
+            elapsed: Duration::from_millis(2),
+        }
+    }
+
+    fn texts(inputs: &[Input]) -> Vec<&str> {
+        inputs
+            .iter()
+            .filter_map(|i| match i {
+                Input::Line(ENTRY, line) => Some(line.text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_trail_names_changed_paths_but_never_their_values() {
+        let patch = serde_json::json!([{"op": "add", "path": "/metadata/annotations/team", "value": "s3cr3t"}]);
+        let inputs = inputs(&[entry("annotate", Step::Mutated, patch)], true);
+        assert!(
+            matches!(&inputs[0], Input::Open { entry: ENTRY, key, .. } if key == "setup.admission")
+        );
+        assert_eq!(
+            texts(&inputs),
+            [
+                "annotate (enforce): mutated: add /metadata/annotations/team",
+                "annotate warning: w"
+            ]
+        );
+        assert!(matches!(
+            inputs.last(),
+            Some(Input::Close { entry: ENTRY, exit_code: 0, duration }) if *duration == Duration::from_millis(2)
+        ));
+    }
+
+    #[test]
+    fn a_denied_job_closes_its_trail_with_exit_code_one_and_no_plugin_means_no_entry() {
+        let denied = Step::Denied {
+            message: "registry not allowed".to_owned(),
+        };
+        let inputs = inputs(&[entry("policy", denied, serde_json::json!([]))], false);
+        assert_eq!(
+            texts(&inputs)[0],
+            "policy (enforce): denied: registry not allowed"
+        );
+        assert!(matches!(
+            inputs.last(),
+            Some(Input::Close { exit_code: 1, .. })
+        ));
+        assert!(super::inputs(&[], true).is_empty());
+    }
+}
