@@ -1,3 +1,5 @@
+//! The configuration as an operator meets it: every variable parsed, every problem reported at once, the README table in step with the code.
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

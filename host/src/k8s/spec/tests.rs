@@ -1,3 +1,5 @@
+//! The objects of a job as the builder makes them, for each setting and payload that shapes them.
+
 use clap::{Args, Command, FromArgMatches};
 use serde_json::{Value, json};
 
