@@ -27,6 +27,9 @@ pub struct Options {
     /// How long a failing pull waits before the next state
     /// (`ErrImagePull` ⇄ `ImagePullBackOff`).
     pub image_pull_retry: Duration,
+    /// Local programs that stand in for images (the `--nodes` file's
+    /// `images:`); the first glob that matches decides.
+    pub images: Vec<crate::images::ImageMapping>,
 }
 
 impl Default for Options {
@@ -39,6 +42,7 @@ impl Default for Options {
             faults: FaultConfig::default(),
             missing_images: Vec::new(),
             image_pull_retry: Duration::from_secs(1),
+            images: Vec::new(),
         }
     }
 }

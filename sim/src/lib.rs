@@ -6,6 +6,7 @@ pub mod controller;
 pub mod defaults;
 pub mod expansion;
 pub mod faults;
+pub mod images;
 pub mod kubelet;
 pub mod logs;
 pub mod nodes;
@@ -74,6 +75,9 @@ impl Sim {
             .map_err(|source| SimError::Bind { addr, source })?;
         let cluster = Cluster::new(options);
         cluster.set_address(addr.to_string());
+        if let Err(e) = kubelet::Kubelet::sandbox_check() {
+            tracing::error!(error = %e, "containers cannot be sandboxed here; every pod will fail with RunContainerError");
+        }
         let kubelet = Arc::new(kubelet::Kubelet::in_scratch_dir());
         let controllers = controller::spawn(&cluster, &kubelet);
         let app = api::router(cluster.clone());

@@ -30,6 +30,9 @@ pub struct NodesFile {
     /// Images whose pulls fail.
     #[serde(default)]
     pub missing_images: Vec<String>,
+    /// Local programs that stand in for images (see `crate::images`).
+    #[serde(default)]
+    pub images: Vec<crate::images::ImageMapping>,
 }
 
 /// One node of the `--nodes` file.
@@ -61,19 +64,23 @@ fn default_memory() -> String {
 }
 
 impl NodesFile {
-    /// Parses the YAML of a `--nodes` file into Node objects and the
-    /// images whose pulls fail.
-    pub fn parse(text: &str) -> Result<(Vec<Value>, Vec<String>), String> {
+    /// Reads and checks the YAML of a `--nodes` file.
+    pub fn load(text: &str) -> Result<NodesFile, String> {
         let file: NodesFile = serde_norway::from_str(text).map_err(|e| e.to_string())?;
         if file.nodes.is_empty() {
             return Err("no nodes; expected at least one under `nodes:`".into());
         }
-        let nodes = file
-            .nodes
-            .into_iter()
+        crate::images::validate(&file.images).map_err(|e| e.to_string())?;
+        Ok(file)
+    }
+
+    /// The Node objects the file describes.
+    pub fn node_objects(&self) -> Vec<Value> {
+        self.nodes
+            .iter()
             .map(|n| {
                 let mut object = node(&n.name, &n.cpu, &n.memory);
-                for (k, v) in n.labels {
+                for (k, v) in &n.labels {
                     object["metadata"]["labels"][k] = json!(v);
                 }
                 if !n.taints.is_empty() {
@@ -81,8 +88,14 @@ impl NodesFile {
                 }
                 object
             })
-            .collect();
-        Ok((nodes, file.missing_images))
+            .collect()
+    }
+
+    /// Parses the YAML of a `--nodes` file into Node objects and the
+    /// images whose pulls fail.
+    pub fn parse(text: &str) -> Result<(Vec<Value>, Vec<String>), String> {
+        let file = NodesFile::load(text)?;
+        Ok((file.node_objects(), file.missing_images))
     }
 }
 
@@ -106,6 +119,22 @@ mod tests {
         assert_eq!(nodes[0]["spec"]["taints"][0]["key"], "dedicated");
         assert_eq!(nodes[1]["status"]["allocatable"]["memory"], "16Gi");
         assert_eq!(missing, ["registry.example.com/gone:1"]);
+    }
+
+    #[test]
+    fn a_nodes_file_maps_images_to_local_programs() {
+        let file = NodesFile::load(
+            "nodes: [{name: a}]\nimages:\n- {image: 'sourcegraph/executor:*', command: /opt/executor/bin/executor}\n",
+        )
+        .unwrap();
+        assert_eq!(file.images[0].image, "sourcegraph/executor:*");
+        assert_eq!(
+            file.images[0].command,
+            std::path::Path::new("/opt/executor/bin/executor")
+        );
+        let err = NodesFile::load("nodes: [{name: a}]\nimages: [{image: x, command: bin/x}]\n")
+            .unwrap_err();
+        assert!(err.contains("is not an absolute path"), "{err}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub(super) struct SimArgs {
     /// Where to listen (loopback only); port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
-    /// The nodes (YAML: `nodes: [{name, labels, taints, cpu, memory}]`, `missingImages: [...]`); default: three nodes of 4 CPUs and 16Gi.
+    /// The nodes (YAML: `nodes: [{name, labels, taints, cpu, memory}]`, `missingImages: [...]`, `images: [{image: GLOB, command: /abs/path}]`); default: three nodes of 4 CPUs and 16Gi.
     #[arg(long)]
     nodes: Option<PathBuf>,
     /// Where to write a kubeconfig pointing at the simulator (namespace `default`).
@@ -35,10 +35,11 @@ async fn serve(args: SimArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.nodes {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("--nodes: cannot read {}", path.display()))?;
-        let (nodes, missing) = sim::cluster::NodesFile::parse(&text)
+        let file = sim::cluster::NodesFile::load(&text)
             .map_err(|e| anyhow::anyhow!("--nodes {}: {e}", path.display()))?;
-        options.nodes = nodes;
-        options.missing_images = missing;
+        options.nodes = file.node_objects();
+        options.missing_images = file.missing_images;
+        options.images = file.images;
     }
     if let Some(path) = &args.faults {
         let text = std::fs::read_to_string(path)

@@ -1,16 +1,16 @@
 //! One container run, as the kubelet's container runtime would do it: the image policy, the environment, the sandboxed process (bubblewrap) with its mounts, its output into the log registry, and its states from waiting to terminated.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use super::env::resolve_env;
+use super::sandbox::{Mount, Sandbox, Spec};
+use super::security::{User, user};
 use super::status::{MAIN, Slot, StatusSink, waiting};
 use super::volumes::Volumes;
 use crate::cluster::Cluster;
@@ -60,7 +60,7 @@ impl ContainerRun<'_> {
         stopped: &mut watch::Receiver<bool>,
     ) -> Option<i32> {
         self.pull_image(status, stopped).await?;
-        let env = self.create_config(status, stopped).await?;
+        let (env, user) = self.create_config(status, stopped).await?;
         let log = self.cluster.logs.start(ContainerId {
             namespace: self.pod["metadata"]["namespace"]
                 .as_str()
@@ -70,12 +70,15 @@ impl ContainerRun<'_> {
             container: self.name().to_owned(),
         });
         let started = now();
-        let mut child = match self.command(&env).spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                let message = format!(
-                    "failed to start the container process with bwrap (install bubblewrap): {e}"
-                );
+        let started_sandbox = match self.spec(&env, user) {
+            Ok(spec) => super::sandbox::start(&spec)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        let mut sandbox = match started_sandbox {
+            Ok(sandbox) => sandbox,
+            Err(message) => {
                 status
                     .set(
                         self.slot,
@@ -96,7 +99,7 @@ impl ContainerRun<'_> {
             "Started",
             &format!("Started container {}", self.name()),
         );
-        let code = match self.wait(&mut child, &log, stopped).await {
+        let code = match self.wait(&mut sandbox, &log, stopped).await {
             Ended::Exited(code) => code,
             Ended::Stopped => return None,
         };
@@ -158,19 +161,26 @@ impl ContainerRun<'_> {
         }
     }
 
-    /// The environment, retried each second while a Secret or ConfigMap it
-    /// needs is missing (`CreateContainerConfigError`); `None` when the pod
-    /// stops meanwhile.
+    /// The environment and the user, retried each second while a Secret or
+    /// ConfigMap it needs is missing or the user breaks `runAsNonRoot`
+    /// (`CreateContainerConfigError`); `None` when the pod stops meanwhile.
     async fn create_config(
         &self,
         status: &mut StatusSink<'_>,
         stopped: &mut watch::Receiver<bool>,
-    ) -> Option<Vec<(String, String)>> {
+    ) -> Option<(Vec<(String, String)>, User)> {
         loop {
-            match resolve_env(self.cluster, self.pod, self.container) {
-                Ok(env) => return Some(env),
-                Err(e) => {
-                    let message = e.to_string();
+            let config = resolve_env(self.cluster, self.pod, self.container)
+                .map_err(|e| e.to_string())
+                .and_then(|env| {
+                    Ok((
+                        env,
+                        user(self.pod, self.container).map_err(|e| e.to_string())?,
+                    ))
+                });
+            match config {
+                Ok(config) => return Some(config),
+                Err(message) => {
                     let state = waiting("CreateContainerConfigError", Some(&message));
                     status.set(self.slot, state, false).await;
                     self.event("Warning", "Failed", &format!("Error: {message}"));
@@ -183,21 +193,31 @@ impl ContainerRun<'_> {
         }
     }
 
-    /// The sandboxed process: bubblewrap over the host's file system with the
-    /// volumes bound at their mount paths, in the working directory, with
-    /// only the container's environment.
-    fn command(&self, env: &[(String, String)]) -> Command {
+    /// The sandbox of the process: its command (a mapped image's entrypoint
+    /// when the container gives none) after `$(VAR)` expansion, its
+    /// working directory, user, volume mounts and environment.
+    fn spec(&self, env: &[(String, String)], user: User) -> Result<Spec, String> {
         let c = self.container;
         let lookup = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         let expand = |s: &str| crate::expansion::expand(s, lookup);
-        let mut argv: Vec<String> = c["command"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .chain(c["args"].as_array().into_iter().flatten())
-            .filter_map(Value::as_str)
-            .map(expand)
-            .collect();
+        let strings = |field: &str| -> Vec<String> {
+            c[field]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(expand)
+                .collect()
+        };
+        let image = c["image"].as_str().unwrap_or_default();
+        let mapped = crate::images::resolve(&self.cluster.options.images, image);
+        let mut argv = strings("command");
+        if argv.is_empty()
+            && let Some(entrypoint) = mapped.as_ref().and_then(|m| m.entrypoint.as_ref())
+        {
+            argv.push(entrypoint.display().to_string());
+        }
+        argv.extend(strings("args"));
         if argv.is_empty() {
             // No image entrypoint to fall back on: a container without a
             // command does nothing and succeeds.
@@ -205,43 +225,25 @@ impl ContainerRun<'_> {
         }
         let workdir = c["workingDir"]
             .as_str()
-            .filter(|w| !w.is_empty())
+            .filter(|w| w.starts_with('/'))
             .unwrap_or("/")
             .to_owned();
-        let mut cmd = Command::new("bwrap");
-        cmd.args(["--dev-bind", "/", "/", "--die-with-parent"]);
-        for (flag, host, path) in self.mounts() {
-            cmd.arg(flag).arg(host).arg(path);
-        }
-        // The container runtime makes the working directory; so does this shim.
-        cmd.args([
-            "--chdir",
-            "/",
-            "--",
-            "/bin/sh",
-            "-c",
-            "mkdir -p -- \"$0\" 2>/dev/null; cd -- \"$0\" && exec \"$@\"",
-        ])
-        .arg(&workdir)
-        .args(&argv);
-        cmd.env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .env("HOSTNAME", self.pod_name())
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        cmd
+        Ok(Spec {
+            argv,
+            workdir,
+            hostname: self.pod_name().to_owned(),
+            uid: user.uid,
+            gid: user.gid,
+            mounts: self.mounts()?,
+            image_dir: mapped.map(|m| m.dir),
+            env: env.to_vec(),
+        })
     }
 
-    /// bubblewrap's bind flag, host directory and mount path of each volume
-    /// mount (a `subPath` is made inside its volume).
-    fn mounts(&self) -> Vec<(&'static str, PathBuf, String)> {
+    /// Each volume mount's host directory (a `subPath` is made inside its
+    /// volume and must stay inside it). Secret, ConfigMap, projected and
+    /// Downward API volumes are always read-only, as the kubelet mounts them.
+    fn mounts(&self) -> Result<Vec<Mount>, String> {
         let mut out = Vec::new();
         for m in self.container["volumeMounts"]
             .as_array()
@@ -251,54 +253,63 @@ impl ContainerRun<'_> {
             let (Some(vol), Some(path)) = (m["name"].as_str(), m["mountPath"].as_str()) else {
                 continue;
             };
-            let Some(host) = self.volumes.get(vol) else {
+            let Some(root) = self.volumes.get(vol) else {
                 continue;
             };
-            let mut host = host.clone();
+            let mut host = root.clone();
             if let Some(sub) = m["subPath"].as_str().filter(|s| !s.is_empty()) {
-                host = host.join(sub);
-                let _ = std::fs::create_dir_all(&host);
+                host = sub_path(root, sub).ok_or_else(|| {
+                    format!(
+                        "failed to prepare subPath for volumeMount \"{vol}\" of container \"{}\"",
+                        self.name()
+                    )
+                })?;
             }
-            let flag = if m["readOnly"] == json!(true) {
-                "--ro-bind"
-            } else {
-                "--bind"
-            };
-            out.push((flag, host, path.to_owned()));
+            let projected = self.pod["spec"]["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|v| v["name"] == vol)
+                .is_some_and(|v| {
+                    ["secret", "configMap", "projected", "downwardAPI"]
+                        .iter()
+                        .any(|k| v.get(*k).is_some())
+                });
+            out.push(Mount {
+                host,
+                path: path.to_owned(),
+                read_only: projected || m["readOnly"] == json!(true),
+            });
         }
-        out
+        Ok(out)
     }
 
     /// Copies the output into the log until the process ends, or stops it
     /// (SIGTERM to its group, SIGKILL after the grace period) when the pod is.
     async fn wait(
         &self,
-        child: &mut Child,
+        sandbox: &mut Sandbox,
         log: &Arc<Log>,
         stopped: &mut watch::Receiver<bool>,
     ) -> Ended {
         let mut readers = Vec::new();
-        if let Some(out) = child.stdout.take() {
+        if let Some(out) = sandbox.child.stdout.take() {
             readers.push(read_lines(out, log.clone()));
         }
-        if let Some(err) = child.stderr.take() {
+        if let Some(err) = sandbox.child.stderr.take() {
             readers.push(read_lines(err, log.clone()));
         }
-        let pid = child.id();
         let grace = self.pod["spec"]["terminationGracePeriodSeconds"]
             .as_u64()
             .unwrap_or(30);
         let ended = tokio::select! {
-            r = child.wait() => Ended::Exited(exit_code(r.ok())),
+            r = sandbox.child.wait() => Ended::Exited(exit_code(r.ok())),
             _ = stopped.changed() => {
-                if let Some(pid) = pid {
-                    signal_group(pid, "TERM");
-                }
-                if tokio::time::timeout(Duration::from_secs(grace), child.wait()).await.is_err() {
-                    if let Some(pid) = pid {
-                        signal_group(pid, "KILL");
-                    }
-                    let _ = child.wait().await;
+                sandbox.terminate().await;
+                let waited = tokio::time::timeout(Duration::from_secs(grace), sandbox.child.wait());
+                if waited.await.is_err() {
+                    sandbox.kill().await;
+                    let _ = sandbox.child.wait().await;
                 }
                 Ended::Stopped
             }
@@ -335,13 +346,26 @@ where
     })
 }
 
-fn signal_group(pid: u32, signal: &str) {
-    // `kill` the process group rather than link libc for one call.
-    let _ = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg("--")
-        .arg(format!("-{pid}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+/// `sub` inside the volume at `root`, made if missing; `None` when it is
+/// absolute, climbs out with `..`, or leads out through a symlink (which a
+/// container could have planted in its volume).
+fn sub_path(root: &std::path::Path, sub: &str) -> Option<PathBuf> {
+    use std::path::Component;
+    let root = root.canonicalize().ok()?;
+    let mut current = root.clone();
+    for c in std::path::Path::new(sub).components() {
+        let Component::Normal(name) = c else {
+            return None;
+        };
+        let next = current.join(name);
+        if std::fs::symlink_metadata(&next).is_err() {
+            std::fs::create_dir(&next).ok()?;
+        }
+        // Checked at each step, so nothing is made outside the volume.
+        current = next.canonicalize().ok()?;
+        if !current.starts_with(&root) {
+            return None;
+        }
+    }
+    Some(current)
 }

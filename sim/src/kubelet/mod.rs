@@ -3,6 +3,8 @@
 mod container;
 mod env;
 mod pod;
+mod sandbox;
+mod security;
 mod status;
 mod volumes;
 
@@ -32,11 +34,24 @@ impl Kubelet {
         }
     }
 
-    /// A kubelet keeping volumes in a fresh directory of its own.
+    /// A kubelet keeping volumes in a fresh private directory of its own:
+    /// an unpredictable name, mode 0700, so that no other local user (nor a
+    /// guess) reaches pods' Secrets.
     pub fn in_scratch_dir() -> Kubelet {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Kubelet::new(std::env::temp_dir().join(format!("executor-sim-{}-{n}", std::process::id())))
+        use std::os::unix::fs::DirBuilderExt;
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        let root = std::env::temp_dir().join(format!("executor-sim-{random}"));
+        if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&root) {
+            tracing::error!(error = %e, dir = %root.display(), "cannot make the kubelet's directory");
+        }
+        Kubelet::new(root)
+    }
+
+    /// Whether containers can be sandboxed here (bubblewrap with user, PID,
+    /// IPC and UTS namespaces); when not, every container fails to start
+    /// with `RunContainerError` and this message.
+    pub fn sandbox_check() -> Result<(), String> {
+        sandbox::check()
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<bool>>> {

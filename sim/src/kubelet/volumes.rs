@@ -45,6 +45,17 @@ pub(super) enum MountError {
         /// The key.
         key: String,
     },
+    /// An item's path is absolute or climbs out with `..` (the API server
+    /// refuses these; the kubelet does not write outside the volume).
+    #[error(
+        "MountVolume.SetUp failed for volume \"{volume}\" : invalid path {path:?}: must be a relative path without '..'"
+    )]
+    BadPath {
+        /// The volume.
+        volume: String,
+        /// The item's path.
+        path: String,
+    },
     /// A file could not be written.
     #[error("cannot write {}: {source}", path.display())]
     Write {
@@ -109,19 +120,34 @@ fn fill(
         });
     };
     let data = object["data"].as_object().cloned().unwrap_or_default();
-    let items: Vec<(String, String)> = match spec["items"].as_array() {
+    // `defaultMode` (0644 unless given) and `items[].mode`, as the kubelet applies them.
+    let default_mode = mode_of(&spec["defaultMode"]).unwrap_or(0o644);
+    let items: Vec<(String, String, u32)> = match spec["items"].as_array() {
         Some(items) => items
             .iter()
             .map(|i| {
                 (
                     i["key"].as_str().unwrap_or_default().to_owned(),
                     i["path"].as_str().unwrap_or_default().to_owned(),
+                    mode_of(&i["mode"]).unwrap_or(default_mode),
                 )
             })
             .collect(),
-        None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+        None => data
+            .keys()
+            .map(|k| (k.clone(), k.clone(), default_mode))
+            .collect(),
     };
-    for (key, rel) in items {
+    for (key, rel, mode) in items {
+        let inside = std::path::Path::new(&rel)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside || rel.is_empty() {
+            return Err(MountError::BadPath {
+                volume: volume.to_owned(),
+                path: rel,
+            });
+        }
         let Some(raw) = data.get(&key).and_then(Value::as_str) else {
             return Err(MountError::NoKey {
                 volume: volume.to_owned(),
@@ -134,10 +160,32 @@ fn fill(
         if let Some(parent) = file.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        std::fs::write(&file, bytes).map_err(|source| MountError::Write {
+        write_file(&file, &bytes, mode).map_err(|source| MountError::Write {
             path: file.clone(),
             source,
         })?;
     }
     Ok(())
+}
+
+/// A file mode from the API (an int32 of permission bits).
+fn mode_of(v: &Value) -> Option<u32> {
+    v.as_u64()
+        .and_then(|m| u32::try_from(m).ok())
+        .map(|m| m & 0o7777)
+}
+
+/// Writes `bytes` to a new file that no one else can read meanwhile, then
+/// gives it `mode` exactly (the umask does not apply, as for the kubelet).
+fn write_file(file: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(file)?;
+    f.write_all(bytes)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
 }
