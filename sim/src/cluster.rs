@@ -27,6 +27,8 @@ pub struct Options {
     /// How long a failing pull waits before the next state
     /// (`ErrImagePull` ⇄ `ImagePullBackOff`).
     pub image_pull_retry: Duration,
+    /// Serve plain HTTP instead of HTTPS (bearer tokens are still required).
+    pub insecure_http: bool,
 }
 
 impl Default for Options {
@@ -39,6 +41,7 @@ impl Default for Options {
             faults: FaultConfig::default(),
             missing_images: Vec::new(),
             image_pull_retry: Duration::from_secs(1),
+            insecure_http: false,
         }
     }
 }
@@ -55,6 +58,8 @@ pub struct Cluster {
     pub options: Options,
     /// Containers' logs: the kubelet writes them, `pods/log` reads them.
     pub logs: ContainerLogs,
+    /// Tokens and the CA: who may call the API.
+    pub auth: crate::auth::Auth,
     address: OnceLock<String>,
 }
 
@@ -67,8 +72,10 @@ impl Cluster {
             faults: Arc::new(Faults::new(options.faults.clone())),
             options,
             logs: ContainerLogs::default(),
+            auth: crate::auth::Auth::new(),
             address: OnceLock::new(),
         };
+        crate::auth::bootstrap::create(&cluster.store);
         let namespaces = resource("", "namespaces");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let mut object =

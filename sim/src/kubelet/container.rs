@@ -1,6 +1,6 @@
 //! One container run, as the kubelet's container runtime would do it: the image policy, the environment, the sandboxed process (bubblewrap) with its mounts, its output into the log registry, and its states from waiting to terminated.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -264,7 +264,7 @@ impl ContainerRun<'_> {
             } else {
                 "--bind"
             };
-            out.push((flag, host, path.to_owned()));
+            out.push((flag, host, through_symlinks(path)));
         }
         out
     }
@@ -309,6 +309,20 @@ impl ContainerRun<'_> {
         log.finish();
         ended
     }
+}
+
+/// `path` with its existing leading part resolved on the host: bubblewrap
+/// cannot make a mount point under a symlink (`/var/run` is `/run`, where the
+/// ServiceAccount volume goes).
+fn through_symlinks(path: &str) -> String {
+    let path = Path::new(path);
+    for prefix in path.ancestors().skip(1) {
+        if let Ok(real) = prefix.canonicalize() {
+            let rest = path.strip_prefix(prefix).unwrap_or(path);
+            return real.join(rest).to_string_lossy().into_owned();
+        }
+    }
+    path.to_string_lossy().into_owned()
 }
 
 /// The exit code, 128 + the signal for a process killed by one, or -1 when

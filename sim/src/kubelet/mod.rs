@@ -3,6 +3,7 @@
 mod container;
 mod env;
 mod pod;
+mod projected;
 mod status;
 mod volumes;
 

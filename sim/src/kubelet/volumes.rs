@@ -82,6 +82,8 @@ pub(super) async fn prepare_volumes(
         };
         if let Some((source, object_name, spec)) = projected {
             fill(cluster, ns, name, &path, source, object_name, spec)?;
+        } else if let Some(p) = v.get("projected") {
+            super::projected::fill(cluster, pod, name, &path, p)?;
         }
         out.insert(name.to_owned(), path);
     }
