@@ -157,6 +157,21 @@ impl Sim {
         self.kubeconfig_with_token("admin", self.admin_token())
     }
 
+    /// Writes [`Self::kubeconfig`] to `path`, readable and writable by its
+    /// owner only (it holds the admin token), also when the file existed.
+    pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(self.kubeconfig().as_bytes())
+    }
+
     /// A kubeconfig like [`Self::kubeconfig`] for another identity's token
     /// (a ServiceAccount's, from `kubectl create token`).
     pub fn kubeconfig_with_token(&self, user: &str, token: &str) -> String {

@@ -127,9 +127,18 @@ fn impersonate(cluster: &Cluster, actor: User, headers: &HeaderMap) -> Result<Us
 
 /// `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`: whether
 /// the requesting user may do what the spec says (`kubectl auth can-i`).
-pub(super) fn self_subject_access_review(cluster: &Cluster, user: &User, body: &Bytes) -> Reply {
-    let r = resource("authorization.k8s.io", "selfsubjectaccessreviews");
-    let review = crate::validate::decode(r, body, false)?.object;
+pub(super) fn self_subject_access_review(
+    cluster: &Cluster,
+    user: &User,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Reply {
+    let review = if is_protobuf(headers) {
+        crate::auth::protobuf::self_subject_access_review(body)?
+    } else {
+        let r = resource("authorization.k8s.io", "selfsubjectaccessreviews");
+        crate::validate::decode(r, body, false)?.object
+    };
     let spec = &review["spec"];
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     let attrs = if let Some(res) = spec.get("resourceAttributes").filter(|v| v.is_object()) {
@@ -186,10 +195,13 @@ pub(super) fn token_request(
     cluster: &Arc<Cluster>,
     namespace: &str,
     name: &str,
+    headers: &HeaderMap,
     body: &Bytes,
 ) -> Reply {
     let request: Value = if body.is_empty() {
         json!({})
+    } else if is_protobuf(headers) {
+        crate::auth::protobuf::token_request(body)?
     } else {
         serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!(
@@ -245,6 +257,14 @@ pub(super) fn token_request(
         "status": {"token": token, "expirationTimestamp": expires},
     });
     Ok(json_body_response(StatusCode::CREATED, &answer))
+}
+
+/// Whether the body is Kubernetes protobuf.
+fn is_protobuf(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with(crate::auth::protobuf::MEDIA_TYPE))
 }
 
 /// A `405` for any other verb on a create-only path.

@@ -112,7 +112,7 @@ async fn route(
                 "v1",
                 "selfsubjectaccessreviews",
             ],
-        ) => access::self_subject_access_review(cluster, user, &body),
+        ) => access::self_subject_access_review(cluster, user, headers, &body),
         (
             _,
             [
@@ -133,7 +133,7 @@ async fn route(
                 name,
                 "token",
             ],
-        ) => access::token_request(cluster, ns, name, &body),
+        ) => access::token_request(cluster, ns, name, headers, &body),
         (_, ["api", "v1", "namespaces", _, "serviceaccounts", _, "token"]) => {
             Ok(access::create_only())
         }

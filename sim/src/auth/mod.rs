@@ -2,6 +2,7 @@
 
 pub mod attributes;
 pub mod bootstrap;
+pub mod protobuf;
 pub mod rbac;
 pub mod tls;
 mod tokens;
