@@ -64,12 +64,12 @@ impl Attributes {
                 true
             }
         };
-        if rest.first() == Some(&"namespaces") {
-            if let Some(ns) = rest.get(1) {
-                a.namespace = (*ns).to_owned();
-                if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
-                    rest = &rest[2..];
-                }
+        if rest.first() == Some(&"namespaces")
+            && let Some(ns) = rest.get(1)
+        {
+            a.namespace = (*ns).to_owned();
+            if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
+                rest = &rest[2..];
             }
         }
         if let Some(r) = rest.first() {

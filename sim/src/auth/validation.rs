@@ -11,11 +11,9 @@ const GROUP: &str = "rbac.authorization.k8s.io";
 pub fn validate(kind: &str, object: &Value, causes: &mut Vec<Cause>) {
     match kind {
         "Role" => rules(object, true, causes),
-        "ClusterRole" => {
-            // An aggregated ClusterRole's rules are filled by its controller.
-            if object.get("aggregationRule").is_none_or(Value::is_null) {
-                rules(object, false, causes);
-            }
+        // An aggregated ClusterRole's rules are filled by its controller.
+        "ClusterRole" if object.get("aggregationRule").is_none_or(Value::is_null) => {
+            rules(object, false, causes)
         }
         "RoleBinding" => binding(object, true, causes),
         "ClusterRoleBinding" => binding(object, false, causes),
