@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::cluster::resource;
+use super::resource;
 use crate::store::{Key, Store};
 
 const GROUP: &str = "rbac.authorization.k8s.io";

@@ -11,7 +11,7 @@ pub mod validation;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::cluster::resource;
+use crate::resources::{RESOURCES, Resource};
 use crate::store::{Key, Store};
 
 pub use tokens::MAX_TOKENS;
@@ -70,6 +70,15 @@ impl User {
     pub fn is_master(&self) -> bool {
         self.groups.iter().any(|g| g == MASTERS)
     }
+}
+
+/// The served resource `plural` of `group` (auth reads the store without
+/// going through the cluster, which holds it).
+pub(crate) fn resource(group: &str, plural: &str) -> &'static Resource {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.name == plural)
+        .unwrap_or(&RESOURCES[0])
 }
 
 /// `system:serviceaccount:<ns>:<name>` split into namespace and name.

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::User;
 use super::attributes::Attributes;
-use crate::cluster::resource;
+use super::resource;
 use crate::store::{Key, Store};
 
 /// The authorizer's answer.

@@ -5,9 +5,43 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::env::Source;
-use super::volumes::MountError;
 use crate::cluster::{Cluster, resource};
 use crate::store::Key;
+
+/// Why a projected volume cannot be set up (the kubelet's words).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ProjectedError {
+    /// A ServiceAccount, ConfigMap or Secret does not exist.
+    #[error("MountVolume.SetUp failed for volume \"{volume}\" : {kind} \"{name}\" not found")]
+    NotFound {
+        /// The volume.
+        volume: String,
+        /// `serviceaccount`, `configmap` or `secret`.
+        kind: &'static str,
+        /// The object's name.
+        name: String,
+    },
+    /// An item names a key the object does not have.
+    #[error(
+        "MountVolume.SetUp failed for volume \"{volume}\" : references non-existent {kind} key: {key}"
+    )]
+    NoKey {
+        /// The volume.
+        volume: String,
+        /// `configmap` or `secret`.
+        kind: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// A file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
 
 /// Writes every source of the `projected` volume `volume` of `pod` into `dir`.
 pub(super) fn fill(
@@ -16,7 +50,7 @@ pub(super) fn fill(
     volume: &str,
     dir: &Path,
     projected: &Value,
-) -> Result<(), MountError> {
+) -> Result<(), ProjectedError> {
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
     let mode = projected["defaultMode"].as_u64();
     for source in projected["sources"].as_array().into_iter().flatten() {
@@ -47,12 +81,12 @@ pub(super) fn fill(
 }
 
 /// The mounted token of the pod's ServiceAccount.
-fn account_token(cluster: &Cluster, pod: &Value, volume: &str) -> Result<String, MountError> {
+fn account_token(cluster: &Cluster, pod: &Value, volume: &str) -> Result<String, ProjectedError> {
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
     let name = pod["spec"]["serviceAccountName"]
         .as_str()
         .unwrap_or("default");
-    let missing = || MountError::NotFound {
+    let missing = || ProjectedError::NotFound {
         volume: volume.to_owned(),
         kind: "serviceaccount",
         name: name.to_owned(),
@@ -76,13 +110,13 @@ fn keys(
     source: Source,
     spec: &Value,
     files: &mut Vec<(String, Vec<u8>)>,
-) -> Result<(), MountError> {
+) -> Result<(), ProjectedError> {
     let name = spec["name"].as_str().unwrap_or_default();
     let Some(object) = source.get(cluster, ns, name) else {
         if spec["optional"].as_bool() == Some(true) {
             return Ok(());
         }
-        return Err(MountError::NotFound {
+        return Err(ProjectedError::NotFound {
             volume: volume.to_owned(),
             kind: source.kind(),
             name: name.to_owned(),
@@ -101,7 +135,7 @@ fn keys(
     };
     for (key, rel) in items {
         let Some(raw) = data.get(&key).and_then(Value::as_str) else {
-            return Err(MountError::NoKey {
+            return Err(ProjectedError::NoKey {
                 volume: volume.to_owned(),
                 kind: source.kind(),
                 key,
@@ -114,7 +148,7 @@ fn keys(
 
 /// Writes `bytes` to `rel` under `dir`, with `mode` (the volume's
 /// `defaultMode`, `0644` when unset); a path that leaves `dir` is skipped.
-fn write(dir: &Path, rel: &str, bytes: &[u8], mode: Option<u64>) -> Result<(), MountError> {
+fn write(dir: &Path, rel: &str, bytes: &[u8], mode: Option<u64>) -> Result<(), ProjectedError> {
     use std::os::unix::fs::PermissionsExt;
     let rel = Path::new(rel);
     if rel.is_absolute()
@@ -128,7 +162,7 @@ fn write(dir: &Path, rel: &str, bytes: &[u8], mode: Option<u64>) -> Result<(), M
     if let Some(parent) = file.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let failed = |source| MountError::Write {
+    let failed = |source| ProjectedError::Write {
         path: file.clone(),
         source,
     };

@@ -45,6 +45,9 @@ pub(super) enum MountError {
         /// The key.
         key: String,
     },
+    /// A projected volume (the ServiceAccount token's) could not be made.
+    #[error(transparent)]
+    Projected(#[from] super::projected::ProjectedError),
     /// A file could not be written.
     #[error("cannot write {}: {source}", path.display())]
     Write {
