@@ -30,6 +30,8 @@ pub struct Options {
     /// Local programs that stand in for images (the `--nodes` file's
     /// `images:`); the first glob that matches decides.
     pub images: Vec<crate::images::ImageMapping>,
+    /// Serve plain HTTP instead of HTTPS (bearer tokens are still required).
+    pub insecure_http: bool,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             missing_images: Vec::new(),
             image_pull_retry: Duration::from_secs(1),
             images: Vec::new(),
+            insecure_http: false,
         }
     }
 }
@@ -59,6 +62,8 @@ pub struct Cluster {
     pub options: Options,
     /// Containers' logs: the kubelet writes them, `pods/log` reads them.
     pub logs: ContainerLogs,
+    /// Tokens and the CA: who may call the API.
+    pub auth: crate::auth::Auth,
     address: OnceLock<String>,
 }
 
@@ -71,8 +76,10 @@ impl Cluster {
             faults: Arc::new(Faults::new(options.faults.clone())),
             options,
             logs: ContainerLogs::default(),
+            auth: crate::auth::Auth::new(),
             address: OnceLock::new(),
         };
+        crate::auth::bootstrap::create(&cluster.store);
         let namespaces = resource("", "namespaces");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let mut object =

@@ -383,6 +383,7 @@ fn create_pod(c: &Arc<Cluster>, job: &Value) -> Result<String, crate::status::Ap
         pod["metadata"]["annotations"] = a.clone();
     }
     crate::defaults::apply(pods, &mut pod);
+    crate::serviceaccounts::admit(c, pods, &mut pod)?;
     c.store.create(pods, Key::new(pods, ns, &name), pod)?;
     Ok(name)
 }

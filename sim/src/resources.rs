@@ -159,7 +159,66 @@ pub static RESOURCES: &[Resource] = &[
         short_names: &[],
         fields: &["status.successful"],
     },
+    // Identity and access (sim/src/auth).
+    Resource {
+        name: "serviceaccounts",
+        singular: "serviceaccount",
+        kind: "ServiceAccount",
+        group: "",
+        version: "v1",
+        namespaced: true,
+        subresources: &["token"],
+        short_names: &["sa"],
+        fields: &[],
+    },
+    rbac("roles", "role", "Role", true),
+    rbac("clusterroles", "clusterrole", "ClusterRole", false),
+    rbac("rolebindings", "rolebinding", "RoleBinding", true),
+    rbac(
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "ClusterRoleBinding",
+        false,
+    ),
+    Resource {
+        name: "selfsubjectaccessreviews",
+        singular: "selfsubjectaccessreview",
+        kind: "SelfSubjectAccessReview",
+        group: "authorization.k8s.io",
+        version: "v1",
+        namespaced: false,
+        subresources: &[],
+        short_names: &[],
+        fields: &[],
+    },
 ];
+
+const fn rbac(
+    name: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+) -> Resource {
+    Resource {
+        name,
+        singular,
+        kind,
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        namespaced,
+        subresources: &[],
+        short_names: &[],
+        fields: &[],
+    }
+}
+
+/// The verbs `resource` serves (reviews are only created).
+pub fn verbs_of(resource: &Resource) -> &'static [&'static str] {
+    match resource.kind {
+        "SelfSubjectAccessReview" => &["create"],
+        _ => VERBS,
+    }
+}
 
 /// The resource served at `group`/`version` under `name`.
 pub fn find(group: &str, version: &str, name: &str) -> Option<&'static Resource> {

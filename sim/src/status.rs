@@ -121,6 +121,27 @@ impl ApiError {
         }
     }
 
+    /// `401 Unauthorized`: no valid credentials.
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(401, "Unauthorized", "Unauthorized".into())
+    }
+
+    /// `403 Forbidden` about `resource` (empty for a non-resource path) and
+    /// `name`, worded as apimachinery's `NewForbidden`.
+    pub fn forbidden(resource: &str, group: &str, name: &str, why: &str) -> ApiError {
+        let message = if resource.is_empty() {
+            format!("forbidden: {why}")
+        } else if name.is_empty() {
+            format!("{} is forbidden: {why}", qualified(resource, group))
+        } else {
+            format!(
+                "{} {name:?} is forbidden: {why}",
+                qualified(resource, group)
+            )
+        };
+        ApiError::new(403, "Forbidden", message).about(resource, group, name, Vec::new())
+    }
+
     /// `400 BadRequest`.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(400, "BadRequest", message.into())
@@ -195,11 +216,16 @@ impl ApiError {
     pub fn to_status(&self) -> Value {
         let mut details = serde_json::Map::new();
         if let Some(d) = &self.details {
-            details.insert("name".into(), json!(d.name));
+            // Empty fields are left out, as Go's `omitempty` leaves them.
+            if !d.name.is_empty() {
+                details.insert("name".into(), json!(d.name));
+            }
             if !d.group.is_empty() {
                 details.insert("group".into(), json!(d.group));
             }
-            details.insert("kind".into(), json!(d.kind));
+            if !d.kind.is_empty() {
+                details.insert("kind".into(), json!(d.kind));
+            }
         }
         if let Some(causes) = self
             .details

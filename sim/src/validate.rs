@@ -2,10 +2,12 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Event, Namespace, Node, PersistentVolumeClaim, Pod, PodSpec, Secret,
+    ConfigMap, Event, Namespace, Node, PersistentVolumeClaim, Pod, PodSpec, Secret, ServiceAccount,
 };
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -82,6 +84,12 @@ pub fn decode_value(
         "Event" => typed::<Event>(resource, &value),
         "Namespace" => typed::<Namespace>(resource, &value),
         "Node" => typed::<Node>(resource, &value),
+        "ServiceAccount" => typed::<ServiceAccount>(resource, &value),
+        "Role" => typed::<Role>(resource, &value),
+        "ClusterRole" => typed::<ClusterRole>(resource, &value),
+        "RoleBinding" => typed::<RoleBinding>(resource, &value),
+        "ClusterRoleBinding" => typed::<ClusterRoleBinding>(resource, &value),
+        "SelfSubjectAccessReview" => typed::<SelfSubjectAccessReview>(resource, &value),
         other => Err(ApiError::internal(format!("no decoder for {other}"))),
     }?;
     let mut object = object;
@@ -181,6 +189,9 @@ pub fn validate(resource: &Resource, object: &Value) -> Result<(), ApiError> {
             }
         }
         "Secret" => secret(object, &mut causes),
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => {
+            crate::auth::validation::validate(resource.kind, object, &mut causes)
+        }
         _ => {}
     }
     if causes.is_empty() {
@@ -203,6 +214,15 @@ fn metadata(resource: &Resource, object: &Value, causes: &mut Vec<Cause>) {
             "metadata.name",
             "Required value: name or generateName is required",
         )),
+        Some(name) if resource.group == "rbac.authorization.k8s.io" => {
+            if let Some(e) = crate::auth::validation::path_segment_name(name) {
+                causes.push(cause(
+                    "FieldValueInvalid",
+                    "metadata.name",
+                    format!("Invalid value: {name:?}: {e}"),
+                ));
+            }
+        }
         Some(name) => {
             let label = matches!(resource.kind, "Namespace" | "Job");
             let max = if label { 63 } else { 253 };

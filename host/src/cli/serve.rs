@@ -217,7 +217,7 @@ async fn start_cluster(
         .as_deref()
         .map_or_else(std::env::temp_dir, Path::to_path_buf)
         .join("kubeconfig");
-    std::fs::write(&kubeconfig, sim.kubeconfig())
+    sim.write_kubeconfig(&kubeconfig)
         .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
     banner.push(format!(
         "cluster: simulator at {} (no kubeconfig found); kubectl --kubeconfig {}",

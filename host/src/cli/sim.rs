@@ -15,9 +15,12 @@ pub(super) struct SimArgs {
     /// The nodes (YAML: `nodes: [{name, labels, taints, cpu, memory}]`, `missingImages: [...]`, `images: [{image: GLOB, command: /abs/path}]`); default: three nodes of 4 CPUs and 16Gi.
     #[arg(long)]
     nodes: Option<PathBuf>,
-    /// Where to write a kubeconfig pointing at the simulator (namespace `default`).
+    /// Where to write a kubeconfig pointing at the simulator (namespace `default`, the admin's token; written 0600).
     #[arg(long)]
     kubeconfig_out: Option<PathBuf>,
+    /// Serve plain HTTP instead of HTTPS (tokens are still required; in-cluster clients, which expect HTTPS, will not connect).
+    #[arg(long)]
+    insecure_http: bool,
     /// Faults to inject from the start (YAML; see sim/README.md); change them at run time with `PUT /sim/faults`.
     #[arg(long)]
     faults: Option<PathBuf>,
@@ -31,7 +34,10 @@ pub(super) fn run(args: SimArgs) -> ExitCode {
 }
 
 async fn serve(args: SimArgs) -> anyhow::Result<()> {
-    let mut options = sim::Options::default();
+    let mut options = sim::Options {
+        insecure_http: args.insecure_http,
+        ..sim::Options::default()
+    };
     if let Some(path) = &args.nodes {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("--nodes: cannot read {}", path.display()))?;
@@ -49,7 +55,7 @@ async fn serve(args: SimArgs) -> anyhow::Result<()> {
     }
     let sim = sim::Sim::start(args.listen, options).await?;
     if let Some(path) = &args.kubeconfig_out {
-        std::fs::write(path, sim.kubeconfig())
+        sim.write_kubeconfig(path)
             .with_context(|| format!("--kubeconfig-out: cannot write {}", path.display()))?;
         eprintln!("kubeconfig written to {}", path.display());
     }

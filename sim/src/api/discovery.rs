@@ -140,22 +140,27 @@ pub(super) fn resource_list(group: &str, version: &str) -> Value {
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": resources::verbs(),
+            "verbs": resources::verbs_of(r),
             "shortNames": r.short_names,
         }));
         for sub in r.subresources {
-            let verbs: &[&str] = if *sub == "log" {
-                &["get"]
-            } else {
-                &["get", "patch", "update"]
+            let (verbs, kind): (&[&str], &str) = match *sub {
+                "log" => (&["get"], "Pod"),
+                "token" => (&["create"], "TokenRequest"),
+                _ => (&["get", "patch", "update"], r.kind),
             };
-            list.push(json!({
+            let mut entry = json!({
                 "name": format!("{}/{sub}", r.name),
                 "singularName": "",
                 "namespaced": r.namespaced,
-                "kind": if *sub == "log" { "Pod" } else { r.kind },
+                "kind": kind,
                 "verbs": verbs,
-            }));
+            });
+            if *sub == "token" {
+                entry["group"] = json!("authentication.k8s.io");
+                entry["version"] = json!("v1");
+            }
+            list.push(entry);
         }
     }
     let group_version = if group.is_empty() {

@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::query::Query;
-use super::response::{json_body, json_ok, with_warnings};
+use super::response::{json_body_response, json_ok, with_warnings};
 use super::target::{Reply, Target};
 use crate::cluster::Cluster;
 use crate::resources::{RESOURCES, Resource};
@@ -94,6 +93,7 @@ pub(super) fn create(cluster: &Arc<Cluster>, t: &Target, query: &Query, body: By
     }
     meta_mut(&mut object).insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     crate::defaults::apply(t.resource, &mut object);
+    crate::serviceaccounts::admit(cluster, t.resource, &mut object)?;
     validate::validate(t.resource, &object)?;
     let name = object["metadata"]["name"]
         .as_str()
@@ -107,7 +107,7 @@ pub(super) fn create(cluster: &Arc<Cluster>, t: &Target, query: &Query, body: By
             .create(t.resource, Key::new(t.resource, &ns, &name), object)?
     };
     Ok(with_warnings(
-        (StatusCode::CREATED, json_body(&created)).into_response(),
+        json_body_response(StatusCode::CREATED, &created),
         &decoded.warnings,
     ))
 }

@@ -1,5 +1,6 @@
 //! The API server's front: the router that parses a path and resolves the verb the way kube-apiserver does, then hands the request to discovery, the resource handlers, update, watch or pod log; it holds no handler itself.
 
+mod access;
 mod discovery;
 mod handlers;
 mod log;
@@ -46,6 +47,15 @@ async fn handle(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let query = Query::parse(req.uri().query().unwrap_or_default());
     let headers = req.headers().clone();
+    // Who asks, and may they, before the body is read.
+    let raw_query = req.uri().query().unwrap_or_default();
+    let user = match access::admit(&cluster, method.as_str(), &path, raw_query, &headers) {
+        Ok(user) => user,
+        Err(e) => {
+            tracing::debug!(%method, %path, code = e.code, "request not admitted");
+            return error(&e);
+        }
+    };
     let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
         Ok(b) => b,
         Err(e) => {
@@ -54,7 +64,7 @@ async fn handle(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
             )));
         }
     };
-    let reply = route(&cluster, &method, &path, &query, &headers, body).await;
+    let reply = route(&cluster, &user, &method, &path, &query, &headers, body).await;
     match reply {
         Ok(r) => r,
         Err(e) => {
@@ -66,6 +76,7 @@ async fn handle(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
 
 async fn route(
     cluster: &Arc<Cluster>,
+    user: &crate::auth::User,
     method: &Method,
     path: &str,
     query: &Query,
@@ -92,7 +103,40 @@ async fn route(
             Ok(json_ok(openapi_group(group, version)))
         }
         (&Method::GET, ["api", "v1"]) => Ok(json_ok(resource_list("", "v1"))),
-        (&Method::GET, ["apis", "batch"]) => Ok(json_ok(group("batch"))),
+        (&Method::GET, ["apis", g]) if group_known(g, "v1") => Ok(json_ok(group(g))),
+        (
+            &Method::POST,
+            [
+                "apis",
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectaccessreviews",
+            ],
+        ) => access::self_subject_access_review(cluster, user, headers, &body),
+        (
+            _,
+            [
+                "apis",
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectaccessreviews",
+            ],
+        ) => Ok(access::create_only()),
+        (
+            &Method::POST,
+            [
+                "api",
+                "v1",
+                "namespaces",
+                ns,
+                "serviceaccounts",
+                name,
+                "token",
+            ],
+        ) => access::token_request(cluster, ns, name, headers, &body),
+        (_, ["api", "v1", "namespaces", _, "serviceaccounts", _, "token"]) => {
+            Ok(access::create_only())
+        }
         (&Method::GET, ["apis", group, version]) if group_known(group, version) => {
             Ok(json_ok(resource_list(group, version)))
         }

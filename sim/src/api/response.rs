@@ -40,6 +40,13 @@ pub fn json_ok(v: Value) -> Response {
     r
 }
 
+/// `v` as JSON with `status` (a `201 Created` carries its media type too).
+pub(super) fn json_body_response(status: StatusCode, v: &Value) -> Response {
+    let mut r = json_ok(v.clone());
+    *r.status_mut() = status;
+    r
+}
+
 pub(super) fn error(e: &ApiError) -> Response {
     let mut r = json_ok(e.to_status());
     *r.status_mut() = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

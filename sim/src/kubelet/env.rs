@@ -84,7 +84,8 @@ pub(super) fn resolve_env(
     c: &Value,
 ) -> Result<Vec<(String, String)>, ConfigError> {
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
-    let mut env: Vec<(String, String)> = Vec::new();
+    // The `kubernetes` Service's variables come first; the container's own override them.
+    let mut env = crate::serviceaccounts::service_env(cluster);
     for e in c["env"].as_array().into_iter().flatten() {
         let name = e["name"].as_str().unwrap_or_default().to_owned();
         let value = if let Some(v) = e["value"].as_str() {

@@ -5,6 +5,7 @@ mod env;
 mod pod;
 mod sandbox;
 mod security;
+mod projected;
 mod status;
 mod volumes;
 

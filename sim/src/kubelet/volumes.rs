@@ -56,6 +56,9 @@ pub(super) enum MountError {
         /// The item's path.
         path: String,
     },
+    /// A projected volume (the ServiceAccount token's) could not be made.
+    #[error(transparent)]
+    Projected(#[from] super::projected::ProjectedError),
     /// A file could not be written.
     #[error("cannot write {}: {source}", path.display())]
     Write {
@@ -93,6 +96,8 @@ pub(super) async fn prepare_volumes(
         };
         if let Some((source, object_name, spec)) = projected {
             fill(cluster, ns, name, &path, source, object_name, spec)?;
+        } else if let Some(p) = v.get("projected") {
+            super::projected::fill(cluster, pod, name, &path, p)?;
         }
         out.insert(name.to_owned(), path);
     }
