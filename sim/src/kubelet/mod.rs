@@ -3,9 +3,9 @@
 mod container;
 mod env;
 mod pod;
+mod projected;
 mod sandbox;
 mod security;
-mod projected;
 mod status;
 mod volumes;
 
