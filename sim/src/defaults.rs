@@ -21,11 +21,13 @@ pub fn apply(resource: &Resource, object: &mut Value) {
             object["status"] = json!({"phase": "Active"});
         }
         "Secret" => set_default(object, "type", json!("Opaque")),
-        _ => {}
+        other => {
+            crate::workloads::defaults::apply(other, object);
+        }
     }
 }
 
-fn set_default(object: &mut Value, field: &str, value: Value) {
+pub(crate) fn set_default(object: &mut Value, field: &str, value: Value) {
     if object.get(field).is_none_or(Value::is_null) {
         object[field] = value;
     }
@@ -57,7 +59,7 @@ fn job(object: &mut Value) {
     set_default(object, "status", json!({}));
 }
 
-fn pod_spec(spec: &mut Value) {
+pub(crate) fn pod_spec(spec: &mut Value) {
     set_default(spec, "restartPolicy", json!("Always"));
     set_default(spec, "terminationGracePeriodSeconds", json!(30));
     set_default(spec, "dnsPolicy", json!("ClusterFirst"));

@@ -2,10 +2,13 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Event, Namespace, Node, PersistentVolumeClaim, Pod, PodSpec, Secret,
+    ConfigMap, Event, Namespace, Node, PersistentVolumeClaim, Pod, PodSpec, Secret, Service,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -82,6 +85,11 @@ pub fn decode_value(
         "Event" => typed::<Event>(resource, &value),
         "Namespace" => typed::<Namespace>(resource, &value),
         "Node" => typed::<Node>(resource, &value),
+        "Deployment" => typed::<Deployment>(resource, &value),
+        "ReplicaSet" => typed::<ReplicaSet>(resource, &value),
+        "Service" => typed::<Service>(resource, &value),
+        "NetworkPolicy" => typed::<NetworkPolicy>(resource, &value),
+        "PodDisruptionBudget" => typed::<PodDisruptionBudget>(resource, &value),
         other => Err(ApiError::internal(format!("no decoder for {other}"))),
     }?;
     let mut object = object;
@@ -107,7 +115,7 @@ pub fn decode_value(
 fn quantities(resource: &Resource, object: &Value) -> Result<(), ApiError> {
     let spec = match resource.kind {
         "Pod" => &object["spec"],
-        "Job" => &object["spec"]["template"]["spec"],
+        "Job" | "Deployment" | "ReplicaSet" => &object["spec"]["template"]["spec"],
         _ => return Ok(()),
     };
     for list in ["initContainers", "containers"] {
@@ -181,7 +189,9 @@ pub fn validate(resource: &Resource, object: &Value) -> Result<(), ApiError> {
             }
         }
         "Secret" => secret(object, &mut causes),
-        _ => {}
+        other => {
+            crate::workloads::validate::check(other, object, &mut causes);
+        }
     }
     if causes.is_empty() {
         Ok(())
@@ -314,7 +324,7 @@ fn job(object: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-fn pod_spec(spec: &PodSpec, path: &str, causes: &mut Vec<Cause>) {
+pub(crate) fn pod_spec(spec: &PodSpec, path: &str, causes: &mut Vec<Cause>) {
     if spec.containers.is_empty() {
         causes.push(cause(
             "FieldValueRequired",

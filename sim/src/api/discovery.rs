@@ -114,7 +114,9 @@ pub(super) fn group_list() -> Value {
         .map(|r| r.group)
         .filter(|g| !g.is_empty())
         .collect();
-    groups.dedup();
+    // First appearance order, each group once.
+    let mut seen = std::collections::BTreeSet::new();
+    groups.retain(|g| seen.insert(*g));
     let groups: Vec<Value> = groups
         .into_iter()
         .map(|g| {
@@ -149,13 +151,19 @@ pub(super) fn resource_list(group: &str, version: &str) -> Value {
             } else {
                 &["get", "patch", "update"]
             };
-            list.push(json!({
+            let mut entry = json!({
                 "name": format!("{}/{sub}", r.name),
                 "singularName": "",
                 "namespaced": r.namespaced,
                 "kind": if *sub == "log" { "Pod" } else { r.kind },
                 "verbs": verbs,
-            }));
+            });
+            if *sub == "scale" {
+                entry["group"] = json!("autoscaling");
+                entry["version"] = json!("v1");
+                entry["kind"] = json!("Scale");
+            }
+            list.push(entry);
         }
     }
     let group_version = if group.is_empty() {

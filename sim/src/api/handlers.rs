@@ -94,6 +94,7 @@ pub(super) fn create(cluster: &Arc<Cluster>, t: &Target, query: &Query, body: By
     }
     meta_mut(&mut object).insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     crate::defaults::apply(t.resource, &mut object);
+    crate::workloads::on_create(cluster, t.resource, &mut object)?;
     validate::validate(t.resource, &object)?;
     let name = object["metadata"]["name"]
         .as_str()

@@ -92,7 +92,7 @@ async fn route(
             Ok(json_ok(openapi_group(group, version)))
         }
         (&Method::GET, ["api", "v1"]) => Ok(json_ok(resource_list("", "v1"))),
-        (&Method::GET, ["apis", "batch"]) => Ok(json_ok(group("batch"))),
+        (&Method::GET, ["apis", name]) if group_known(name, "v1") => Ok(json_ok(group(name))),
         (&Method::GET, ["apis", group, version]) if group_known(group, version) => {
             Ok(json_ok(resource_list(group, version)))
         }
