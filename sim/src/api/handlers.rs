@@ -156,7 +156,10 @@ pub(super) fn delete(cluster: &Arc<Cluster>, t: &Target, query: &Query, body: &B
     if query.dry_run() || options["dryRun"].as_array().is_some_and(|a| !a.is_empty()) {
         return Ok(json_ok(current));
     }
-    let deleted = cluster.delete(t.resource, &key, &policy)?;
+    let grace = options["gracePeriodSeconds"]
+        .as_i64()
+        .or_else(|| query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()));
+    let deleted = cluster.delete_with_grace(t.resource, &key, &policy, grace)?;
     Ok(json_ok(deleted))
 }
 

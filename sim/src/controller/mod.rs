@@ -1,4 +1,4 @@
-//! The control loop: the job controller, scheduling and kubelet hand-off, deadlines and TTLs, driven by store events and a tick as the real controllers are by informers.
+//! The control loop: the job, deployment, replicaset and volume-binding controllers, scheduling and kubelet hand-off (start, graceful stop), deadlines and TTLs, driven by store events and a tick as the real controllers are by informers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,7 +6,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
+mod deployment;
 mod job;
+mod replicaset;
+mod volume;
 
 use crate::cluster::{Cluster, resource};
 use crate::kubelet::Kubelet;
@@ -53,12 +56,12 @@ fn on_event(c: &Arc<Cluster>, kubelet: &Kubelet, kind: EventType, key: &Key, obj
             if let Some(uid) = object["metadata"]["uid"].as_str() {
                 kubelet.stop(uid);
             }
-            if let Some(job) = owner_job(object) {
-                sync_job(c, &key.namespace, &job);
-            }
+            pod_owners(c, &key.namespace, object);
         }
         ("pods", _) => {
-            if object["spec"]["nodeName"]
+            if object["metadata"].get("deletionTimestamp").is_some() {
+                terminate(c, kubelet, key, object);
+            } else if object["spec"]["nodeName"]
                 .as_str()
                 .is_none_or(str::is_empty)
             {
@@ -66,15 +69,65 @@ fn on_event(c: &Arc<Cluster>, kubelet: &Kubelet, kind: EventType, key: &Key, obj
             } else {
                 kubelet.ensure(c, object);
             }
-            if let Some(job) = owner_job(object) {
-                sync_job(c, &key.namespace, &job);
+            pod_owners(c, &key.namespace, object);
+        }
+        ("deployments", EventType::Deleted) => {}
+        ("deployments", _) => deployment::sync(c, &key.namespace, &key.name),
+        ("replicasets", kind) => {
+            if kind != EventType::Deleted {
+                replicaset::sync(c, &key.namespace, &key.name);
             }
+            if let Some(d) = replicaset::controller_named(object, "Deployment") {
+                deployment::sync(c, &key.namespace, &d);
+            }
+        }
+        ("persistentvolumeclaims", EventType::Added | EventType::Modified) => {
+            volume::bind(c, key, object);
         }
         _ => {}
     }
 }
 
+/// The controllers of a pod that changed: its Job or its ReplicaSet.
+fn pod_owners(c: &Arc<Cluster>, ns: &str, pod: &Value) {
+    if let Some(job) = owner_job(pod) {
+        sync_job(c, ns, &job);
+    }
+    if let Some(rs) = replicaset::controller_named(pod, "ReplicaSet") {
+        replicaset::sync(c, ns, &rs);
+    }
+}
+
+/// A pod marked for deletion: the kubelet stops it (preStop, SIGTERM,
+/// SIGKILL after the grace period) and removes it; a pod it does not run
+/// (any more) is removed at once.
+fn terminate(c: &Arc<Cluster>, kubelet: &Kubelet, key: &Key, pod: &Value) {
+    let running = pod["metadata"]["uid"]
+        .as_str()
+        .is_some_and(|uid| kubelet.stop(uid));
+    if !running {
+        let _ = c.store.delete(resource("", "pods"), key);
+    }
+}
+
 fn resync(c: &Arc<Cluster>, kubelet: &Kubelet) {
+    for (group, name, sync) in [
+        (
+            "apps",
+            "replicasets",
+            replicaset::sync as fn(&Arc<Cluster>, &str, &str),
+        ),
+        ("apps", "deployments", deployment::sync),
+    ] {
+        let (items, _) = c.store.list(resource(group, name), None);
+        for o in items {
+            sync(
+                c,
+                o["metadata"]["namespace"].as_str().unwrap_or_default(),
+                o["metadata"]["name"].as_str().unwrap_or_default(),
+            );
+        }
+    }
     let (jobs, _) = c.store.list(resource("batch", "jobs"), None);
     for j in jobs {
         sync_job(
@@ -98,6 +151,20 @@ fn periodic(c: &Arc<Cluster>, kubelet: &Kubelet) {
         schedule(c, p);
     }
     job::periodic(c);
+    // Pods become available `minReadySeconds` after they are ready: a
+    // clock, not an event.
+    let waiting = c.store.select(resource("apps", "replicasets"), None, |rs| {
+        rs["spec"]["minReadySeconds"]
+            .as_i64()
+            .is_some_and(|s| s > 0)
+    });
+    for rs in waiting {
+        let ns = rs["metadata"]["namespace"].as_str().unwrap_or_default();
+        replicaset::sync(c, ns, rs["metadata"]["name"].as_str().unwrap_or_default());
+        if let Some(d) = replicaset::controller_named(&rs, "Deployment") {
+            deployment::sync(c, ns, &d);
+        }
+    }
 }
 
 /// Binds a pending pod to a node, or marks it unschedulable with the

@@ -39,8 +39,8 @@ pub(super) struct ContainerRun<'a> {
 enum Ended {
     /// It exited with this code (128 + signal when killed by one).
     Exited(i32),
-    /// The pod was stopped first.
-    Stopped,
+    /// It was stopped (pod deletion, liveness failure) and exited with this code.
+    Stopped(i32),
 }
 
 impl ContainerRun<'_> {
@@ -96,14 +96,14 @@ impl ContainerRun<'_> {
             "Started",
             &format!("Started container {}", self.name()),
         );
-        let code = match self.wait(&mut child, &log, stopped).await {
-            Ended::Exited(code) => code,
-            Ended::Stopped => return None,
+        let (code, was_stopped) = match self.wait(&mut child, &log, stopped).await {
+            Ended::Exited(code) => (code, false),
+            Ended::Stopped(code) => (code, true),
         };
         let reason = if code == 0 { "Completed" } else { "Error" };
         let terminated = json!({"terminated": {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": now(), "containerID": format!("sim://{}", uuid::Uuid::new_v4())}});
         status.set(self.slot, terminated, false).await;
-        Some(code)
+        (!was_stopped).then_some(code)
     }
 
     fn pod_name(&self) -> &str {
@@ -186,7 +186,7 @@ impl ContainerRun<'_> {
     /// The sandboxed process: bubblewrap over the host's file system with the
     /// volumes bound at their mount paths, in the working directory, with
     /// only the container's environment.
-    fn command(&self, env: &[(String, String)]) -> Command {
+    pub(super) fn command(&self, env: &[(String, String)]) -> Command {
         let c = self.container;
         let lookup = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         let expand = |s: &str| crate::expansion::expand(s, lookup);
@@ -294,13 +294,16 @@ impl ContainerRun<'_> {
                 if let Some(pid) = pid {
                     signal_group(pid, "TERM");
                 }
-                if tokio::time::timeout(Duration::from_secs(grace), child.wait()).await.is_err() {
-                    if let Some(pid) = pid {
-                        signal_group(pid, "KILL");
+                let code = match tokio::time::timeout(Duration::from_secs(grace), child.wait()).await {
+                    Ok(r) => exit_code(r.ok()),
+                    Err(_) => {
+                        if let Some(pid) = pid {
+                            signal_group(pid, "KILL");
+                        }
+                        exit_code(child.wait().await.ok())
                     }
-                    let _ = child.wait().await;
-                }
-                Ended::Stopped
+                };
+                Ended::Stopped(code)
             }
         };
         for r in readers {

@@ -83,6 +83,14 @@ pub(super) async fn prepare_volumes(
         if let Some((source, object_name, spec)) = projected {
             fill(cluster, ns, name, &path, source, object_name, spec)?;
         }
+        if let Some(spec) = v.get("downwardAPI") {
+            super::downward::fill_volume(cluster, pod, spec, &path).map_err(|source| {
+                MountError::Write {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
         out.insert(name.to_owned(), path);
     }
     Ok(out)
@@ -108,7 +116,7 @@ fn fill(
             name: object_name.to_owned(),
         });
     };
-    let data = object["data"].as_object().cloned().unwrap_or_default();
+    let data = source.data(&object);
     let items: Vec<(String, String)> = match spec["items"].as_array() {
         Some(items) => items
             .iter()
@@ -122,14 +130,13 @@ fn fill(
         None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
     };
     for (key, rel) in items {
-        let Some(raw) = data.get(&key).and_then(Value::as_str) else {
+        let Some(bytes) = data.get(&key).cloned() else {
             return Err(MountError::NoKey {
                 volume: volume.to_owned(),
                 kind: source.kind(),
                 key,
             });
         };
-        let bytes = source.bytes(raw).unwrap_or_default();
         let file = path.join(&rel);
         if let Some(parent) = file.parent() {
             let _ = std::fs::create_dir_all(parent);

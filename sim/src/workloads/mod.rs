@@ -80,7 +80,7 @@ fn allocate_cluster_ip(cluster: &Cluster, object: &mut Value) -> Result<(), ApiE
         wanted => {
             let at = "spec.clusterIPs";
             let parsed: Option<Ipv4Addr> = wanted.parse().ok();
-            let in_range = parsed.is_some_and(|ip| in_service_range(ip));
+            let in_range = parsed.is_some_and(in_service_range);
             let message = if !in_range {
                 Some(format!(
                     "Invalid value: {wanted:?}: failed to allocate IP {wanted}: the provided IP ({wanted}) is not in the valid range. The range of valid IPs is {}/{}",
