@@ -291,8 +291,10 @@ impl ContainerRun<'_> {
         let ended = tokio::select! {
             r = child.wait() => Ended::Exited(exit_code(r.ok())),
             _ = stopped.changed() => {
+                // SIGTERM goes to the container's main process (bubblewrap's
+                // child), as a runtime sends it to PID 1; SIGKILL to all.
                 if let Some(pid) = pid {
-                    signal_group(pid, "TERM");
+                    signal_main(pid, "TERM");
                 }
                 let code = match tokio::time::timeout(Duration::from_secs(grace), child.wait()).await {
                     Ok(r) => exit_code(r.ok()),
@@ -336,6 +338,22 @@ where
             log.push(line);
         }
     })
+}
+
+/// Signals the children of `parent` (bubblewrap): the container's main
+/// process, not bubblewrap, whose death would take the process down with
+/// it before its handler ran.
+fn signal_main(parent: u32, signal: &str) {
+    let sent = std::process::Command::new("pkill")
+        .arg(format!("-{signal}"))
+        .arg("-P")
+        .arg(parent.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if sent.is_err() {
+        signal_group(parent, signal);
+    }
 }
 
 fn signal_group(pid: u32, signal: &str) {
