@@ -566,3 +566,70 @@ async fn apply_k_of_a_typical_deployment_creates_every_kind() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_readiness_probe_makes_the_pod_ready_and_a_failing_http_liveness_probe_restarts_it()
+{
+    let k = Kubectl::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    k.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: server}}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: python:3
+    command: ["python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+    ports: [{{name: http, containerPort: {port}}}]
+    readinessProbe:
+      httpGet: {{path: /, port: http}}
+      periodSeconds: 1
+    livenessProbe:
+      httpGet: {{path: /missing, port: {port}}}
+      initialDelaySeconds: 1
+      periodSeconds: 1
+      failureThreshold: 2
+"#
+    ))
+    .await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/server",
+        "--timeout=30s",
+    ])
+    .await;
+    let pod = k
+        .until(&["get", "pod", "server"], |p| {
+            container_status(p)["restartCount"].as_i64() >= Some(1)
+        })
+        .await;
+    assert_eq!(
+        container_status(&pod)["lastState"]["terminated"]["reason"],
+        "Error"
+    );
+    let events = k
+        .json(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=server,reason=Unhealthy",
+        ])
+        .await;
+    let messages: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages.contains(&"Liveness probe failed: HTTP probe failed with statuscode: 404"),
+        "{messages:?}"
+    );
+}
