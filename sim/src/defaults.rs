@@ -21,13 +21,17 @@ pub fn apply(resource: &Resource, object: &mut Value) {
             object["status"] = json!({"phase": "Active"});
         }
         "Secret" => set_default(object, "type", json!("Opaque")),
+        "Deployment" | "ReplicaSet" => {
+            pod_spec(&mut object["spec"]["template"]["spec"]);
+            crate::workloads::defaults::apply(resource.kind, object);
+        }
         other => {
             crate::workloads::defaults::apply(other, object);
         }
     }
 }
 
-pub(crate) fn set_default(object: &mut Value, field: &str, value: Value) {
+fn set_default(object: &mut Value, field: &str, value: Value) {
     if object.get(field).is_none_or(Value::is_null) {
         object[field] = value;
     }
@@ -59,7 +63,7 @@ fn job(object: &mut Value) {
     set_default(object, "status", json!({}));
 }
 
-pub(crate) fn pod_spec(spec: &mut Value) {
+fn pod_spec(spec: &mut Value) {
     set_default(spec, "restartPolicy", json!("Always"));
     set_default(spec, "terminationGracePeriodSeconds", json!(30));
     set_default(spec, "dnsPolicy", json!("ClusterFirst"));

@@ -189,6 +189,17 @@ pub fn validate(resource: &Resource, object: &Value) -> Result<(), ApiError> {
             }
         }
         "Secret" => secret(object, &mut causes),
+        "Deployment" | "ReplicaSet" => {
+            match serde_json::from_value::<PodSpec>(object["spec"]["template"]["spec"].clone()) {
+                Ok(spec) => pod_spec(&spec, "spec.template.spec", &mut causes),
+                Err(_) => causes.push(cause(
+                    "FieldValueRequired",
+                    "spec.template.spec.containers",
+                    "Required value",
+                )),
+            }
+            crate::workloads::validate::check(resource.kind, object, &mut causes);
+        }
         other => {
             crate::workloads::validate::check(other, object, &mut causes);
         }
@@ -324,7 +335,7 @@ fn job(object: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-pub(crate) fn pod_spec(spec: &PodSpec, path: &str, causes: &mut Vec<Cause>) {
+fn pod_spec(spec: &PodSpec, path: &str, causes: &mut Vec<Cause>) {
     if spec.containers.is_empty() {
         causes.push(cause(
             "FieldValueRequired",

@@ -78,14 +78,20 @@ impl PodStatus {
         status
     }
 
-    /// Writes the status to the store.
+    /// Writes the status to the store; a pod already in a terminal phase
+    /// (failed by the node controller) keeps it, as the API server refuses
+    /// to move a pod out of one.
     pub fn write(&self) {
         let status = self.status.clone();
         let _ = self
             .cluster
             .store
             .update(resource("", "pods"), &self.key, |o| {
-                o["status"] = status;
+                let terminal =
+                    |phase: &Value| matches!(phase.as_str(), Some("Succeeded" | "Failed"));
+                if !terminal(&o["status"]["phase"]) || terminal(&status["phase"]) {
+                    o["status"] = status;
+                }
                 Ok(())
             });
     }

@@ -1,8 +1,6 @@
-//! The defaults the real server fills in on create for the workload kinds: Deployments, ReplicaSets, Services, NetworkPolicies, PersistentVolumeClaims.
+//! The defaults the real server fills in on create for the workload kinds: Deployments, ReplicaSets, Services, NetworkPolicies, PersistentVolumeClaims (their pod templates' defaults are the pod's, in the crate's `defaults`).
 
 use serde_json::{Value, json};
-
-use crate::defaults::{pod_spec, set_default};
 
 /// Fills in what the API server would on create; `false` for other kinds.
 pub fn apply(kind: &str, object: &mut Value) -> bool {
@@ -10,7 +8,6 @@ pub fn apply(kind: &str, object: &mut Value) -> bool {
         "Deployment" => deployment(object),
         "ReplicaSet" => {
             set_default(&mut object["spec"], "replicas", json!(1));
-            pod_spec(&mut object["spec"]["template"]["spec"]);
             set_default(object, "status", json!({"replicas": 0}));
         }
         "Service" => {
@@ -49,7 +46,6 @@ fn deployment(object: &mut Value) {
         set_default(rolling, "maxUnavailable", json!("25%"));
         set_default(rolling, "maxSurge", json!("25%"));
     }
-    pod_spec(&mut spec["template"]["spec"]);
     set_default(object, "status", json!({}));
 }
 
@@ -67,5 +63,11 @@ fn service(spec: &mut Value) {
             let port = p["port"].clone();
             set_default(p, "targetPort", port);
         }
+    }
+}
+
+fn set_default(object: &mut Value, field: &str, value: Value) {
+    if object.get(field).is_none_or(Value::is_null) {
+        object[field] = value;
     }
 }
