@@ -106,7 +106,7 @@ fn terminate(c: &Arc<Cluster>, kubelet: &Kubelet, key: &Key, pod: &Value) {
         .as_str()
         .is_some_and(|uid| kubelet.stop(uid));
     if !running {
-        let _ = c.store.delete(resource("", "pods"), key);
+        let _ = c.delete_with_grace(resource("", "pods"), key, "Background", Some(0));
     }
 }
 

@@ -305,6 +305,11 @@ impl ContainerRun<'_> {
                         exit_code(child.wait().await.ok())
                     }
                 };
+                // What the main process left behind dies with the
+                // container, as with its PID namespace.
+                if let Some(pid) = pid {
+                    signal_group(pid, "KILL");
+                }
                 Ended::Stopped(code)
             }
         };

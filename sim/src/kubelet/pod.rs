@@ -188,6 +188,7 @@ pub(super) fn remove_if_deleted(cluster: &Cluster, pod: &Value) {
         &p["metadata"]["uid"] == uid && p["metadata"].get("deletionTimestamp").is_some()
     });
     if terminating {
-        let _ = cluster.store.delete(pods, &key);
+        // Through the cluster, so that the pod's dependents are collected.
+        let _ = cluster.delete_with_grace(pods, &key, "Background", Some(0));
     }
 }
