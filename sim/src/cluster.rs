@@ -32,6 +32,9 @@ pub struct Options {
     pub images: Vec<crate::images::ImageMapping>,
     /// Serve plain HTTP instead of HTTPS (bearer tokens are still required).
     pub insecure_http: bool,
+    /// The first crash-loop back-off before a container restarts; it
+    /// doubles per crash up to 30 times this (the kubelet's 10 s and 5 min).
+    pub restart_backoff: Duration,
 }
 
 impl Default for Options {
@@ -46,6 +49,7 @@ impl Default for Options {
             image_pull_retry: Duration::from_secs(1),
             images: Vec::new(),
             insecure_http: false,
+            restart_backoff: Duration::from_secs(10),
         }
     }
 }
@@ -117,6 +121,25 @@ impl Cluster {
     /// shows `deletionTimestamp` meanwhile), `Orphan` removes their owner
     /// references and leaves them.
     pub fn delete(&self, resource: &Resource, key: &Key, policy: &str) -> Result<Value, ApiError> {
+        self.delete_with_grace(resource, key, policy, None)
+    }
+
+    /// [`Self::delete`] with the `gracePeriodSeconds` of the request: a pod
+    /// that runs on a node is only marked (`deletionTimestamp`,
+    /// `deletionGracePeriodSeconds`) and the kubelet removes it once its
+    /// containers have stopped; with 0, or a pod that runs nowhere, it goes at once.
+    pub fn delete_with_grace(
+        &self,
+        resource: &Resource,
+        key: &Key,
+        policy: &str,
+        grace: Option<i64>,
+    ) -> Result<Value, ApiError> {
+        if resource.kind == "Pod"
+            && let Some(marked) = self.mark_terminating(resource, key, grace)?
+        {
+            return Ok(marked);
+        }
         let uid = self
             .store
             .get(key)
@@ -167,6 +190,52 @@ impl Cluster {
                 Ok(deleted)
             }
         }
+    }
+
+    /// Marks a running pod for graceful deletion; `None` when it should go at once.
+    fn mark_terminating(
+        &self,
+        resource: &Resource,
+        key: &Key,
+        grace: Option<i64>,
+    ) -> Result<Option<Value>, ApiError> {
+        let pod = self
+            .store
+            .get(key)
+            .ok_or_else(|| ApiError::not_found(resource.name, resource.group, &key.name))?;
+        let bound = pod["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty());
+        let finished = matches!(
+            pod["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        );
+        let grace = grace
+            .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
+            .unwrap_or(30)
+            .max(0);
+        if !bound || finished || grace == 0 {
+            return Ok(None);
+        }
+        if let Some(current) = pod["metadata"]["deletionGracePeriodSeconds"].as_i64()
+            && current <= grace
+        {
+            // Already terminating within a shorter period: nothing changes.
+            return Ok(Some(pod));
+        }
+        let at = crate::logs::now_nanos() / 1_000_000_000 + i128::from(grace);
+        let deadline = i64::try_from(at)
+            .ok()
+            .and_then(|s| k8s_openapi::jiff::Timestamp::from_second(s).ok())
+            .map_or_else(now, |t| t.to_string());
+        self.store
+            .update(resource, key, |o| {
+                let meta = meta_mut(o);
+                meta.insert("deletionTimestamp".into(), json!(deadline));
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                Ok(())
+            })
+            .map(Some)
     }
 
     /// Objects with an owner reference to `uid`.

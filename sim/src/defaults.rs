@@ -21,7 +21,13 @@ pub fn apply(resource: &Resource, object: &mut Value) {
             object["status"] = json!({"phase": "Active"});
         }
         "Secret" => set_default(object, "type", json!("Opaque")),
-        _ => {}
+        "Deployment" | "ReplicaSet" => {
+            pod_spec(&mut object["spec"]["template"]["spec"]);
+            crate::workloads::defaults::apply(resource.kind, object);
+        }
+        other => {
+            crate::workloads::defaults::apply(other, object);
+        }
     }
 }
 

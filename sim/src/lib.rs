@@ -20,6 +20,7 @@ pub mod stats;
 pub mod status;
 pub mod store;
 pub mod validate;
+pub mod workloads;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

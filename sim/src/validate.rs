@@ -2,11 +2,15 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Event, Namespace, Node, PersistentVolumeClaim, Pod, PodSpec, Secret, ServiceAccount,
+    ConfigMap, Event, Namespace, Node, PersistentVolumeClaim, Pod, PodSpec, Secret, Service,
+    ServiceAccount,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -90,6 +94,11 @@ pub fn decode_value(
         "RoleBinding" => typed::<RoleBinding>(resource, &value),
         "ClusterRoleBinding" => typed::<ClusterRoleBinding>(resource, &value),
         "SelfSubjectAccessReview" => typed::<SelfSubjectAccessReview>(resource, &value),
+        "Deployment" => typed::<Deployment>(resource, &value),
+        "ReplicaSet" => typed::<ReplicaSet>(resource, &value),
+        "Service" => typed::<Service>(resource, &value),
+        "NetworkPolicy" => typed::<NetworkPolicy>(resource, &value),
+        "PodDisruptionBudget" => typed::<PodDisruptionBudget>(resource, &value),
         other => Err(ApiError::internal(format!("no decoder for {other}"))),
     }?;
     let mut object = object;
@@ -115,7 +124,7 @@ pub fn decode_value(
 fn quantities(resource: &Resource, object: &Value) -> Result<(), ApiError> {
     let spec = match resource.kind {
         "Pod" => &object["spec"],
-        "Job" => &object["spec"]["template"]["spec"],
+        "Job" | "Deployment" | "ReplicaSet" => &object["spec"]["template"]["spec"],
         _ => return Ok(()),
     };
     for list in ["initContainers", "containers"] {
@@ -192,7 +201,20 @@ pub fn validate(resource: &Resource, object: &Value) -> Result<(), ApiError> {
         "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => {
             crate::auth::validation::validate(resource.kind, object, &mut causes)
         }
-        _ => {}
+        "Deployment" | "ReplicaSet" => {
+            match serde_json::from_value::<PodSpec>(object["spec"]["template"]["spec"].clone()) {
+                Ok(spec) => pod_spec(&spec, "spec.template.spec", &mut causes),
+                Err(_) => causes.push(cause(
+                    "FieldValueRequired",
+                    "spec.template.spec.containers",
+                    "Required value",
+                )),
+            }
+            crate::workloads::validate::check(resource.kind, object, &mut causes);
+        }
+        other => {
+            crate::workloads::validate::check(other, object, &mut causes);
+        }
     }
     if causes.is_empty() {
         Ok(())

@@ -459,13 +459,18 @@ async fn deleting_a_job_in_the_background_removes_its_running_pod() {
     jobs.delete("long", &DeleteParams::background())
         .await
         .unwrap();
-    assert!(
-        pods.list(&ListParams::default().labels("job-name=long"))
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    // The pod terminates gracefully (SIGTERM ends `sleep`), then goes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !pods
+        .list(&ListParams::default().labels("job-name=long"))
+        .await
+        .unwrap()
+        .items
+        .is_empty()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the pod stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

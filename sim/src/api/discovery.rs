@@ -114,7 +114,9 @@ pub(super) fn group_list() -> Value {
         .map(|r| r.group)
         .filter(|g| !g.is_empty())
         .collect();
-    groups.dedup();
+    // First appearance order, each group once.
+    let mut seen = std::collections::BTreeSet::new();
+    groups.retain(|g| seen.insert(*g));
     let groups: Vec<Value> = groups
         .into_iter()
         .map(|g| {

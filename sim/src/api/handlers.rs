@@ -94,6 +94,7 @@ pub(super) fn create(cluster: &Arc<Cluster>, t: &Target, query: &Query, body: By
     meta_mut(&mut object).insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     crate::defaults::apply(t.resource, &mut object);
     crate::serviceaccounts::admit(cluster, t.resource, &mut object)?;
+    crate::workloads::on_create(cluster, t.resource, &mut object)?;
     validate::validate(t.resource, &object)?;
     let name = object["metadata"]["name"]
         .as_str()
@@ -155,7 +156,10 @@ pub(super) fn delete(cluster: &Arc<Cluster>, t: &Target, query: &Query, body: &B
     if query.dry_run() || options["dryRun"].as_array().is_some_and(|a| !a.is_empty()) {
         return Ok(json_ok(current));
     }
-    let deleted = cluster.delete(t.resource, &key, &policy)?;
+    let grace = options["gracePeriodSeconds"]
+        .as_i64()
+        .or_else(|| query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()));
+    let deleted = cluster.delete_with_grace(t.resource, &key, &policy, grace)?;
     Ok(json_ok(deleted))
 }
 

@@ -110,6 +110,7 @@ pub(super) fn update(
                 }
             }
         }
+        crate::workloads::on_update(resource, current, &mut next)?;
         validate::validate(resource, &next)?;
         Ok((next, decoded.warnings))
     };

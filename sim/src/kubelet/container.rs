@@ -39,8 +39,8 @@ pub(super) struct ContainerRun<'a> {
 enum Ended {
     /// It exited with this code (128 + signal when killed by one).
     Exited(i32),
-    /// The pod was stopped first.
-    Stopped,
+    /// It was stopped (pod deletion, liveness failure) and exited with this code.
+    Stopped(i32),
 }
 
 impl ContainerRun<'_> {
@@ -99,14 +99,14 @@ impl ContainerRun<'_> {
             "Started",
             &format!("Started container {}", self.name()),
         );
-        let code = match self.wait(&mut sandbox, &log, stopped).await {
-            Ended::Exited(code) => code,
-            Ended::Stopped => return None,
+        let (code, was_stopped) = match self.wait(&mut sandbox, &log, stopped).await {
+            Ended::Exited(code) => (code, false),
+            Ended::Stopped(code) => (code, true),
         };
         let reason = if code == 0 { "Completed" } else { "Error" };
         let terminated = json!({"terminated": {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": now(), "containerID": format!("sim://{}", uuid::Uuid::new_v4())}});
         status.set(self.slot, terminated, false).await;
-        Some(code)
+        (!was_stopped).then_some(code)
     }
 
     fn pod_name(&self) -> &str {
@@ -240,6 +240,24 @@ impl ContainerRun<'_> {
         })
     }
 
+    /// Runs the container's command (as an `exec` probe or hook sets it) in
+    /// a sandbox made as the container's, to its end; its output.
+    pub(super) async fn output(
+        &self,
+        env: &[(String, String)],
+    ) -> Result<std::process::Output, String> {
+        let user = user(self.pod, self.container).map_err(|e| e.to_string())?;
+        let spec = self.spec(env, user)?;
+        let sandbox = super::sandbox::start(&spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        sandbox
+            .child
+            .wait_with_output()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// Each volume mount's host directory (a `subPath` is made inside its
     /// volume and must stay inside it). Secret, ConfigMap, projected and
     /// Downward API volumes are always read-only, as the kubelet mounts them.
@@ -307,11 +325,14 @@ impl ContainerRun<'_> {
             _ = stopped.changed() => {
                 sandbox.terminate().await;
                 let waited = tokio::time::timeout(Duration::from_secs(grace), sandbox.child.wait());
-                if waited.await.is_err() {
-                    sandbox.kill().await;
-                    let _ = sandbox.child.wait().await;
-                }
-                Ended::Stopped
+                let code = match waited.await {
+                    Ok(r) => exit_code(r.ok()),
+                    Err(_) => {
+                        sandbox.kill().await;
+                        exit_code(sandbox.child.wait().await.ok())
+                    }
+                };
+                Ended::Stopped(code)
             }
         };
         for r in readers {

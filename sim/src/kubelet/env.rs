@@ -68,6 +68,29 @@ impl Source {
         }
     }
 
+    /// Every key's bytes: a Secret's `data`, or a ConfigMap's `data` and
+    /// `binaryData` (base64 on the wire).
+    pub fn data(self, object: &Value) -> std::collections::BTreeMap<String, Vec<u8>> {
+        use base64::Engine;
+        let mut out = std::collections::BTreeMap::new();
+        for (k, v) in object["data"].as_object().into_iter().flatten() {
+            if let Some(bytes) = v.as_str().and_then(|raw| self.bytes(raw)) {
+                out.insert(k.clone(), bytes);
+            }
+        }
+        if let Source::ConfigMap = self {
+            for (k, v) in object["binaryData"].as_object().into_iter().flatten() {
+                let decoded = v
+                    .as_str()
+                    .and_then(|raw| base64::engine::general_purpose::STANDARD.decode(raw).ok());
+                if let Some(bytes) = decoded {
+                    out.insert(k.clone(), bytes);
+                }
+            }
+        }
+        out
+    }
+
     /// The Secret or ConfigMap `name` in `namespace`, if it exists.
     pub fn get(self, cluster: &Cluster, namespace: &str, name: &str) -> Option<Value> {
         cluster
@@ -102,7 +125,9 @@ pub(super) fn resolve_env(
                 None => continue,
             }
         } else if let Some(path) = e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
-            field(pod, path)
+            super::downward::field(pod, path)
+        } else if let Some(r) = e["valueFrom"].get("resourceFieldRef") {
+            super::downward::resource_field(cluster, pod, c, r)
         } else {
             String::new()
         };
@@ -132,9 +157,9 @@ fn key_of(
             })
         };
     };
-    let value = object["data"][key]
-        .as_str()
-        .and_then(|raw| source.bytes(raw))
+    let value = source
+        .data(&object)
+        .remove(key)
         .and_then(|bytes| String::from_utf8(bytes).ok());
     match value {
         Some(v) => Ok(Some(v)),
@@ -145,32 +170,5 @@ fn key_of(
             namespace: ns.to_owned(),
             name: name.to_owned(),
         }),
-    }
-}
-
-/// A `fieldRef` value: the fields the Downward API offers for env.
-fn field(pod: &Value, path: &str) -> String {
-    let keyed = |map: &str| {
-        path.strip_prefix(&format!("metadata.{map}['"))
-            .and_then(|s| s.strip_suffix("']"))
-            .map(|k| {
-                pod["metadata"][map][k]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-    };
-    match path {
-        "metadata.name" | "metadata.namespace" | "metadata.uid" | "spec.nodeName" => {
-            crate::selector::field_value(pod, path)
-        }
-        "spec.serviceAccountName" => pod["spec"]["serviceAccountName"]
-            .as_str()
-            .unwrap_or("default")
-            .to_owned(),
-        "status.podIP" | "status.hostIP" => "127.0.0.1".to_owned(),
-        _ => keyed("labels")
-            .or_else(|| keyed("annotations"))
-            .unwrap_or_default(),
     }
 }

@@ -1,9 +1,12 @@
 //! The kubelet: starts a bound pod once and stops it on deletion; how a pod and its containers run lives in `pod` and `container`, and the kubelet reaches the cluster only through the store, events and the container log registry.
 
 mod container;
+mod downward;
 mod env;
 mod pod;
+mod probe;
 mod projected;
+mod restart;
 mod sandbox;
 mod security;
 mod status;
@@ -84,7 +87,8 @@ impl Kubelet {
         let pod = pod.clone();
         let dir = self.root.join(uid);
         tokio::spawn(async move {
-            pod::run_pod(&cluster, pod, &dir, stopped).await;
+            pod::run_pod(&cluster, &pod, &dir, stopped).await;
+            pod::remove_if_deleted(&cluster, &pod);
             let _ = tokio::fs::remove_dir_all(dir).await;
         });
     }
@@ -98,10 +102,16 @@ impl Kubelet {
         let _ = std::fs::remove_dir_all(&self.root);
     }
 
-    /// Stops the processes of pod `uid` (SIGTERM, then SIGKILL after the grace period).
-    pub fn stop(&self, uid: &str) {
-        if let Some(stop) = self.running().remove(uid) {
-            let _ = stop.send(true);
+    /// Stops the processes of pod `uid` (preStop hooks, SIGTERM, then
+    /// SIGKILL after the grace period); whether its run was still going.
+    pub fn stop(&self, uid: &str) -> bool {
+        let mut running = self.running();
+        // Asked again while it stops, it is still running; once its run has
+        // ended (the receiver is gone) the entry goes.
+        let alive = running.get(uid).is_some_and(|stop| stop.send(true).is_ok());
+        if !alive {
+            running.remove(uid);
         }
+        alive
     }
 }

@@ -7,9 +7,11 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::container::ContainerRun;
+use super::restart::run_restarting;
 use super::status::{INIT, MAIN, PodStatus, Slot, StatusSink, waiting};
 use super::volumes::{MountError, Volumes, prepare_volumes};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, resource};
+use crate::store::Key;
 
 /// The pod's init containers and containers, as specs.
 struct Containers {
@@ -38,20 +40,20 @@ enum Initialized {
 /// Runs `pod` (its volumes under `dir`) until its containers end or it is stopped.
 pub(super) async fn run_pod(
     cluster: &Arc<Cluster>,
-    pod: Value,
+    pod: &Value,
     dir: &Path,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let containers = Containers::of(&pod);
-    let mut status = PodStatus::initial(cluster, &pod, &containers.init, &containers.main);
+    let containers = Containers::of(pod);
+    let mut status = PodStatus::initial(cluster, pod, &containers.init, &containers.main);
     status.write();
-    let volumes = match prepare_volumes(cluster, &pod, dir).await {
+    let volumes = match prepare_volumes(cluster, pod, dir).await {
         Ok(v) => v,
-        Err(e) => return mount_failed(cluster, &pod, &containers, status, &e, stopped).await,
+        Err(e) => return mount_failed(cluster, pod, &containers, status, &e, stopped).await,
     };
     let init = run_init_containers(
         cluster,
-        &pod,
+        pod,
         &containers,
         &volumes,
         &mut status,
@@ -64,7 +66,7 @@ pub(super) async fn run_pod(
     status.status["phase"] = json!("Running");
     status.write();
     let status = Arc::new(tokio::sync::Mutex::new(status));
-    let Some(codes) = run_containers(cluster, &pod, &containers, &volumes, &status, &stopped).await
+    let Some(codes) = run_containers(cluster, pod, &containers, &volumes, &status, &stopped).await
     else {
         return;
     };
@@ -118,10 +120,10 @@ async fn run_init_containers(
             volumes,
             slot: Slot { list: INIT, index },
         };
-        match run.run(&mut StatusSink::Own(status), stopped).await {
+        match run_restarting(&run, &mut StatusSink::Own(status), stopped, None).await {
             Some(0) => {}
             Some(_) => {
-                // OnFailure/Always would restart; the simulator does not model restarts.
+                // Only under `Never` does a failed init container end here.
                 status.status["phase"] = json!("Failed");
                 if restart_never {
                     status.condition("Initialized", false, Some("ContainersNotInitialized"));
@@ -152,7 +154,8 @@ async fn run_containers(
         let container = container.clone();
         let volumes = volumes.clone();
         let mut sink = StatusSink::Shared(status.clone());
-        let mut stopped = stopped.clone();
+        let stopped = stopped.clone();
+        let shared = status.clone();
         tasks.push(tokio::spawn(async move {
             let run = ContainerRun {
                 cluster: &cluster,
@@ -161,7 +164,7 @@ async fn run_containers(
                 volumes: &volumes,
                 slot: Slot { list: MAIN, index },
             };
-            run.run(&mut sink, &mut stopped).await
+            run_restarting(&run, &mut sink, &stopped, Some(&shared)).await
         }));
     }
     let mut codes = Vec::new();
@@ -169,4 +172,23 @@ async fn run_containers(
         codes.push(t.await.ok().flatten());
     }
     codes.into_iter().collect()
+}
+
+/// A pod whose deletion waited for its containers is removed now that they
+/// have stopped, as the kubelet's final delete does.
+pub(super) fn remove_if_deleted(cluster: &Cluster, pod: &Value) {
+    let pods = resource("", "pods");
+    let key = Key::new(
+        pods,
+        pod["metadata"]["namespace"].as_str().unwrap_or_default(),
+        pod["metadata"]["name"].as_str().unwrap_or_default(),
+    );
+    let uid = &pod["metadata"]["uid"];
+    let terminating = cluster.store.get(&key).is_some_and(|p| {
+        &p["metadata"]["uid"] == uid && p["metadata"].get("deletionTimestamp").is_some()
+    });
+    if terminating {
+        // Through the cluster, so that the pod's dependents are collected.
+        let _ = cluster.delete_with_grace(pods, &key, "Background", Some(0));
+    }
 }

@@ -80,11 +80,20 @@ enum Init {
 }
 
 impl Sandbox {
-    /// Sends SIGTERM to the container's processes (the sandbox's session;
-    /// the sandbox's init ignores it, as PID 1 does without a handler).
+    /// Sends SIGTERM to the container's main process, as a runtime sends it
+    /// to the container's PID 1: its children hear of it only from it (a
+    /// shell's `sleep` is not killed under its trap). When the main process
+    /// cannot be told, the sandbox's whole session gets it.
     pub async fn terminate(&mut self) {
-        if let Some(init) = self.init_pid().await {
+        let Some(init) = self.init_pid().await else {
+            return;
+        };
+        let main = children(init);
+        if main.is_empty() {
             let _ = rustix::process::kill_process_group(init, rustix::process::Signal::TERM);
+        }
+        for pid in main {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
     }
 
@@ -106,6 +115,18 @@ impl Sandbox {
             Init::Reading(_) => None,
         }
     }
+}
+
+/// The children of `pid` (bubblewrap's init runs the container's command
+/// as its one child), from `/proc`.
+fn children(pid: rustix::process::Pid) -> Vec<rustix::process::Pid> {
+    let raw = pid.as_raw_nonzero().get();
+    std::fs::read_to_string(format!("/proc/{raw}/task/{raw}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .filter_map(rustix::process::Pid::from_raw)
+        .collect()
 }
 
 /// Whether the sandbox can be made here: checked once per process, by

@@ -27,6 +27,9 @@ pub(super) struct PodStatus {
     key: Key,
     /// The status object.
     pub status: Value,
+    /// Per container: whether a readiness probe (rather than running)
+    /// decides `ready`, and a startup probe (rather than running) `started`.
+    gates: Vec<(bool, bool)>,
 }
 
 impl PodStatus {
@@ -50,6 +53,13 @@ impl PodStatus {
                 INIT: init.iter().map(container_status).collect::<Vec<_>>(),
                 MAIN: main.iter().map(container_status).collect::<Vec<_>>(),
             }),
+            gates: main
+                .iter()
+                .map(|c| {
+                    let startup = !c["startupProbe"].is_null();
+                    (startup || !c["readinessProbe"].is_null(), startup)
+                })
+                .collect(),
         };
         if init.is_empty()
             && let Some(o) = status.status.as_object_mut()
@@ -68,27 +78,92 @@ impl PodStatus {
         status
     }
 
-    /// Writes the status to the store.
+    /// Writes the status to the store; a pod already in a terminal phase
+    /// (failed by the node controller) keeps it, as the API server refuses
+    /// to move a pod out of one.
     pub fn write(&self) {
         let status = self.status.clone();
         let _ = self
             .cluster
             .store
             .update(resource("", "pods"), &self.key, |o| {
-                o["status"] = status;
+                let terminal =
+                    |phase: &Value| matches!(phase.as_str(), Some("Succeeded" | "Failed"));
+                if !terminal(&o["status"]["phase"]) || terminal(&status["phase"]) {
+                    o["status"] = status;
+                }
                 Ok(())
             });
     }
 
-    /// Sets a container's state; a terminated container stays terminated.
+    /// Sets a container's state; a terminated container stays terminated
+    /// (until [`Self::begin_restart`]). `ready` is what running means for a
+    /// container without probes; a probed one is ready only once its probe
+    /// says so ([`Self::set_probed`]).
     pub fn set_container(&mut self, slot: Slot, state: Value, ready: bool) {
+        let (ready_gated, start_gated) = self.gate(slot);
         let c = &mut self.status[slot.list][slot.index];
         let previous = c["state"].clone();
         if previous.get("terminated").is_none() || state.get("terminated").is_some() {
             c["state"] = state;
         }
-        c["ready"] = json!(ready);
-        c["started"] = json!(c["state"].get("running").is_some());
+        let running = c["state"].get("running").is_some();
+        let was_running = previous.get("running").is_some();
+        let probed = |field: &str| was_running && running && c[field] == json!(true);
+        let ready = if ready_gated { probed("ready") } else { ready };
+        let started = if start_gated {
+            probed("started")
+        } else {
+            running
+        };
+        c["ready"] = json!(ready && running);
+        c["started"] = json!(started);
+    }
+
+    fn gate(&self, slot: Slot) -> (bool, bool) {
+        if slot.list != MAIN {
+            return (false, false);
+        }
+        self.gates.get(slot.index).copied().unwrap_or_default()
+    }
+
+    /// A probe's verdict on a running container: `ready` (readiness) or
+    /// `started` (startup); the pod's conditions follow.
+    pub fn set_probed(&mut self, slot: Slot, field: &str, value: bool) {
+        let c = &mut self.status[slot.list][slot.index];
+        if c["state"].get("running").is_some() {
+            c[field] = json!(value);
+        }
+        if field == "started" && value && !self.gate(slot).0 {
+            // Without a readiness probe, started is ready.
+            self.status[slot.list][slot.index]["ready"] = json!(true);
+        }
+        self.ready_when_all_ready();
+    }
+
+    /// A container that ended and will run again: its end becomes
+    /// `lastState`, and it waits (`CrashLoopBackOff` during a back-off).
+    pub fn begin_restart(&mut self, slot: Slot, waiting: Value) {
+        let c = &mut self.status[slot.list][slot.index];
+        let ended = c["state"].clone();
+        if ended.get("terminated").is_some() {
+            c["lastState"] = ended;
+        }
+        c["state"] = waiting;
+        c["ready"] = json!(false);
+        c["started"] = json!(false);
+    }
+
+    /// The container starts again: one more restart.
+    pub fn count_restart(&mut self, slot: Slot) {
+        let c = &mut self.status[slot.list][slot.index];
+        let n = c["restartCount"].as_i64().unwrap_or(0);
+        c["restartCount"] = json!(n + 1);
+    }
+
+    /// The container's current state.
+    pub fn state(&self, slot: Slot) -> Value {
+        self.status[slot.list][slot.index]["state"].clone()
     }
 
     /// Sets a condition; its transition time changes only with its status.
@@ -110,14 +185,14 @@ impl PodStatus {
         }
     }
 
-    /// `Ready` and `ContainersReady` follow whether every container runs.
-    fn ready_when_all_running(&mut self) {
-        let all_running = self.status[MAIN]
+    /// `Ready` and `ContainersReady` follow whether every container is ready.
+    pub fn ready_when_all_ready(&mut self) {
+        let all_ready = self.status[MAIN]
             .as_array()
-            .is_some_and(|cs| cs.iter().all(|c| c["state"].get("running").is_some()));
-        let reason = (!all_running).then_some("ContainersNotReady");
-        self.condition("Ready", all_running, reason);
-        self.condition("ContainersReady", all_running, reason);
+            .is_some_and(|cs| cs.iter().all(|c| c["ready"] == json!(true)));
+        let reason = (!all_ready).then_some("ContainersNotReady");
+        self.condition("Ready", all_ready, reason);
+        self.condition("ContainersReady", all_ready, reason);
     }
 }
 
@@ -141,7 +216,24 @@ impl StatusSink<'_> {
             StatusSink::Shared(shared) => {
                 let mut status = shared.lock().await;
                 status.set_container(slot, state, ready);
-                status.ready_when_all_running();
+                status.ready_when_all_ready();
+                status.write();
+            }
+        }
+    }
+
+    /// Runs `f` on the status and writes it (conditions follow for the
+    /// pod's containers).
+    pub async fn with(&mut self, f: impl FnOnce(&mut PodStatus)) {
+        match self {
+            StatusSink::Own(status) => {
+                f(status);
+                status.write();
+            }
+            StatusSink::Shared(shared) => {
+                let mut status = shared.lock().await;
+                f(&mut status);
+                status.ready_when_all_ready();
                 status.write();
             }
         }

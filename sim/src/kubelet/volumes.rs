@@ -99,6 +99,14 @@ pub(super) async fn prepare_volumes(
         } else if let Some(p) = v.get("projected") {
             super::projected::fill(cluster, pod, name, &path, p)?;
         }
+        if let Some(spec) = v.get("downwardAPI") {
+            super::downward::fill_volume(cluster, pod, spec, &path).map_err(|source| {
+                MountError::Write {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
         out.insert(name.to_owned(), path);
     }
     Ok(out)
@@ -124,7 +132,7 @@ fn fill(
             name: object_name.to_owned(),
         });
     };
-    let data = object["data"].as_object().cloned().unwrap_or_default();
+    let data = source.data(&object);
     // `defaultMode` (0644 unless given) and `items[].mode`, as the kubelet applies them.
     let default_mode = mode_of(&spec["defaultMode"]).unwrap_or(0o644);
     let items: Vec<(String, String, u32)> = match spec["items"].as_array() {
@@ -153,14 +161,13 @@ fn fill(
                 path: rel,
             });
         }
-        let Some(raw) = data.get(&key).and_then(Value::as_str) else {
+        let Some(bytes) = data.get(&key).cloned() else {
             return Err(MountError::NoKey {
                 volume: volume.to_owned(),
                 kind: source.kind(),
                 key,
             });
         };
-        let bytes = source.bytes(raw).unwrap_or_default();
         let file = path.join(&rel);
         if let Some(parent) = file.parent() {
             let _ = std::fs::create_dir_all(parent);

@@ -1,101 +1,15 @@
-//! The control loop: the job controller, scheduling and kubelet hand-off, deadlines and TTLs, driven by store events and a tick as the real controllers are by informers.
+//! The job controller: a pod per Job from its template, the outcome its pods and deadline decide, `backoffLimit`, `activeDeadlineSeconds`, `ttlSecondsAfterFinished`, and the Job's status and Events.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::cluster::{Cluster, random_suffix, resource};
-use crate::kubelet::Kubelet;
 use crate::logs::{now_nanos, parse_time};
-use crate::store::{EventType, Key, now};
+use crate::store::{Key, now};
 
-/// How often deadlines, TTLs and unschedulable pods are looked at again.
-const TICK: Duration = Duration::from_millis(200);
-
-/// Runs the control loop until the cluster is dropped.
-pub fn spawn(cluster: &Arc<Cluster>, kubelet: &Arc<Kubelet>) -> tokio::task::JoinHandle<()> {
-    let weak = Arc::downgrade(cluster);
-    let kubelet = kubelet.clone();
-    let mut events = cluster.store.subscribe();
-    tokio::spawn(async move {
-        if let Some(c) = weak.upgrade() {
-            resync(&c, &kubelet);
-        }
-        let mut tick = tokio::time::interval(TICK);
-        loop {
-            tokio::select! {
-                event = events.recv() => {
-                    let Some(c) = weak.upgrade() else { return };
-                    match event {
-                        Ok(e) => on_event(&c, &kubelet, e.kind, &e.key, &e.object),
-                        Err(RecvError::Lagged(_)) => resync(&c, &kubelet),
-                        Err(RecvError::Closed) => return,
-                    }
-                }
-                _ = tick.tick() => {
-                    let Some(c) = weak.upgrade() else { return };
-                    periodic(&c, &kubelet);
-                }
-            }
-        }
-    })
-}
-
-fn on_event(c: &Arc<Cluster>, kubelet: &Kubelet, kind: EventType, key: &Key, object: &Value) {
-    match (key.resource, kind) {
-        ("jobs", EventType::Deleted) => {}
-        ("jobs", _) => sync_job(c, &key.namespace, &key.name),
-        ("pods", EventType::Deleted) => {
-            if let Some(uid) = object["metadata"]["uid"].as_str() {
-                kubelet.stop(uid);
-            }
-            if let Some(job) = owner_job(object) {
-                sync_job(c, &key.namespace, &job);
-            }
-        }
-        ("pods", _) => {
-            if object["spec"]["nodeName"]
-                .as_str()
-                .is_none_or(str::is_empty)
-            {
-                schedule(c, object);
-            } else {
-                kubelet.ensure(c, object);
-            }
-            if let Some(job) = owner_job(object) {
-                sync_job(c, &key.namespace, &job);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn resync(c: &Arc<Cluster>, kubelet: &Kubelet) {
-    let (jobs, _) = c.store.list(resource("batch", "jobs"), None);
-    for j in jobs {
-        sync_job(
-            c,
-            j["metadata"]["namespace"].as_str().unwrap_or_default(),
-            j["metadata"]["name"].as_str().unwrap_or_default(),
-        );
-    }
-    periodic(c, kubelet);
-}
-
-fn periodic(c: &Arc<Cluster>, kubelet: &Kubelet) {
-    for node in c.faults.lost_nodes() {
-        lose_node(c, kubelet, &node);
-    }
-    let pending = c.store.select(resource("", "pods"), None, |p| {
-        p["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
-            && p["metadata"].get("deletionTimestamp").is_none()
-    });
-    for p in &pending {
-        schedule(c, p);
-    }
-    // Only Jobs with a clock on them need looking at.
+/// Jobs with a clock on them: deadlines and TTLs after they finish.
+pub(super) fn periodic(c: &Arc<Cluster>) {
     let jobs = c.store.select(resource("batch", "jobs"), None, |j| {
         j["spec"]["activeDeadlineSeconds"].is_i64() || j["spec"]["ttlSecondsAfterFinished"].is_i64()
     });
@@ -117,7 +31,7 @@ fn periodic(c: &Arc<Cluster>, kubelet: &Kubelet) {
     }
 }
 
-fn owner_job(pod: &Value) -> Option<String> {
+pub(super) fn owner_job(pod: &Value) -> Option<String> {
     pod["metadata"]["ownerReferences"]
         .as_array()?
         .iter()
@@ -233,7 +147,7 @@ impl Outcome {
 
 /// The job controller for one Job: makes its pod, counts outcomes, enforces
 /// `backoffLimit` and `activeDeadlineSeconds`, and keeps its status.
-fn sync_job(c: &Arc<Cluster>, ns: &str, name: &str) {
+pub(super) fn sync_job(c: &Arc<Cluster>, ns: &str, name: &str) {
     let key = Key::new(resource("batch", "jobs"), ns, name);
     let Some(job) = c.store.get(&key) else { return };
     if job["metadata"].get("deletionTimestamp").is_some() || finished_at(&job).is_some() {
@@ -386,145 +300,4 @@ fn create_pod(c: &Arc<Cluster>, job: &Value) -> Result<String, crate::status::Ap
     crate::serviceaccounts::admit(c, pods, &mut pod)?;
     c.store.create(pods, Key::new(pods, ns, &name), pod)?;
     Ok(name)
-}
-
-/// Binds a pending pod to a node, or marks it unschedulable with the
-/// scheduler's message (and an event when the message changes).
-fn schedule(c: &Arc<Cluster>, pod: &Value) {
-    let pods = resource("", "pods");
-    let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
-    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
-    let key = Key::new(pods, ns, name);
-    let (nodes, _) = c.store.list(resource("", "nodes"), None);
-    // Only pods bound to a node count against it (and for pod affinity);
-    // they are borrowed, not copied: this runs for every pending pod.
-    let placed = c.store.with_selected(
-        pods,
-        None,
-        |p| {
-            p["spec"]["nodeName"]
-                .as_str()
-                .is_some_and(|n| !n.is_empty())
-        },
-        |bound| crate::scheduler::place(pod, &nodes, bound),
-    );
-    let at = now();
-    match placed {
-        Ok(node) => {
-            // A pod bound meanwhile (seen through a stale snapshot) stays where it is.
-            let mut bound = false;
-            let _ = c.store.update(pods, &key, |p| {
-                if p["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
-                    p["spec"]["nodeName"] = json!(node);
-                    set_condition(&mut p["status"], json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": at}));
-                    bound = true;
-                }
-                Ok(())
-            });
-            if bound {
-                c.event(
-                    pod,
-                    "Normal",
-                    "Scheduled",
-                    &format!("Successfully assigned {ns}/{name} to {node}"),
-                );
-            }
-        }
-        Err(why) => {
-            // Judged on the stored pod, not `pod`: a queued watch event can
-            // carry a snapshot older than what a resync already recorded.
-            let mut changed = false;
-            let _ = c.store.update(pods, &key, |p| {
-                let same = p["status"]["conditions"].as_array().is_some_and(|cs| {
-                    cs.iter().any(|c| {
-                        c["type"] == "PodScheduled"
-                            && c["message"].as_str() == Some(why.message.as_str())
-                    })
-                });
-                if !same {
-                    set_condition(&mut p["status"], json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": why.message, "lastProbeTime": null, "lastTransitionTime": at}));
-                    changed = true;
-                }
-                Ok(())
-            });
-            if changed {
-                c.event(pod, "Warning", "FailedScheduling", &why.message);
-            }
-        }
-    }
-}
-
-fn set_condition(status: &mut Value, condition: Value) {
-    if !status["conditions"].is_array() {
-        status["conditions"] = json!([]);
-    }
-    if let Some(list) = status["conditions"].as_array_mut() {
-        list.retain(|c| c["type"] != condition["type"]);
-        list.push(condition);
-    }
-}
-
-/// A node that stopped reporting: `Ready` becomes `Unknown`, the node is
-/// tainted unreachable (so nothing new lands there), and its pods' processes
-/// stop and the pods fail with the node controller's reason.
-fn lose_node(c: &Arc<Cluster>, kubelet: &Kubelet, name: &str) {
-    let nodes = resource("", "nodes");
-    let key = Key::new(nodes, "", name);
-    let Some(node) = c.store.get(&key) else {
-        return;
-    };
-    let at = now();
-    let already = node["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "Unknown")
-    });
-    if !already {
-        let _ = c.store.update(nodes, &key, |n| {
-            set_condition(&mut n["status"], json!({
-                "type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
-                "message": "Kubelet stopped posting node status.",
-                "lastHeartbeatTime": at, "lastTransitionTime": at,
-            }));
-            let mut taints = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
-            taints.push(json!({"key": "node.kubernetes.io/unreachable", "effect": "NoExecute", "timeAdded": at}));
-            taints.push(json!({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}));
-            n["spec"]["taints"] = json!(taints);
-            Ok(())
-        });
-        c.event(
-            &node,
-            "Normal",
-            "NodeNotReady",
-            &format!("Node {name} status is now: NodeNotReady"),
-        );
-    }
-    let pods = resource("", "pods");
-    let all = c
-        .store
-        .select(pods, None, |p| p["spec"]["nodeName"].as_str() == Some(name));
-    for p in all {
-        let on_node = true;
-        let done = matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
-        if !on_node || done {
-            continue;
-        }
-        if let Some(uid) = p["metadata"]["uid"].as_str() {
-            kubelet.stop(uid);
-        }
-        let ns = p["metadata"]["namespace"].as_str().unwrap_or_default();
-        let pod_name = p["metadata"]["name"].as_str().unwrap_or_default();
-        let message = format!("Node {name} which was running pod {pod_name} is unresponsive");
-        let _ = c.store.update(pods, &Key::new(pods, ns, pod_name), |p| {
-            let status = &mut p["status"];
-            status["phase"] = json!("Failed");
-            status["reason"] = json!("NodeLost");
-            status["message"] = json!(message);
-            set_condition(status, json!({
-                "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
-                "message": "Taint manager: deleting due to NoExecute taint", "lastTransitionTime": at,
-            }));
-            Ok(())
-        });
-        c.event(&p, "Warning", "NodeLost", &message);
-    }
 }
