@@ -74,6 +74,11 @@ fn pod_spec(spec: &mut Value) {
             for c in containers {
                 set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
                 set_default(c, "terminationMessagePolicy", json!("File"));
+                if let Some(ports) = c["ports"].as_array_mut() {
+                    for port in ports {
+                        set_default(port, "protocol", json!("TCP"));
+                    }
+                }
                 let latest = c["image"]
                     .as_str()
                     .is_some_and(|i| !i.contains(':') || i.ends_with(":latest"));

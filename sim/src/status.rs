@@ -198,6 +198,21 @@ impl ApiError {
         )
     }
 
+    /// `415 UnsupportedMediaType` for a body in a known media type whose
+    /// content the simulator cannot take without losing part of it.
+    pub fn unsupported_body(message: impl Into<String>) -> ApiError {
+        ApiError::new(415, "UnsupportedMediaType", message.into())
+    }
+
+    /// `406 NotAcceptable`: no media type in `Accept` is one the server answers in.
+    pub fn not_acceptable(accepted: &str) -> ApiError {
+        ApiError::new(
+            406,
+            "NotAcceptable",
+            format!("only the following media types are accepted: {accepted}"),
+        )
+    }
+
     /// `500 InternalError` (also what injected faults answer).
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, "InternalError", message.into())

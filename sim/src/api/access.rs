@@ -133,8 +133,8 @@ pub(super) fn self_subject_access_review(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Reply {
-    let review = if is_protobuf(headers) {
-        crate::auth::protobuf::self_subject_access_review(body)?
+    let review = if super::protobuf::is_protobuf(headers) {
+        super::protobuf::self_subject_access_review(body)?
     } else {
         let r = resource("authorization.k8s.io", "selfsubjectaccessreviews");
         crate::validate::decode(r, body, false)?.object
@@ -200,8 +200,8 @@ pub(super) fn token_request(
 ) -> Reply {
     let request: Value = if body.is_empty() {
         json!({})
-    } else if is_protobuf(headers) {
-        crate::auth::protobuf::token_request(body)?
+    } else if super::protobuf::is_protobuf(headers) {
+        super::protobuf::token_request(body)?
     } else {
         serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!(
@@ -257,14 +257,6 @@ pub(super) fn token_request(
         "status": {"token": token, "expirationTimestamp": expires},
     });
     Ok(json_body_response(StatusCode::CREATED, &answer))
-}
-
-/// Whether the body is Kubernetes protobuf.
-fn is_protobuf(headers: &HeaderMap) -> bool {
-    headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with(crate::auth::protobuf::MEDIA_TYPE))
 }
 
 /// A `405` for any other verb on a create-only path.

@@ -4,6 +4,7 @@ mod access;
 mod discovery;
 mod handlers;
 mod log;
+mod protobuf;
 mod query;
 mod response;
 mod target;
@@ -19,6 +20,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::cluster::Cluster;
+use crate::resources::Resource;
 use crate::status::ApiError;
 
 use discovery::{
@@ -56,6 +58,11 @@ async fn handle(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
             return error(&e);
         }
     };
+    // Answers are JSON only: a client that takes nothing but protobuf gets
+    // the 406 a server without a protobuf encoder gives.
+    if protobuf::accepts_only_protobuf(&headers) {
+        return error(&ApiError::not_acceptable("application/json"));
+    }
     let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
         Ok(b) => b,
         Err(e) => {
@@ -189,13 +196,22 @@ async fn resource_request(
         verb
     };
     cluster.stats.request(verb, t.resource.name);
-    if *method == Method::POST || *method == Method::PUT {
-        let content_type = content_type(headers);
-        // Protobuf bodies (kubectl's generators send them for core types)
-        // are not modelled: refuse them as a server without that codec would.
-        if !content_type.starts_with("application/json") && !content_type.starts_with("*/*") {
-            return Err(ApiError::unsupported_media_type(content_type));
-        }
+    // A protobuf body (kubectl's typed commands send one) becomes the JSON
+    // the handlers read; every JSON path stays as it is.
+    let converted = if protobuf::is_protobuf(headers) && !body.is_empty() {
+        json_of_protobuf(t.resource, method, &body)?
+    } else {
+        None
+    };
+    let (body, content_type) = match converted {
+        Some(json) => (json, "application/json"),
+        None => (body, content_type(headers)),
+    };
+    if (*method == Method::POST || *method == Method::PUT)
+        && !content_type.starts_with("application/json")
+        && !content_type.starts_with("*/*")
+    {
+        return Err(ApiError::unsupported_media_type(content_type));
     }
     cluster.faults.before(verb, t.resource.name).await?;
     match verb {
@@ -209,7 +225,7 @@ async fn resource_request(
                 body,
                 patch: method == Method::PATCH,
                 status: t.sub.as_deref() == Some("status"),
-                content_type: content_type(headers),
+                content_type,
             };
             update(cluster, &t, query, change)
         }
@@ -217,6 +233,26 @@ async fn resource_request(
         "deletecollection" => delete_collection(cluster, &t, query, &body),
         _ => Err(ApiError::method_not_allowed("unsupported verb")),
     }
+}
+
+/// A protobuf body as JSON: the object of a POST or PUT (checked strictly
+/// against its type, so a field the conversion names wrongly is an error,
+/// not a dropped field), the DeleteOptions of a DELETE. A patch has no
+/// protobuf form: `None`, and update refuses its media type.
+fn json_of_protobuf(
+    resource: &Resource,
+    method: &Method,
+    body: &Bytes,
+) -> Result<Option<Bytes>, ApiError> {
+    let value = match *method {
+        Method::POST | Method::PUT => {
+            let object = protobuf::object(resource, body)?;
+            crate::validate::decode_value(resource, object, true)?.object
+        }
+        Method::DELETE => protobuf::delete_options(body)?,
+        _ => return Ok(None),
+    };
+    Ok(Some(Bytes::from(value.to_string())))
 }
 
 /// The request's media type (JSON when none is given).

@@ -2,7 +2,6 @@
 
 pub mod attributes;
 pub mod bootstrap;
-pub mod protobuf;
 pub mod rbac;
 pub mod tls;
 mod tokens;
