@@ -251,6 +251,22 @@ async fn create_namespace_cluster_rbac_and_a_service() {
         .trim(),
         "service/api created"
     );
+    assert_eq!(
+        k.ok(&[
+            "create",
+            "poddisruptionbudget",
+            "api",
+            "--selector=app=api",
+            "--min-available=1",
+            "-n",
+            "team"
+        ])
+        .await
+        .trim(),
+        "poddisruptionbudget.policy/api created"
+    );
+    let budget = k.json(&["get", "pdb", "api", "-n", "team"]).await;
+    assert_eq!(budget["spec"]["minAvailable"], 1);
     let service = k.json(&["get", "service", "api", "-n", "team"]).await;
     assert_eq!(service["spec"]["ports"][0]["port"], 80);
     assert_eq!(service["spec"]["ports"][0]["targetPort"], 8080);
@@ -270,12 +286,22 @@ async fn run_starts_a_pod() {
             "once",
             "--image=busybox",
             "--restart=Never",
+            "--env=GREETING=ran",
+            "--labels=app=once,tier=test",
+            "--port=8080",
             "--",
-            "echo",
-            "ran",
+            "sh",
+            "-c",
+            "echo $GREETING",
         ])
         .await;
     assert_eq!(out.trim(), "pod/once created");
+    let pod = k.json(&["get", "pod", "once"]).await;
+    assert_eq!(pod["metadata"]["labels"]["tier"], "test");
+    assert_eq!(
+        pod["spec"]["containers"][0]["env"],
+        serde_json::json!([{"name": "GREETING", "value": "ran"}])
+    );
     k.ok(&[
         "wait",
         "--for=jsonpath={.status.phase}=Succeeded",
@@ -315,4 +341,110 @@ async fn a_client_accepting_only_protobuf_is_told_the_media_types_served() {
         .unwrap();
     let list: Value = serde_json::from_str(&client.request_text(both).await.unwrap()).unwrap();
     assert_eq!(list["kind"], "ConfigMapList");
+}
+
+/// A protobuf envelope (`k8s\0` + `runtime.Unknown`) around `message`, as
+/// client-go writes it.
+fn protobuf<M: prost::Message>(api_version: &str, kind: &str, message: &M) -> Vec<u8> {
+    use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
+    use prost::Message as _;
+    let unknown = Unknown {
+        type_meta: Some(TypeMeta {
+            api_version: Some(api_version.into()),
+            kind: Some(kind.into()),
+        }),
+        raw: Some(message.encode_to_vec()),
+        content_encoding: Some(String::new()),
+        content_type: Some(String::new()),
+    };
+    [b"k8s\0".as_slice(), &unknown.encode_to_vec()].concat()
+}
+
+/// A typed client's update (PUT) and delete (DeleteOptions) in protobuf
+/// work as their JSON forms; a field the simulator does not convert is a 415
+/// naming the message, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_updates_and_deletes_work_and_unconverted_fields_are_refused() {
+    use k8s_pb::api::core::v1 as core;
+    let k = Cluster::start().await;
+    let client = kube::Client::try_from(k.sim.kube_config().await.unwrap()).unwrap();
+    let send = |method: &str, path: &str, body: Vec<u8>| {
+        http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Content-Type", "application/vnd.kubernetes.protobuf")
+            .header(
+                "Accept",
+                "application/vnd.kubernetes.protobuf, application/json",
+            )
+            .body(body)
+            .unwrap()
+    };
+    k.ok(&["create", "configmap", "c", "--from-literal=k=v"])
+        .await;
+    let meta = |name: &str| k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    let updated = core::ConfigMap {
+        metadata: Some(meta("c")),
+        data: [("k".to_owned(), "w".to_owned())].into(),
+        binary_data: [("raw".to_owned(), vec![0, 1, 2])].into(),
+        ..Default::default()
+    };
+    let body = protobuf("v1", "ConfigMap", &updated);
+    let text = client
+        .request_text(send("PUT", "/api/v1/namespaces/default/configmaps/c", body))
+        .await
+        .unwrap();
+    let map: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(map["data"], serde_json::json!({"k": "w"}));
+    assert_eq!(map["binaryData"], serde_json::json!({"raw": "AAEC"}));
+
+    let mut pod = core::Pod {
+        metadata: Some(meta("p")),
+        ..Default::default()
+    };
+    pod.spec = Some(core::PodSpec {
+        containers: vec![core::Container {
+            name: Some("c".into()),
+            image: Some("busybox".into()),
+            ..Default::default()
+        }],
+        ephemeral_containers: vec![Default::default()],
+        ..Default::default()
+    });
+    let body = protobuf("v1", "Pod", &pod);
+    let err = client
+        .request_text(send("POST", "/api/v1/namespaces/default/pods", body))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("not an API error: {err}");
+    };
+    assert_eq!(status.code, 415);
+    assert!(
+        status.message.contains("io.k8s.api.core.v1.PodSpec"),
+        "{}",
+        status.message
+    );
+    let (found, _, _) = k.run(&["get", "pod", "p"]).await;
+    assert!(!found, "nothing is stored");
+
+    let options = k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions {
+        grace_period_seconds: Some(0),
+        propagation_policy: Some("Background".into()),
+        ..Default::default()
+    };
+    let body = protobuf("meta.k8s.io/v1", "DeleteOptions", &options);
+    client
+        .request_text(send(
+            "DELETE",
+            "/api/v1/namespaces/default/configmaps/c",
+            body,
+        ))
+        .await
+        .unwrap();
+    let (found, _, _) = k.run(&["get", "configmap", "c"]).await;
+    assert!(!found, "the ConfigMap is gone");
 }

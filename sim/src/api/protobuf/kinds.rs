@@ -5,6 +5,7 @@ use k8s_pb::api::authentication::v1 as authn;
 use k8s_pb::api::authorization::v1 as authz;
 use k8s_pb::api::batch::v1 as batch;
 use k8s_pb::api::core::v1 as core;
+use k8s_pb::api::policy::v1 as policy;
 use k8s_pb::api::rbac::v1 as rbac;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 
@@ -560,6 +561,28 @@ fields!(apps::DeploymentStatus {
     unavailable_replicas: OmitZero,
     terminating_replicas,
     collision_count,
+});
+
+// policy/v1: PodDisruptionBudget (`kubectl create poddisruptionbudget`). The
+// status counts have no `omitempty` in Go: their zeros are written.
+fields!(policy::PodDisruptionBudget {
+    metadata,
+    spec,
+    status
+});
+fields!(policy::PodDisruptionBudgetSpec {
+    min_available,
+    selector,
+    max_unavailable,
+    unhealthy_pod_eviction_policy,
+});
+fields!(policy::PodDisruptionBudgetStatus {
+    observed_generation: OmitZero,
+    disrupted_pods,
+    disruptions_allowed,
+    current_healthy,
+    desired_healthy,
+    expected_pods,
 });
 
 // The access requests kubectl sends (`auth can-i`, `create token`).

@@ -9,6 +9,7 @@ use k8s_pb::api::authentication::v1 as authn;
 use k8s_pb::api::authorization::v1 as authz;
 use k8s_pb::api::batch::v1 as batch;
 use k8s_pb::api::core::v1 as core;
+use k8s_pb::api::policy::v1 as policy;
 use k8s_pb::api::rbac::v1 as rbac;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use prost::Message;
@@ -140,6 +141,7 @@ pub fn object(resource: &Resource, body: &[u8]) -> Result<Value, ApiError> {
         ("", "Pod") => convert::<core::Pod>(raw, kind),
         ("batch", "Job") => convert::<batch::Job>(raw, kind),
         ("apps", "Deployment") => convert::<apps::Deployment>(raw, kind),
+        ("policy", "PodDisruptionBudget") => convert::<policy::PodDisruptionBudget>(raw, kind),
         ("rbac.authorization.k8s.io", "Role") => convert::<rbac::Role>(raw, kind),
         ("rbac.authorization.k8s.io", "ClusterRole") => convert::<rbac::ClusterRole>(raw, kind),
         ("rbac.authorization.k8s.io", "RoleBinding") => convert::<rbac::RoleBinding>(raw, kind),
