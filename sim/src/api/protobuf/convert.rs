@@ -114,9 +114,9 @@ fn openapi_name(rust: &str) -> String {
 }
 
 /// `impl ToJson` for a k8s-pb message from the list of its fields, each
-/// written once (`fields! { core::Secret { metadata, data, r#type } }`): `name`, `name => "jsonName"` where lowerCamelCase of the
-/// Rust name is not the JSON name, and `: OmitZero` / `: Inline` (see
-/// [`Mode`]). Every field is taken out of the message; a field not listed
+/// written once (`fields! { core::Secret { metadata, data, r#type } }`):
+/// `name`, `name => "jsonName"` where lowerCamelCase of the Rust name is not
+/// the JSON name, and `: OmitZero` / `: Inline` (see [`Mode`]). Every field is taken out of the message; a field not listed
 /// stays behind and makes the conversion fail instead of vanishing.
 macro_rules! fields {
     ($($ty:ident)::+ { $($field:ident $(=> $json:literal)? $(: $mode:ident)?),* $(,)? }) => {
