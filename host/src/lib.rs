@@ -5,6 +5,7 @@ pub mod config;
 pub mod embedded;
 pub mod job;
 pub mod k8s;
+pub mod ops;
 pub mod payload;
 pub mod plugins;
 pub mod queue;

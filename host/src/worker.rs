@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::QueueConfig;
 use crate::job::Runner;
 use crate::k8s::outcome::Outcome;
+use crate::ops::metrics::{JOB_DURATION, JOB_OVERHEAD, JOBS_FINISHED, JOBS_RUNNING};
 use crate::payload::JobPayload;
 use crate::queue::client::{Dequeued, JobRef, QueueClient};
 use crate::queue::upload::{self, UploadPolicy};
@@ -138,6 +139,34 @@ enum Reported {
     Failed,
     Errored,
     Unreported,
+}
+
+impl Reported {
+    /// The `outcome` label of the job metrics.
+    fn label(self) -> &'static str {
+        match self {
+            Reported::Completed => "succeeded",
+            Reported::Failed => "failed",
+            Reported::Errored => "errored",
+            Reported::Unreported => "unreported",
+        }
+    }
+}
+
+/// Counts a job in [`JOBS_RUNNING`] while it lives, even if its task panics.
+struct RunningGauge;
+
+impl RunningGauge {
+    fn new() -> RunningGauge {
+        metrics::gauge!(JOBS_RUNNING).increment(1.0);
+        RunningGauge
+    }
+}
+
+impl Drop for RunningGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(JOBS_RUNNING).decrement(1.0);
+    }
 }
 
 /// Takes jobs from one queue client and runs them with one runner.
@@ -281,8 +310,12 @@ impl Worker {
         let observer = self.options.observer.clone();
         let jobs = jobs.clone();
         tasks.spawn(async move {
+            let _gauge = RunningGauge::new();
             let key = job.job.clone();
             let (reported, timings) = run_job(&queue, &runner, &policy, job, &running).await;
+            metrics::counter!(JOBS_FINISHED, "outcome" => reported.label()).increment(1);
+            metrics::histogram!(JOB_DURATION, "outcome" => reported.label())
+                .record(dequeued.elapsed().as_secs_f64());
             if let Some(mut t) = timings {
                 t.dequeued = dequeued;
                 observe(&t);
@@ -308,6 +341,8 @@ fn count(summary: &mut Summary, done: Result<Reported, tokio::task::JoinError>) 
         Ok(Reported::Unreported) => summary.unreported += 1,
         Err(e) => {
             tracing::error!(error = %e, "a job's task crashed");
+            metrics::counter!(JOBS_FINISHED, "outcome" => Reported::Unreported.label())
+                .increment(1);
             summary.unreported += 1;
         }
     }
@@ -315,11 +350,11 @@ fn count(summary: &mut Summary, done: Result<Reported, tokio::task::JoinError>) 
 
 fn observe(t: &JobTimings) {
     if let Some(created) = t.created {
-        metrics::histogram!("executor_job_overhead_seconds", "phase" => "start")
+        metrics::histogram!(JOB_OVERHEAD, "phase" => "start")
             .record(created.saturating_duration_since(t.dequeued).as_secs_f64());
     }
     if let Some(last) = t.last_event {
-        metrics::histogram!("executor_job_overhead_seconds", "phase" => "finish")
+        metrics::histogram!(JOB_OVERHEAD, "phase" => "finish")
             .record(t.reporting.saturating_duration_since(last).as_secs_f64());
     }
 }

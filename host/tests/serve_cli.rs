@@ -19,6 +19,8 @@ fn env(cmd: &mut Command, dir: &Path) {
         .env_remove("EXECUTOR_FRONTEND_URL")
         .env_remove("EXECUTOR_API_TOKEN")
         .env("EXECUTOR_LISTEN", "127.0.0.1:0")
+        // Tests run several executors at once: each takes a free port.
+        .env("EXECUTOR_DEBUG_LISTEN", "127.0.0.1:0")
         .env("EXECUTOR_QUEUE_POLL_INTERVAL", "100ms")
         .env("EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY", "1Mi")
         .env("EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY", "64Mi")
@@ -68,6 +70,16 @@ fn serve(dir: &Path) -> (Child, Vec<String>) {
     // Keep reading what it says, so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (child, banner)
+}
+
+/// A plain HTTP/1.0 GET: the whole response, head and body.
+fn get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }
 
 fn text(b: &[u8]) -> String {
@@ -160,6 +172,17 @@ fn serve_runs_what_submit_sends_and_logs_follows_it_to_its_end() {
     assert!(
         job["payload"].get("token").is_none(),
         "show never prints a job token"
+    );
+
+    let ops = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("ops:     http://")?.split(' ').next())
+        .unwrap_or_else(|| panic!("no operations port in the banner: {said}"));
+    assert!(get(ops, "/healthz").ends_with("\r\n\r\nok\n"));
+    let metrics = get(ops, "/metrics");
+    assert!(
+        metrics.contains(r#"executor_jobs_finished_total{outcome="succeeded"} 1"#),
+        "{metrics}"
     );
 
     let term = Command::new("kill")

@@ -14,6 +14,7 @@ use crate::config::{Config, RawConfig};
 use crate::embedded::{Embedded, EmbeddedOptions};
 use crate::job::{Runner, Settings};
 use crate::k8s::{cleanup, client};
+use crate::ops::{self, LastAnswer, PluginsState, Readiness};
 use crate::plugins::Plugins;
 use crate::queue::client::{ClientOptions, QueueClient};
 use crate::worker::{Worker, WorkerOptions};
@@ -47,9 +48,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let shutdown = CancellationToken::new();
     let mut banner = Vec::new();
+    let options = WorkerOptions::from_config(&config.queue);
+    let readiness = Readiness::new(ops::readiness::window(
+        options.poll_interval,
+        options.heartbeat_interval,
+    ));
+    let ops_server = start_ops(&config, &readiness, &shutdown, &mut banner).await?;
     let queue = start_queue(&mut config, &shutdown, &mut banner).await?;
-    let (kube, _sim) = start_cluster(&config, &mut banner).await?;
+    let (kube, _sim) = start_cluster(&config, readiness.api(), &mut banner).await?;
     let plugins = load_plugins(&config, &mut banner).await?;
+    readiness.plugins(PluginsState::Loaded {
+        names: plugins.info().into_iter().map(|p| p.name).collect(),
+        skipped: plugins.skipped().to_vec(),
+    });
+    tokio::spawn(ops::ping::api_server(
+        kube.clone(),
+        readiness.api(),
+        readiness.window() / 3,
+        shutdown.clone(),
+    ));
 
     let executor_name = crate::config::executor_name();
     sweep(&kube, &config, &executor_name).await;
@@ -60,8 +77,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         queues: config.queue.queue_names.clone(),
         multi_queue: config.queue.multi_queue,
         outage_limit: ClientOptions::DEFAULT_OUTAGE_LIMIT,
-    })?;
-    let options = WorkerOptions::from_config(&config.queue);
+    })?
+    .answers_to(readiness.queue());
     let routes = config.queue.frontend_url.clone();
     let runner = Arc::new(Runner::new(
         kube,
@@ -85,16 +102,54 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let stop = CancellationToken::new();
     tokio::spawn(signals(stop.clone()));
+    let draining = stop.clone();
+    let not_ready = readiness.clone();
+    tokio::spawn(async move {
+        draining.cancelled().await;
+        not_ready.draining();
+    });
     let summary = Worker::new(client, runner, options).run(stop).await;
     eprintln!(
         "stopped: {} taken, {} completed, {} failed, {} errored, {} unreported",
         summary.taken, summary.completed, summary.failed, summary.errored, summary.unreported
     );
     shutdown.cancel();
-    if let Some(server) = queue.server {
+    for server in [queue.server, ops_server].into_iter().flatten() {
         let _ = server.await;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The operations port, bound before anything else starts so that probes
+/// answer during start-up and a busy port stops the executor at once.
+async fn start_ops(
+    config: &Config,
+    readiness: &Readiness,
+    shutdown: &CancellationToken,
+    banner: &mut Vec<String>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    ops::metrics::install();
+    let Some(addr) = config.ops.listen else {
+        banner.push(format!(
+            "ops:     off ({}=off)",
+            crate::config::OpsConfig::VARIABLE
+        ));
+        return Ok(None);
+    };
+    let listener = ops::server::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    banner.push(format!(
+        "ops:     http://{addr} ({}, {}, {})",
+        ops::server::HEALTHZ,
+        ops::server::READYZ,
+        ops::server::METRICS
+    ));
+    let (readiness, stop) = (readiness.clone(), shutdown.clone());
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = ops::server::serve(listener, readiness, stop).await {
+            tracing::error!(error = %e, "the operations port stopped");
+        }
+    })))
 }
 
 /// Where jobs come from: Sourcegraph's queue, or the embedded one.
@@ -185,14 +240,15 @@ async fn start_queue(
 /// long as the returned handle lives).
 async fn start_cluster(
     config: &Config,
+    answered: LastAnswer,
     banner: &mut Vec<String>,
 ) -> anyhow::Result<(kube::Client, Option<sim::Sim>)> {
     if uses_a_cluster(config) {
-        let kube = client::client(
-            config.kubernetes.config_path.as_deref(),
+        let kube = client::observed(
+            client::config(config.kubernetes.config_path.as_deref()).await?,
             &config.kubernetes.api,
-        )
-        .await?;
+            Some(answered),
+        )?;
         banner.push(format!(
             "cluster: {} (namespace {})",
             config
@@ -224,7 +280,11 @@ async fn start_cluster(
         sim.url(),
         kubeconfig.display()
     ));
-    let kube = client::with_limits(sim.kube_config().await?, &config.kubernetes.api)?;
+    let kube = client::observed(
+        sim.kube_config().await?,
+        &config.kubernetes.api,
+        Some(answered),
+    )?;
     Ok((kube, Some(sim)))
 }
 

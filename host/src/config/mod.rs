@@ -3,6 +3,7 @@
 mod check;
 mod embedded;
 mod kubernetes;
+mod ops;
 pub mod parse;
 mod plugins;
 mod queue;
@@ -17,6 +18,7 @@ pub use kubernetes::{
     Amount, ApiLimits, DEFAULT_PERSISTENCE_VOLUME_NAME, KubernetesConfig, PodIdentity,
     RawKubernetes, RawPlacement, Resources, VolumeType,
 };
+pub use ops::{DEFAULT_OPS_PORT, OpsConfig, RawOps};
 pub use plugins::RawPlugins;
 pub use queue::{QueueConfig, RawQueue};
 
@@ -41,6 +43,9 @@ pub struct RawConfig {
     /// The embedded queue.
     #[command(flatten)]
     pub embedded: RawEmbedded,
+    /// The operations port.
+    #[command(flatten)]
+    pub ops: RawOps,
 }
 
 /// The validated configuration.
@@ -54,6 +59,8 @@ pub struct Config {
     pub embedded: EmbeddedConfig,
     /// The plugin configuration file.
     pub plugins_config: Option<PathBuf>,
+    /// The operations port.
+    pub ops: OpsConfig,
 }
 
 /// This process's executor name, `<hostname>-<uuid v4>` (in a pod the
@@ -98,13 +105,17 @@ impl Config {
         let queue = raw.queue.check(&mut c);
         let embedded = raw.embedded.check(&mut c);
         let plugins_config = raw.plugins.check(&mut c);
+        let in_pod =
+            kubernetes.as_ref().is_some_and(|k| k.pod.is_some()) || ops::in_cluster_environment();
+        let ops = raw.ops.check(&mut c, in_pod);
         c.finish()?;
-        match (kubernetes, queue, embedded) {
-            (Some(kubernetes), Some(queue), Some(embedded)) => Ok(Config {
+        match (kubernetes, queue, embedded, ops) {
+            (Some(kubernetes), Some(queue), Some(embedded), Some(ops)) => Ok(Config {
                 kubernetes,
                 queue,
                 embedded,
                 plugins_config,
+                ops,
             }),
             // A section gives `None` only after recording a problem.
             _ => Err(ConfigError(vec![])),

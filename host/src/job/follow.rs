@@ -18,6 +18,7 @@ use crate::k8s::logs::{self, Ended, container_status};
 use crate::k8s::outcome::{self, Limits, Observation, Outcome};
 use crate::k8s::spec::{JobObjects, SETUP_CONTAINER};
 use crate::k8s::watch::PodState;
+use crate::ops::metrics::POD_PENDING;
 use crate::payload::JobPayload;
 
 /// How long a deleted pod may go without its Job saying why.
@@ -110,6 +111,7 @@ pub struct Follow<'a> {
     limits: Limits,
     entries: &'a Entries,
     input: mpsc::Sender<Input>,
+    /// Just after the Job's creation: pod pending time counts from here.
     started: Instant,
     unschedulable_since: Option<Instant>,
     pull_failing_since: Option<Instant>,
@@ -233,6 +235,9 @@ impl<'a> Follow<'a> {
                 (None, Some(t)) => t.started_at.as_ref().map(|t| t.0),
                 (None, None) => continue,
             };
+            if self.following.is_empty() {
+                metrics::histogram!(POD_PENDING).record(self.started.elapsed().as_secs_f64());
+            }
             self.following.insert(entry.container.clone());
             let container = Container {
                 cluster: self.cluster.clone(),

@@ -6,6 +6,7 @@ use tower::buffer::BufferLayer;
 
 use super::throttle::{RetryPolicy, Throttle};
 use crate::config::ApiLimits;
+use crate::ops::LastAnswer;
 
 /// Why no client could be made.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,12 @@ pub async fn client(
     config_path: Option<&Path>,
     limits: &ApiLimits,
 ) -> Result<kube::Client, ClientError> {
+    Ok(with_limits(config(config_path).await?, limits)?)
+}
+
+/// The configuration [`client`] uses: `config_path`, else in-cluster, else
+/// the default kubeconfig.
+pub async fn config(config_path: Option<&Path>) -> Result<kube::Config, ClientError> {
     let mut config = match config_path {
         Some(path) => {
             let err = |source| ClientError::Kubeconfig {
@@ -50,14 +57,24 @@ pub async fn client(
     // This client's own layer retries, with the configured budget; kube's
     // would retry 429s and 503s a second time underneath it.
     config.default_retry = false;
-    Ok(with_limits(config, limits)?)
+    Ok(config)
 }
 
 /// A client for `config` whose requests go through [`Throttle`] with `limits`.
 pub fn with_limits(config: kube::Config, limits: &ApiLimits) -> Result<kube::Client, kube::Error> {
+    observed(config, limits, None)
+}
+
+/// [`with_limits`], marking every reply that is not a server error in
+/// `answered` (the operations port's readiness).
+pub fn observed(
+    config: kube::Config,
+    limits: &ApiLimits,
+    answered: Option<LastAnswer>,
+) -> Result<kube::Client, kube::Error> {
     let builder = kube::client::ClientBuilder::try_from(config)?;
     Ok(builder
         .with_layer(&BufferLayer::new(1024))
-        .with_layer(&Throttle::new(limits, RetryPolicy::default()))
+        .with_layer(&Throttle::new(limits, RetryPolicy::default(), answered))
         .build())
 }

@@ -218,7 +218,7 @@ pub async fn follow<T>(
                 }
                 Err(e) => {
                     tracing::debug!(%pod, %container, error = %e, "log stream cut; resuming");
-                    metrics::counter!("executor_log_resumes_total").increment(1);
+                    metrics::counter!(crate::ops::metrics::LOG_RESUMES).increment(1);
                     break false;
                 }
             }

@@ -60,7 +60,7 @@ impl Teardown {
                 }
             }
         }
-        metrics::counter!("executor_teardown_failures_total").increment(1);
+        metrics::counter!(crate::ops::metrics::TEARDOWN_FAILURES).increment(1);
         tracing::error!(job = %name, error = %last, "the Job could not be deleted; ttlSecondsAfterFinished and the next start's sweep remain");
         Err(TeardownError::Delete {
             kind: "Job",

@@ -14,6 +14,8 @@ use kube::client::Body;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
 use crate::config::ApiLimits;
+use crate::ops::LastAnswer;
+use crate::ops::metrics::{KUBE_REQUEST_DURATION, KUBE_REQUESTS, KUBE_RETRIES};
 
 /// How failed requests are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +61,7 @@ struct Shared {
     general: DefaultDirectRateLimiter,
     deletes: DefaultDirectRateLimiter,
     retry: RetryPolicy,
+    answered: Option<LastAnswer>,
 }
 
 fn quota(per_second: u32, burst: u32) -> Quota {
@@ -68,13 +71,15 @@ fn quota(per_second: u32, burst: u32) -> Quota {
 }
 
 impl Throttle {
-    /// Limits from the configuration, retries per `retry`.
-    pub fn new(limits: &ApiLimits, retry: RetryPolicy) -> Throttle {
+    /// Limits from the configuration, retries per `retry`; every reply other
+    /// than a 5xx is marked in `answered` (readiness: the server answers).
+    pub fn new(limits: &ApiLimits, retry: RetryPolicy, answered: Option<LastAnswer>) -> Throttle {
         Throttle {
             shared: Arc::new(Shared {
                 general: RateLimiter::direct(quota(limits.qps, limits.burst)),
                 deletes: RateLimiter::direct(quota(limits.delete_qps, limits.delete_burst)),
                 retry,
+                answered,
             }),
         }
     }
@@ -161,6 +166,20 @@ fn copy(request: &Request<Body>) -> Option<Request<Body>> {
 }
 
 impl Shared {
+    /// Counts one attempt by its status (`none`: no reply) and marks a
+    /// reply that is not a server error as an answer.
+    fn observe(&self, verb: &str, status: Option<StatusCode>, sent: std::time::Instant) {
+        let code = status.map_or_else(|| "none".to_owned(), |s| s.as_u16().to_string());
+        metrics::counter!(KUBE_REQUESTS, "verb" => verb.to_owned(), "code" => code).increment(1);
+        metrics::histogram!(KUBE_REQUEST_DURATION, "verb" => verb.to_owned())
+            .record(sent.elapsed().as_secs_f64());
+        if let (Some(answered), Some(status)) = (&self.answered, status)
+            && !status.is_server_error()
+        {
+            answered.mark();
+        }
+    }
+
     async fn send<S, B>(
         &self,
         mut inner: S,
@@ -197,16 +216,17 @@ impl Shared {
             };
             let uri = request.uri().path().to_owned();
             limiter.until_ready().await;
-            metrics::counter!("executor_kube_requests_total", "verb" => verb.clone()).increment(1);
             let timeout = self.retry.request_timeout;
             let call = async {
                 let service = inner.ready().await.map_err(Into::into)?;
                 service.call(request).await.map_err(Into::into)
             };
+            let sent = std::time::Instant::now();
             let result = match tokio::time::timeout(timeout, call).await {
                 Ok(result) => result,
                 Err(_) => Err(ThrottleError::Timeout(timeout).into()),
             };
+            self.observe(&verb, result.as_ref().ok().map(Response::status), sent);
             let (reason, wait) = match &result {
                 // A 429 was refused before anything happened: any request may repeat.
                 Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => {
@@ -224,7 +244,7 @@ impl Shared {
                 return result;
             };
             tracing::debug!(%verb, %uri, attempt, %reason, ?wait, "retrying a Kubernetes API request");
-            metrics::counter!("executor_kube_retries_total", "verb" => verb.clone()).increment(1);
+            metrics::counter!(KUBE_RETRIES, "verb" => verb.clone()).increment(1);
             tokio::time::sleep(wait).await;
             next = Some(request);
             attempt += 1;

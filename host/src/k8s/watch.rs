@@ -91,7 +91,7 @@ impl PodWatcher {
                 let event = match event {
                     Ok(event) => event,
                     Err(e) => {
-                        metrics::counter!("executor_pod_watch_errors_total").increment(1);
+                        metrics::counter!(crate::ops::metrics::POD_WATCH_ERRORS).increment(1);
                         tracing::warn!(error = %e, "pod watch failed; it restarts with backoff");
                         continue;
                     }

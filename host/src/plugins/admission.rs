@@ -13,6 +13,7 @@ use super::engine::Runtime;
 use super::error::{Hook, PluginError};
 use super::loader::LoadedPlugin;
 use super::scope::violations;
+use crate::ops::metrics::{JOBS_DENIED, PLUGIN_ADMISSIONS, PLUGIN_FAILURES};
 
 /// What the chain decided.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,6 +159,7 @@ pub(crate) fn run(
                         }
                     }
                     (Step::Denied { message }, true) => {
+                        metrics::counter!(JOBS_DENIED, "plugin" => name.clone()).increment(1);
                         stop = Some(Decision::Denied {
                             plugin: name.clone(),
                             message: message.clone(),
@@ -171,12 +173,12 @@ pub(crate) fn run(
                     }
                     _ => {}
                 }
-                metrics::counter!("executor_plugin_admissions_total", "plugin" => name.clone(), "result" => step_name(&step)).increment(1);
+                metrics::counter!(PLUGIN_ADMISSIONS, "plugin" => name.clone(), "result" => step_name(&step)).increment(1);
                 entry.step = step;
             }
             Err(err) => {
                 let ignored = plugin.spec.ignores_failures();
-                metrics::counter!("executor_plugin_failures_total", "plugin" => name.clone(), "hook" => "admit", "kind" => err.kind()).increment(1);
+                metrics::counter!(PLUGIN_FAILURES, "plugin" => name.clone(), "hook" => "admit", "kind" => err.kind()).increment(1);
                 if ignored {
                     tracing::warn!(plugin = %name, error = %err, "plugin failed; ignored per its policy");
                     outcome.warnings.push(format!("{err} (ignored)"));

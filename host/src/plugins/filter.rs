@@ -8,6 +8,7 @@ use super::config::Mode;
 use super::engine::Runtime;
 use super::error::{Hook, PluginError};
 use super::loader::{Live, LoadedPlugin};
+use crate::ops::metrics::PLUGIN_FAILURES;
 
 /// The log filters of one job. Not shared between jobs: each holds its own
 /// instances, so a plugin's state never mixes two jobs' logs.
@@ -84,7 +85,7 @@ impl LogSession {
                 Err(err) => {
                     // The instance may be in any state after a failure.
                     slot.live = None;
-                    metrics::counter!("executor_plugin_failures_total", "plugin" => spec.name.clone(), "hook" => "filter", "kind" => err.kind()).increment(1);
+                    metrics::counter!(PLUGIN_FAILURES, "plugin" => spec.name.clone(), "hook" => "filter", "kind" => err.kind()).increment(1);
                     if spec.ignores_failures() {
                         tracing::warn!(plugin = %spec.name, error = %err, "log plugin failed; batch passed on unfiltered by it, per its policy");
                         self.ignored.push(err);

@@ -15,6 +15,7 @@ use super::engine::{Runtime, TICK};
 use super::error::{Hook, LoadError, PluginError};
 use super::host::HostState;
 use super::scope::{PathPattern, default_scope};
+use crate::ops::metrics::{PLUGIN_CALL_DURATION, PLUGIN_CALLS};
 
 /// What is known about a loaded plugin.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -178,10 +179,17 @@ impl LoadedPlugin {
         f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, PluginError> {
         live.store.set_epoch_deadline(ticks(timeout));
+        let started = Instant::now();
         let result = {
             let _guard = runtime.call_guard();
             f(&mut live.store)
         };
+        let labels = [
+            ("plugin", self.spec.name.clone()),
+            ("hook", hook.as_str().to_owned()),
+        ];
+        metrics::counter!(PLUGIN_CALLS, &labels).increment(1);
+        metrics::histogram!(PLUGIN_CALL_DURATION, &labels).record(started.elapsed().as_secs_f64());
         match result {
             Ok(Ok(value)) => {
                 live.store.data_mut().flush_output();

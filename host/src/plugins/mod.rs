@@ -63,7 +63,7 @@ impl Plugins {
                 }
                 Err(err) if policy == FailurePolicy::Ignore => {
                     tracing::warn!(plugin = %spec.name, error = %err, "plugin skipped per its failure policy");
-                    metrics::counter!("executor_plugin_failures_total", "plugin" => spec.name.clone(), "hook" => "load", "kind" => "load").increment(1);
+                    metrics::counter!(crate::ops::metrics::PLUGIN_FAILURES, "plugin" => spec.name.clone(), "hook" => "load", "kind" => "load").increment(1);
                     skipped.push(err.to_string());
                 }
                 Err(err) => errors.push(err),

@@ -13,6 +13,7 @@ use url::Url;
 
 use super::error::{ClientError, encode, quote, status_error};
 use super::{Inner, JobRef, QueueClient};
+use crate::ops::metrics::QUEUE_RETRIES;
 use crate::queue::wire::{
     AddEntryRequest, EXECUTOR_NAME_HEADER, ExecutionLogEntry, JOB_ID_HEADER, JobId,
     MarkCompleteRequest, MarkFailedRequest, UpdateEntryRequest,
@@ -190,7 +191,7 @@ impl JobClient {
                     last: failure.to_string(),
                 });
             }
-            metrics::counter!("executor_queue_retries_total", "call" => call).increment(1);
+            metrics::counter!(QUEUE_RETRIES, "call" => call).increment(1);
             let now = Instant::now();
             if attempt <= RETRIES_LOGGED
                 || logged_at.is_none_or(|t| now.duration_since(t) >= RETRY_LOG_EVERY)

@@ -31,6 +31,10 @@ use super::wire::{
     DequeueRequest, EXECUTOR_SCHEME, EXECUTOR_VERSION, HeartbeatReply, HeartbeatRequest, JobId,
     MultiHeartbeatReply, MultiHeartbeatRequest, QueueJobIds, QueuedId, Telemetry,
 };
+use crate::ops::LastAnswer;
+use crate::ops::metrics::{
+    QUEUE_REQUEST_DURATION, QUEUE_REQUEST_ERRORS, QUEUE_REQUESTS, for_heartbeat,
+};
 
 /// How long per-job writes keep retrying through an outage unless configured.
 pub const DEFAULT_OUTAGE_LIMIT: Duration = Duration::from_secs(15 * 60);
@@ -124,6 +128,7 @@ pub struct QueueClient {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     http: reqwest::Client,
     base: Url,
@@ -134,6 +139,7 @@ struct Inner {
     name_header: HeaderValue,
     outage_limit: Duration,
     tuning: Tuning,
+    answered: Option<LastAnswer>,
 }
 
 impl QueueClient {
@@ -194,8 +200,19 @@ impl QueueClient {
                 name_header,
                 outage_limit: opts.outage_limit,
                 tuning,
+                answered: None,
             }),
         })
+    }
+
+    /// This client, marking every successful reply in `answered` (the
+    /// operations port's readiness: the queue answers).
+    pub fn answers_to(self, answered: LastAnswer) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.answered = Some(answered);
+        QueueClient {
+            inner: Arc::new(inner),
+        }
     }
 
     /// `GET /.executors/test/auth`: whether the queue accepts the shared secret.
@@ -280,7 +297,7 @@ impl QueueClient {
                 version: "V2".into(),
                 executor_name: inner.executor_name.clone(),
                 job_ids: running.iter().map(|j| JobId(j.id)).collect(),
-                telemetry: Telemetry::current(),
+                telemetry: telemetry(),
             };
             let body = encode("heartbeat", &url, &request)?;
             let reply: HeartbeatReply = inner.json_reply("heartbeat", &url, headers, body).await?;
@@ -317,7 +334,7 @@ impl QueueClient {
             executor_name: inner.executor_name.clone(),
             queue_names: inner.queues.clone(),
             job_ids_by_queue: by_queue,
-            telemetry: Telemetry::current(),
+            telemetry: telemetry(),
         };
         let body = encode("heartbeat", &url, &request)?;
         let reply: MultiHeartbeatReply = inner.json_reply("heartbeat", &url, headers, body).await?;
@@ -329,6 +346,15 @@ impl QueueClient {
             known: reply.known_ids.into_iter().map(job).collect(),
             cancel: reply.cancel_ids.into_iter().map(job).collect(),
         })
+    }
+}
+
+/// What every heartbeat carries, the metrics text included, as
+/// Sourcegraph's executors send it.
+fn telemetry() -> Telemetry {
+    Telemetry {
+        prometheus_metrics: for_heartbeat(),
+        ..Telemetry::current()
     }
 }
 
@@ -376,10 +402,32 @@ impl Inner {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             request = request.body(body);
         }
-        let response = request.headers(headers).send().await.map_err(transport)?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(transport)?;
-        Ok((status, body))
+        let sent = std::time::Instant::now();
+        let reply = async {
+            let response = request.headers(headers).send().await?;
+            let status = response.status();
+            Ok::<_, reqwest::Error>((status, response.bytes().await?))
+        }
+        .await;
+        self.observe(call, reply.as_ref().ok().map(|(status, _)| *status), sent);
+        reply.map_err(transport)
+    }
+
+    /// Counts one request by its status (`none`: no reply) and marks a
+    /// successful reply as an answer.
+    fn observe(&self, call: &'static str, status: Option<StatusCode>, sent: std::time::Instant) {
+        let code = status.map_or_else(|| "none".to_owned(), |s| s.as_u16().to_string());
+        metrics::counter!(QUEUE_REQUESTS, "call" => call, "code" => code).increment(1);
+        metrics::histogram!(QUEUE_REQUEST_DURATION, "call" => call)
+            .record(sent.elapsed().as_secs_f64());
+        match status {
+            Some(s) if s.is_success() => {
+                if let Some(answered) = &self.answered {
+                    answered.mark();
+                }
+            }
+            _ => metrics::counter!(QUEUE_REQUEST_ERRORS, "call" => call).increment(1),
+        }
     }
 
     async fn json_reply<T: serde::de::DeserializeOwned>(

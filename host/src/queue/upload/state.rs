@@ -7,6 +7,7 @@ use tokio::time::Instant;
 
 use super::{UploadPolicy, Uploaded};
 use crate::job::log::LogEvent;
+use crate::ops::metrics::{LOG_LINES, LOG_UPLOAD_FAILURES, LOG_UPLOAD_LAG, LOG_UPLOADED_BYTES};
 use crate::plugins::Stream;
 use crate::queue::client::ClientError;
 use crate::queue::wire::ExecutionLogEntry;
@@ -75,6 +76,8 @@ pub(super) struct PendingSend {
 pub(super) struct Completed {
     pub(super) entry: usize,
     pub(super) version: u64,
+    /// The length of `out` sent.
+    pub(super) bytes: usize,
 }
 
 impl PendingSend {
@@ -82,6 +85,7 @@ impl PendingSend {
         Completed {
             entry: self.entry,
             version: self.version,
+            bytes: self.snapshot.out.as_ref().map_or(0, String::len),
         }
     }
 }
@@ -149,6 +153,7 @@ impl State {
                 if records.is_empty() {
                     return;
                 }
+                metrics::counter!(LOG_LINES).increment(records.len() as u64);
                 let e = self
                     .entries
                     .entry(entry)
@@ -281,6 +286,7 @@ impl State {
         };
         match result {
             Ok(id) => {
+                metrics::counter!(LOG_UPLOADED_BYTES).increment(done.bytes as u64);
                 if id.is_some() && e.id.is_none() {
                     e.id = id;
                 }
@@ -296,8 +302,7 @@ impl State {
                 }
                 if let Some(written) = oldest {
                     let delay = Timestamp::now().duration_since(written);
-                    metrics::histogram!("executor_log_upload_delay_seconds")
-                        .record(delay.as_secs_f64().max(0.0));
+                    metrics::histogram!(LOG_UPLOAD_LAG).record(delay.as_secs_f64().max(0.0));
                 }
             }
             Err(err) => {
@@ -305,7 +310,7 @@ impl State {
                 e.failures = e.failures.saturating_add(1);
                 let gone = matches!(err, ClientError::Gone { .. });
                 tracing::warn!(entry = done.entry, %key, failures = e.failures, error = %err, "sending an execution log entry failed");
-                metrics::counter!("executor_log_upload_failures_total").increment(1);
+                metrics::counter!(LOG_UPLOAD_FAILURES).increment(1);
                 self.error(format!("entry {} ({key}): {err}", done.entry));
                 if gone {
                     self.stopped = true;
