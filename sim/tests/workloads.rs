@@ -633,3 +633,57 @@ spec:
         "{messages:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_from_brings_whole_config_maps_and_secrets_with_env_winning() {
+    let k = Kubectl::start().await;
+    k.create(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {MODE: fast, SHARED: from-map, 1bad: skipped}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {TOKEN: t0k}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: env-from}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox:1.36
+    envFrom:
+    - configMapRef: {name: settings}
+    - secretRef: {name: creds}
+      prefix: S_
+    - configMapRef: {name: absent, optional: true}
+    env:
+    - {name: SHARED, value: from-env}
+    command: ["sh", "-c", "echo $MODE $S_TOKEN $SHARED"]
+"#,
+    )
+    .await;
+    k.until(&["get", "pod", "env-from"], |p| {
+        p["status"]["phase"] == "Succeeded"
+    })
+    .await;
+    assert_eq!(k.ok(&["logs", "env-from"]).await, "fast t0k from-env\n");
+    let events = k
+        .ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=InvalidEnvironmentVariableNames",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+        .await;
+    assert_eq!(
+        events,
+        "Keys [1bad] from the EnvFrom configMap default/settings were skipped since they are considered invalid environment variable names."
+    );
+}

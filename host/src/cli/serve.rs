@@ -204,7 +204,9 @@ async fn start_queue(
         token: embedded.api_token().to_owned(),
     }
     .write(dir)?;
-    if embedded.generated() {
+    // `generated` also covers the executors' secret: a token the operator
+    // configured (EXECUTOR_API_TOKEN, e.g. from a Secret) never goes to the log.
+    if embedded.generated() && config.embedded.api_token.is_none() {
         banner.push(format!(
             "user API token (generated, kept in {}): {}",
             dir.display(),

@@ -222,5 +222,9 @@ fn create_pod(c: &Arc<Cluster>, rs: &Value) -> Result<Value, ApiError> {
         pod["metadata"]["annotations"] = a.clone();
     }
     crate::defaults::apply(pods, &mut pod);
+    // The real controller creates pods through the API, so the
+    // ServiceAccount admission gives them their account's token, as the
+    // Job controller's pods get it.
+    crate::serviceaccounts::admit(c, pods, &mut pod)?;
     c.store.create(pods, Key::new(pods, ns, &name), pod)
 }

@@ -1,4 +1,4 @@
-//! A container's environment as the kubelet resolves it: values expanded against earlier ones, Secret and ConfigMap keys, and the Downward API's pod fields; it only reads the store.
+//! A container's environment as the kubelet resolves it: whole Secrets and ConfigMaps (`envFrom`), values expanded against earlier ones, Secret and ConfigMap keys, and the Downward API's pod fields; it reads the store and records the kubelet's Event for skipped keys.
 
 use serde_json::{Value, json};
 
@@ -109,6 +109,10 @@ pub(super) fn resolve_env(
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
     // The `kubernetes` Service's variables come first; the container's own override them.
     let mut env = crate::serviceaccounts::service_env(cluster);
+    for (name, value) in env_from(cluster, pod, c)? {
+        env.retain(|(k, _)| *k != name);
+        env.push((name, value));
+    }
     for e in c["env"].as_array().into_iter().flatten() {
         let name = e["name"].as_str().unwrap_or_default().to_owned();
         let value = if let Some(v) = e["value"].as_str() {
@@ -135,6 +139,74 @@ pub(super) fn resolve_env(
         env.push((name, value));
     }
     Ok(env)
+}
+
+/// The variables of `envFrom`, in order (a later source wins), as the
+/// kubelet's `makeEnvironmentVariables` makes them: every key of a
+/// ConfigMap's `data` (not `binaryData`) or a Secret's, after `prefix`; a
+/// missing optional source is skipped; keys that are not variable names are
+/// skipped with an `InvalidEnvironmentVariableNames` Event.
+fn env_from(
+    cluster: &Cluster,
+    pod: &Value,
+    c: &Value,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+    let mut out = Vec::new();
+    for from in c["envFrom"].as_array().into_iter().flatten() {
+        let (source, r, word) = if let Some(r) = from.get("configMapRef") {
+            (Source::ConfigMap, r, "configMap")
+        } else if let Some(r) = from.get("secretRef") {
+            (Source::Secret, r, "secret")
+        } else {
+            continue;
+        };
+        let name = r["name"].as_str().unwrap_or_default();
+        let Some(object) = source.get(cluster, ns, name) else {
+            if r["optional"] == json!(true) {
+                continue;
+            }
+            return Err(ConfigError::NotFound {
+                kind: source.kind(),
+                name: name.to_owned(),
+            });
+        };
+        let prefix = from["prefix"].as_str().unwrap_or_default();
+        let mut invalid = Vec::new();
+        for (k, v) in object["data"].as_object().into_iter().flatten() {
+            let key = format!("{prefix}{k}");
+            let value = v
+                .as_str()
+                .and_then(|raw| source.bytes(raw))
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            match value {
+                Some(value) if is_env_var_name(&key) => out.push((key, value)),
+                _ => invalid.push(key),
+            }
+        }
+        if !invalid.is_empty() {
+            invalid.sort();
+            cluster.event(
+                pod,
+                "Warning",
+                "InvalidEnvironmentVariableNames",
+                &format!(
+                    "Keys [{}] from the EnvFrom {word} {ns}/{name} were skipped since they are considered invalid environment variable names.",
+                    invalid.join(", ")
+                ),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// `IsEnvVarName`: `[-._a-zA-Z][-._a-zA-Z0-9]*`.
+fn is_env_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, '-' | '.' | '_'))
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
 }
 
 /// A `secretKeyRef` or `configMapKeyRef` value; `None` when it is optional and missing.
