@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::cluster::{Cluster, random_suffix, resource};
+use crate::cluster::{Cluster, resource};
 use crate::logs::{now_nanos, parse_time};
 use crate::store::{Key, now};
 
@@ -271,33 +271,11 @@ fn write_status(
     });
 }
 
-/// The Job's pod: `<job>-<5 random>`, its template, an owner reference.
+/// The Job's pod, from its template; its name.
 fn create_pod(c: &Arc<Cluster>, job: &Value) -> Result<String, crate::status::ApiError> {
-    let pods = resource("", "pods");
-    let ns = job["metadata"]["namespace"].as_str().unwrap_or_default();
-    let job_name = job["metadata"]["name"].as_str().unwrap_or_default();
-    let name = format!("{job_name}-{}", random_suffix());
-    let template = &job["spec"]["template"];
-    let mut pod = json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": ns,
-            "generateName": format!("{job_name}-"),
-            "labels": template["metadata"]["labels"],
-            "ownerReferences": [{
-                "apiVersion": "batch/v1", "kind": "Job", "name": job_name,
-                "uid": job["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true,
-            }],
-        },
-        "spec": template["spec"],
-    });
-    if let Some(a) = template["metadata"].get("annotations") {
-        pod["metadata"]["annotations"] = a.clone();
-    }
-    crate::defaults::apply(pods, &mut pod);
-    crate::serviceaccounts::admit(c, pods, &mut pod)?;
-    c.store.create(pods, Key::new(pods, ns, &name), pod)?;
-    Ok(name)
+    let pod = super::template::create_pod(c, job, "batch/v1", "Job")?;
+    Ok(pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }

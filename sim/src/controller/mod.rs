@@ -9,6 +9,7 @@ use tokio::sync::broadcast::error::RecvError;
 mod deployment;
 mod job;
 mod replicaset;
+mod template;
 mod volume;
 
 use crate::cluster::{Cluster, resource};

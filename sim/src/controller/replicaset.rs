@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::cluster::{Cluster, random_suffix, resource};
+use crate::cluster::{Cluster, resource};
 use crate::logs::{now_nanos, parse_time};
 use crate::status::ApiError;
 use crate::store::Key;
@@ -195,36 +195,7 @@ fn write_status(c: &Cluster, key: &Key, rs: &Value, active: &[Value]) {
     });
 }
 
-/// A pod from the ReplicaSet's template: `<rs>-<5 random>`, the template's
-/// labels and annotations, a controller owner reference.
+/// A pod from the ReplicaSet's template.
 fn create_pod(c: &Arc<Cluster>, rs: &Value) -> Result<Value, ApiError> {
-    let pods = resource("", "pods");
-    let ns = rs["metadata"]["namespace"].as_str().unwrap_or_default();
-    let rs_name = rs["metadata"]["name"].as_str().unwrap_or_default();
-    let name = format!("{rs_name}-{}", random_suffix());
-    let template = &rs["spec"]["template"];
-    let mut pod = json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": ns,
-            "generateName": format!("{rs_name}-"),
-            "labels": template["metadata"]["labels"],
-            "ownerReferences": [{
-                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name,
-                "uid": rs["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true,
-            }],
-        },
-        "spec": template["spec"],
-    });
-    if let Some(a) = template["metadata"].get("annotations") {
-        pod["metadata"]["annotations"] = a.clone();
-    }
-    crate::defaults::apply(pods, &mut pod);
-    // The real controller creates pods through the API, so the
-    // ServiceAccount admission gives them their account's token, as the
-    // Job controller's pods get it.
-    crate::serviceaccounts::admit(c, pods, &mut pod)?;
-    c.store.create(pods, Key::new(pods, ns, &name), pod)
+    super::template::create_pod(c, rs, "apps/v1", "ReplicaSet")
 }

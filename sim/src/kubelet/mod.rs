@@ -3,6 +3,7 @@
 mod container;
 mod downward;
 mod env;
+mod files;
 mod pod;
 mod probe;
 mod projected;

@@ -7,9 +7,10 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::container::ContainerRun;
+use super::files::MountError;
 use super::restart::run_restarting;
 use super::status::{INIT, MAIN, PodStatus, Slot, StatusSink, waiting};
-use super::volumes::{MountError, Volumes, prepare_volumes};
+use super::volumes::{Volumes, prepare_volumes};
 use crate::cluster::{Cluster, resource};
 use crate::store::Key;
 
