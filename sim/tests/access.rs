@@ -1,7 +1,6 @@
 //! Who may call the simulator: HTTPS with the written kubeconfig, 401 without a valid token, RBAC through the real `kubectl` (ServiceAccount, Role, RoleBinding, `auth can-i`, the real 403 wording), and a pod's in-cluster credentials. `scripts/test` installs kubectl.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -10,64 +9,9 @@ use kube::{Api, Client};
 use serde_json::json;
 use sim::{Options, Sim};
 
-struct Cluster {
-    sim: Sim,
-    dir: tempfile::TempDir,
-    admin: PathBuf,
-}
+mod common;
 
-impl Cluster {
-    async fn start() -> Cluster {
-        let sim = Sim::start("127.0.0.1:0".parse().unwrap(), Options::default())
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let admin = dir.path().join("admin.kubeconfig");
-        sim.write_kubeconfig(&admin).unwrap();
-        Cluster { sim, dir, admin }
-    }
-
-    /// kubectl with `kubeconfig`: (success, stdout, stderr).
-    async fn kubectl(&self, kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
-        let out = tokio::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(args)
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("cannot run kubectl (scripts/test installs it): {e}"));
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    async fn admin(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.kubectl(&self.admin, args).await;
-        assert!(ok, "kubectl {args:?} failed: {err}");
-        out
-    }
-
-    async fn apply(&self, yaml: &str) -> String {
-        let file = self
-            .dir
-            .path()
-            .join(format!("{}.yaml", uuid::Uuid::new_v4()));
-        std::fs::write(&file, yaml).unwrap();
-        self.admin(&["apply", "-f", file.to_str().unwrap()]).await
-    }
-
-    /// A kubeconfig holding a fresh token of ServiceAccount `ns/name`
-    /// (`kubectl create token`).
-    async fn as_account(&self, ns: &str, name: &str) -> PathBuf {
-        let token = self.admin(&["create", "token", name, "-n", ns]).await;
-        let path = self.dir.path().join(format!("{ns}-{name}.kubeconfig"));
-        let user = format!("system:serviceaccount:{ns}:{name}");
-        std::fs::write(&path, self.sim.kubeconfig_with_token(&user, token.trim())).unwrap();
-        path
-    }
-}
+use common::Kubectl;
 
 const TEAM: &str = "apiVersion: v1
 kind: Namespace
@@ -114,7 +58,7 @@ roleRef:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_over_tls_applies_rbac_and_can_i_answers_as_the_account() {
-    let c = Cluster::start().await;
+    let c = Kubectl::start().await;
     assert!(c.sim.url().starts_with("https://"));
     let applied = c.apply(TEAM).await;
     assert_eq!(
@@ -128,7 +72,7 @@ async fn kubectl_over_tls_applies_rbac_and_can_i_answers_as_the_account() {
         async move {
             let mut all = vec!["auth", "can-i"];
             all.extend_from_slice(args);
-            c.kubectl(&runner, &all).await
+            c.run_as(&runner, &all).await
         }
     };
     let (ok, out, _) = can_i(&["create", "jobs", "-n", "team"]).await;
@@ -146,8 +90,8 @@ async fn kubectl_over_tls_applies_rbac_and_can_i_answers_as_the_account() {
 
     // The admin (system:masters) may impersonate the account.
     let (ok, out, _) = c
-        .kubectl(
-            &c.admin,
+        .run_as(
+            &c.kubeconfig,
             &[
                 "auth",
                 "can-i",
@@ -161,8 +105,8 @@ async fn kubectl_over_tls_applies_rbac_and_can_i_answers_as_the_account() {
         .await;
     assert!(ok && out.trim() == "yes", "{out}");
     let (ok, out, _) = c
-        .kubectl(
-            &c.admin,
+        .run_as(
+            &c.kubeconfig,
             &[
                 "auth",
                 "can-i",
@@ -179,30 +123,30 @@ async fn kubectl_over_tls_applies_rbac_and_can_i_answers_as_the_account() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_request_reads_as_the_real_servers_403() {
-    let c = Cluster::start().await;
+    let c = Kubectl::start().await;
     c.apply(TEAM).await;
     let runner = c.as_account("team", "runner").await;
-    let (ok, _, err) = c.kubectl(&runner, &["get", "pods", "-n", "team"]).await;
+    let (ok, _, err) = c.run_as(&runner, &["get", "pods", "-n", "team"]).await;
     assert!(!ok);
     assert_eq!(
         err.trim(),
         "Error from server (Forbidden): pods is forbidden: User \"system:serviceaccount:team:runner\" cannot list resource \"pods\" in API group \"\" in the namespace \"team\""
     );
     let (ok, _, err) = c
-        .kubectl(&runner, &["delete", "job", "nightly", "-n", "team"])
+        .run_as(&runner, &["delete", "job", "nightly", "-n", "team"])
         .await;
     assert!(!ok);
     assert_eq!(
         err.trim(),
         "Error from server (Forbidden): jobs.batch \"nightly\" is forbidden: User \"system:serviceaccount:team:runner\" cannot delete resource \"jobs\" in API group \"batch\" in the namespace \"team\""
     );
-    let (ok, _, err) = c.kubectl(&runner, &["get", "nodes"]).await;
+    let (ok, _, err) = c.run_as(&runner, &["get", "nodes"]).await;
     assert!(!ok);
     assert_eq!(
         err.trim(),
         "Error from server (Forbidden): nodes is forbidden: User \"system:serviceaccount:team:runner\" cannot list resource \"nodes\" in API group \"\" at the cluster scope"
     );
-    let (ok, _, err) = c.kubectl(&runner, &["get", "--raw", "/sim/stats"]).await;
+    let (ok, _, err) = c.run_as(&runner, &["get", "--raw", "/sim/stats"]).await;
     assert!(!ok);
     assert!(
         err.contains(
@@ -231,7 +175,7 @@ roleRef:
     )
     .await;
     let (_, _, err) = c
-        .kubectl(&runner, &["get", "configmaps", "-n", "team"])
+        .run_as(&runner, &["get", "configmaps", "-n", "team"])
         .await;
     assert_eq!(
         err.trim(),
@@ -419,7 +363,7 @@ async fn finished_log(client: &Client, ns: &str, job: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_in_a_pod_finds_the_api_with_its_account_token_and_rbac_applies() {
-    let c = Cluster::start().await;
+    let c = Kubectl::start().await;
     c.apply(TEAM).await;
     let client = Client::try_from(c.sim.kube_config().await.unwrap()).unwrap();
     // In-cluster configuration: no kubeconfig, only the mounted token, CA

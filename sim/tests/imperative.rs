@@ -1,64 +1,15 @@
 //! kubectl's imperative commands (`create secret|configmap|job|deployment|serviceaccount|role|rolebinding|...`, `run`), which send protobuf bodies, work against the simulator over TLS; answers are JSON. `scripts/test` installs kubectl.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
-
 use serde_json::Value;
-use sim::{Options, Sim};
 
-struct Cluster {
-    sim: Sim,
-    _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
+mod common;
 
-impl Cluster {
-    async fn start() -> Cluster {
-        let sim = Sim::start("127.0.0.1:0".parse().unwrap(), Options::default())
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        sim.write_kubeconfig(&kubeconfig).unwrap();
-        Cluster {
-            sim,
-            _dir: dir,
-            kubeconfig,
-        }
-    }
-
-    /// kubectl: (success, stdout, stderr).
-    async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let out = tokio::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("cannot run kubectl (scripts/test installs it): {e}"));
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(args).await;
-        assert!(ok, "kubectl {args:?} failed: {err}");
-        out
-    }
-
-    async fn json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&args).await).unwrap()
-    }
-}
+use common::Kubectl;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_secret_generic_and_configmap_from_literals() {
-    let k = Cluster::start().await;
+    let k = Kubectl::start().await;
     let (ok, out, log) = k
         .run(&[
             "create",
@@ -97,7 +48,7 @@ async fn create_secret_generic_and_configmap_from_literals() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_job_runs_it_and_its_log_says_hi() {
-    let k = Cluster::start().await;
+    let k = Kubectl::start().await;
     let out = k
         .ok(&["create", "job", "hi", "--image=busybox", "--", "echo", "hi"])
         .await;
@@ -121,7 +72,7 @@ async fn create_job_runs_it_and_its_log_says_hi() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_deployment_with_two_replicas_rolls_out() {
-    let k = Cluster::start().await;
+    let k = Kubectl::start().await;
     let out = k
         .ok(&[
             "create",
@@ -151,7 +102,7 @@ async fn create_deployment_with_two_replicas_rolls_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_serviceaccount_role_and_rolebinding_grant_what_they_say() {
-    let k = Cluster::start().await;
+    let k = Kubectl::start().await;
     assert_eq!(
         k.ok(&["create", "serviceaccount", "bot"]).await.trim(),
         "serviceaccount/bot created"
@@ -208,7 +159,7 @@ async fn create_serviceaccount_role_and_rolebinding_grant_what_they_say() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_namespace_cluster_rbac_and_a_service() {
-    let k = Cluster::start().await;
+    let k = Kubectl::start().await;
     assert_eq!(
         k.ok(&["create", "namespace", "team"]).await.trim(),
         "namespace/team created"
@@ -279,7 +230,7 @@ async fn create_namespace_cluster_rbac_and_a_service() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_starts_a_pod() {
-    let k = Cluster::start().await;
+    let k = Kubectl::start().await;
     let out = k
         .ok(&[
             "run",
@@ -316,7 +267,7 @@ async fn run_starts_a_pod() {
 /// simulator answers in JSON only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_accepting_only_protobuf_is_told_the_media_types_served() {
-    let k = Cluster::start().await;
+    let k = Kubectl::start().await;
     let client = kube::Client::try_from(k.sim.kube_config().await.unwrap()).unwrap();
     let request = http::Request::get("/api/v1/namespaces/default/configmaps")
         .header("Accept", "application/vnd.kubernetes.protobuf")
@@ -366,7 +317,7 @@ fn protobuf<M: prost::Message>(api_version: &str, kind: &str, message: &M) -> Ve
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protobuf_updates_and_deletes_work_and_unconverted_fields_are_refused() {
     use k8s_pb::api::core::v1 as core;
-    let k = Cluster::start().await;
+    let k = Kubectl::start().await;
     let client = kube::Client::try_from(k.sim.kube_config().await.unwrap()).unwrap();
     let send = |method: &str, path: &str, body: Vec<u8>| {
         http::Request::builder()

@@ -1,67 +1,11 @@
 //! The real `kubectl` against the simulator: the commands an operator uses on Jobs work and read as on a real cluster. `scripts/test` installs kubectl when it is missing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-
 use serde_json::Value;
-use sim::{Options, Sim};
 
-struct Kubectl {
-    _sim: Sim,
-    _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
+mod common;
 
-impl Kubectl {
-    async fn start() -> Kubectl {
-        let sim = Sim::start("127.0.0.1:0".parse().unwrap(), Options::default())
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, sim.kubeconfig()).unwrap();
-        Kubectl {
-            _sim: sim,
-            _dir: dir,
-            kubeconfig,
-        }
-    }
-
-    /// Runs kubectl; returns (success, stdout, stderr).
-    async fn run(&self, args: &[&str], stdin: Option<&Path>) -> (bool, String, String) {
-        let mut cmd = tokio::process::Command::new("kubectl");
-        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
-        if let Some(file) = stdin {
-            cmd.arg("-f").arg(file);
-        }
-        let out = cmd
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("cannot run kubectl (scripts/test installs it): {e}"));
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(args, None).await;
-        assert!(ok, "kubectl {args:?} failed: {err}");
-        out
-    }
-
-    async fn apply(&self, yaml: &str) -> String {
-        let file = self
-            ._dir
-            .path()
-            .join(format!("{}.yaml", uuid::Uuid::new_v4()));
-        std::fs::write(&file, yaml).unwrap();
-        let (ok, out, err) = self.run(&["apply"], Some(&file)).await;
-        assert!(ok, "kubectl apply failed: {err}");
-        out
-    }
-}
+use common::Kubectl;
 
 fn job(name: &str, extra_spec: &str, container: &str) -> String {
     format!(
@@ -162,17 +106,14 @@ async fn a_failing_job_an_unschedulable_one_and_a_pull_failure_read_as_on_a_clus
     assert_eq!(exit, "7");
 
     let (ok, _, err) = k
-        .run(
-            &[
-                "wait",
-                "--for=condition=PodScheduled=false",
-                "pods",
-                "-l",
-                "job-name=nowhere",
-                "--timeout=30s",
-            ],
-            None,
-        )
+        .run(&[
+            "wait",
+            "--for=condition=PodScheduled=false",
+            "pods",
+            "-l",
+            "job-name=nowhere",
+            "--timeout=30s",
+        ])
         .await;
     assert!(ok, "{err}");
     let why = k
@@ -203,10 +144,15 @@ async fn a_failing_job_an_unschedulable_one_and_a_pull_failure_read_as_on_a_clus
         ])
         .await;
     let (ok, _, err) = k
-        .run(&["wait", "--for=jsonpath={.status.containerStatuses[0].state.waiting.reason}=ImagePullBackOff", &format!("pod/{pulling}"), "--timeout=30s"], None)
+        .run(&[
+            "wait",
+            "--for=jsonpath={.status.containerStatuses[0].state.waiting.reason}=ImagePullBackOff",
+            &format!("pod/{pulling}"),
+            "--timeout=30s",
+        ])
         .await;
     assert!(ok, "{err}");
-    let (ok, _, err) = k.run(&["logs", &format!("pod/{pulling}")], None).await;
+    let (ok, _, err) = k.run(&["logs", &format!("pod/{pulling}")]).await;
     assert!(!ok);
     assert!(
         err.contains("is waiting to start: trying and failing to pull image"),

@@ -1,106 +1,28 @@
 //! Long-running workloads with the real `kubectl`: a Deployment rolls out, restarts pod by pod and rolls back; containers restart on a failing liveness probe and back off when they crash; deletion runs the preStop hook before SIGTERM; the Downward API; and the kinds a typical deployment applies. `scripts/test` installs kubectl.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
 use kube::api::{WatchEvent, WatchParams};
-use kube::{Api, Client};
 use serde_json::Value;
+use sim::Options;
 use sim::logs::ContainerId;
-use sim::{Options, Sim};
 
-struct Kubectl {
-    sim: Sim,
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
+mod common;
 
-impl Kubectl {
-    async fn start() -> Kubectl {
-        let options = Options {
-            restart_backoff: Duration::from_millis(300),
-            ..Options::default()
-        };
-        let sim = Sim::start("127.0.0.1:0".parse().unwrap(), options)
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, sim.kubeconfig()).unwrap();
-        Kubectl {
-            sim,
-            dir,
-            kubeconfig,
-        }
-    }
+use common::Kubectl;
 
-    async fn client(&self) -> Client {
-        Client::try_from(self.sim.kube_config().await.unwrap()).unwrap()
-    }
-
-    async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let out = tokio::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("cannot run kubectl (scripts/test installs it): {e}"));
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(args).await;
-        assert!(ok, "kubectl {args:?} failed: {err}");
-        out
-    }
-
-    fn write(&self, name: &str, yaml: &str) -> String {
-        let file = self.dir.path().join(name);
-        std::fs::write(&file, yaml).unwrap();
-        file.to_string_lossy().into_owned()
-    }
-
-    async fn apply(&self, yaml: &str) -> String {
-        let file = self.write(&format!("{}.yaml", uuid::Uuid::new_v4()), yaml);
-        self.ok(&["apply", "-f", &file]).await
-    }
-
-    /// `kubectl create -f` (no last-applied annotation on the object).
-    async fn create(&self, yaml: &str) -> String {
-        let file = self.write(&format!("{}.yaml", uuid::Uuid::new_v4()), yaml);
-        self.ok(&["create", "-f", &file]).await
-    }
-
-    async fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&all).await).unwrap()
-    }
-
-    /// Polls `kubectl get -o json` until `done` holds, for at most 30 s.
-    async fn until(&self, args: &[&str], done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let v = self.json(args).await;
-            if done(&v) {
-                return v;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting on {args:?}: {v:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+/// A simulator whose crash-loop back-off starts at 300 ms, so restarts show in seconds.
+async fn start() -> Kubectl {
+    let options = Options {
+        restart_backoff: Duration::from_millis(300),
+        ..Options::default()
+    };
+    Kubectl::with(options).await
 }
 
 const DEPLOYMENT: &str = r#"apiVersion: apps/v1
@@ -130,7 +52,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_rolls_out_restarts_pod_by_pod_keeping_two_ready_and_rolls_back() {
-    let k = Kubectl::start().await;
+    let k = start().await;
     assert_eq!(
         k.apply(DEPLOYMENT).await.trim(),
         "deployment.apps/web created"
@@ -257,7 +179,7 @@ fn container_status(pod: &Value) -> &Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_liveness_probe_restarts_the_container() {
-    let k = Kubectl::start().await;
+    let k = start().await;
     k.apply(
         r#"apiVersion: v1
 kind: Pod
@@ -309,7 +231,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashing_container_backs_off_in_crash_loop_back_off() {
-    let k = Kubectl::start().await;
+    let k = start().await;
     k.apply(
         r#"apiVersion: v1
 kind: Pod
@@ -345,7 +267,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_pod_runs_the_pre_stop_hook_then_sends_sigterm() {
-    let k = Kubectl::start().await;
+    let k = start().await;
     k.apply(
         r#"apiVersion: v1
 kind: Pod
@@ -419,7 +341,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_downward_api_fills_env_and_a_volume() {
-    let k = Kubectl::start().await;
+    let k = start().await;
     k.create(
         r#"apiVersion: v1
 kind: Pod
@@ -477,7 +399,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_k_of_a_typical_deployment_creates_every_kind() {
-    let k = Kubectl::start().await;
+    let k = start().await;
     let dir = k.dir.path().join("deploy");
     std::fs::create_dir(&dir).unwrap();
     let files = [
@@ -570,7 +492,7 @@ async fn apply_k_of_a_typical_deployment_creates_every_kind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_readiness_probe_makes_the_pod_ready_and_a_failing_http_liveness_probe_restarts_it()
 {
-    let k = Kubectl::start().await;
+    let k = start().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -636,7 +558,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_from_brings_whole_config_maps_and_secrets_with_env_winning() {
-    let k = Kubectl::start().await;
+    let k = start().await;
     k.create(
         r#"apiVersion: v1
 kind: ConfigMap
