@@ -12,7 +12,7 @@ pub struct ImageMapping {
     /// An absolute path: an executable is the image's entrypoint (run when
     /// the container gives no `command`); a directory is a set of tools.
     /// Either way its directory is bound read-only into the container at
-    /// the same path and put first on the container's `PATH`.
+    /// `/.sim-image` and put first on the container's `PATH`.
     pub command: PathBuf,
 }
 

@@ -215,7 +215,8 @@ impl ContainerRun<'_> {
         if argv.is_empty()
             && let Some(entrypoint) = mapped.as_ref().and_then(|m| m.entrypoint.as_ref())
         {
-            argv.push(entrypoint.display().to_string());
+            let name = entrypoint.file_name().unwrap_or_default().to_string_lossy();
+            argv.push(format!("{}/{name}", super::sandbox::IMAGE_ROOT));
         }
         argv.extend(strings("args"));
         if argv.is_empty() {

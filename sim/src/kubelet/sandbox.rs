@@ -19,6 +19,9 @@ const SYSTEM_DIRS: &[&str] = &[
 /// `PATH` in every container, as container runtimes set it.
 pub(super) const DEFAULT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Where a mapped image's directory is in the container: a path of its own,
+/// because at its host path (say under `/tmp`) a pod's volume could hide it.
+pub(super) const IMAGE_ROOT: &str = "/.sim-image";
 
 /// Why a sandbox cannot be started.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +60,7 @@ pub(super) struct Spec {
     pub gid: i64,
     /// The pod's volume mounts.
     pub mounts: Vec<Mount>,
-    /// A mapped image's directory, bound read-only at the same path.
+    /// A mapped image's directory, bound read-only at [`IMAGE_ROOT`].
     pub image_dir: Option<PathBuf>,
     /// The environment (after `PATH` and `HOSTNAME`).
     pub env: Vec<(String, String)>,
@@ -166,7 +169,7 @@ pub(super) async fn start(spec: &Spec) -> Result<Sandbox, SandboxError> {
     let mut cmd = Command::new("bwrap");
     cmd.args(args(spec, info_fd.as_raw_fd()));
     let path = match &spec.image_dir {
-        Some(dir) => format!("{}:{DEFAULT_PATH}", dir.display()),
+        Some(_) => format!("{IMAGE_ROOT}:{DEFAULT_PATH}"),
         None => DEFAULT_PATH.to_owned(),
     };
     cmd.env_clear()
@@ -305,7 +308,7 @@ fn args(spec: &Spec, info_fd: i32) -> Vec<OsString> {
     args.extend(system);
     args.extend(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"].map(OsString::from));
     if let Some(dir) = &spec.image_dir {
-        args.extend(["--ro-bind".into(), dir.into(), dir.into()]);
+        args.extend(["--ro-bind".into(), dir.into(), IMAGE_ROOT.into()]);
     }
     // A mount inside another one comes after it.
     let mut mounts: Vec<&Mount> = spec.mounts.iter().collect();
