@@ -25,28 +25,19 @@ pub(super) fn fill(
             let token = account_token(cluster, pod, volume)?;
             let path = t["path"].as_str().unwrap_or("token").to_owned();
             out.push((path, token.into_bytes(), default_mode));
-        } else if let Some(cm) = source.get("configMap") {
-            let name = cm["name"].as_str().unwrap_or_default();
-            let keys = Source::ConfigMap;
+        } else if let Some((keys, spec)) = source
+            .get("configMap")
+            .map(|cm| (Source::ConfigMap, cm))
+            .or_else(|| source.get("secret").map(|s| (Source::Secret, s)))
+        {
+            let name = spec["name"].as_str().unwrap_or_default();
             out.extend(files::keys(
                 cluster,
                 ns,
                 volume,
                 keys,
                 name,
-                cm,
-                default_mode,
-            )?);
-        } else if let Some(secret) = source.get("secret") {
-            let name = secret["name"].as_str().unwrap_or_default();
-            let keys = Source::Secret;
-            out.extend(files::keys(
-                cluster,
-                ns,
-                volume,
-                keys,
-                name,
-                secret,
+                spec,
                 default_mode,
             )?);
         } else if let Some(d) = source.get("downwardAPI") {
