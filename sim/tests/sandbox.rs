@@ -1,4 +1,4 @@
-//! The kubelet's sandbox as an untrusted job meets it: what a container can read, write and signal, the user it runs as, what outlives the simulator's process (nothing), and images mapped to local programs.
+//! The kubelet's sandbox as an untrusted job meets it: what a container can read, write and signal, the user it runs as, what outlives the simulator's process (nothing), images mapped to local programs and image volumes, and claims that outlive pods.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::BufRead;
@@ -303,6 +303,93 @@ async fn a_pod_whose_image_maps_to_a_local_script_runs_it() {
     ]});
     let (phase, _) = run(&pods, "no-hello", spec).await;
     assert_eq!(phase, "Failed");
+}
+
+#[tokio::test]
+async fn an_image_volume_is_its_mapped_directory_read_only_and_an_unmapped_one_never_mounts() {
+    let plugins = host_dir("plugins-image");
+    std::fs::write(plugins.join("plugins.yaml"), "plugins: []\n").unwrap();
+    let options = Options {
+        images: vec![ImageMapping {
+            image: "registry.example.com/acme/plugins@sha256:*".into(),
+            command: plugins.clone(),
+        }],
+        ..Options::default()
+    };
+    let (_sim, client) = start(options).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let volume = |reference: &str| {
+        json!({
+            "containers": [{"name": "main", "image": "busybox",
+                "command": ["/bin/sh", "-c",
+                    "cat /plugins/plugins.yaml; if touch /plugins/x 2>/dev/null; then echo LEAK wrote the image; fi"],
+                "volumeMounts": [{"name": "plugins", "mountPath": "/plugins"}]}],
+            "volumes": [{"name": "plugins", "image": {"reference": reference, "pullPolicy": "IfNotPresent"}}],
+        })
+    };
+    let digest = format!(
+        "registry.example.com/acme/plugins@sha256:{}",
+        "a".repeat(64)
+    );
+    let (phase, log) = run(&pods, "image-volume", volume(&digest)).await;
+    assert_eq!(phase, "Succeeded", "{log}");
+    assert_eq!(log, "plugins: []\n");
+    assert!(!plugins.join("x").exists());
+
+    create_pod(&pods, "unmapped", volume("registry.example.com/other:1")).await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, "default");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let message = loop {
+        let list = events.list(&Default::default()).await.unwrap();
+        let failed = list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("FailedMount")
+                && e.involved_object.name.as_deref() == Some("unmapped")
+        });
+        if let Some(e) = failed {
+            break e.message.unwrap_or_default();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no FailedMount event for an unmapped image volume"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        message.contains("registry.example.com/other:1"),
+        "{message}"
+    );
+    let pod = serde_json::to_value(pods.get("unmapped").await.unwrap()).unwrap();
+    assert_eq!(pod["status"]["phase"], "Pending");
+}
+
+#[tokio::test]
+async fn a_claims_data_outlives_the_pod_that_wrote_it() {
+    let (_sim, client) = start(Options::default()).await;
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), "default");
+    let claim = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }))
+    .unwrap();
+    claims.create(&PostParams::default(), &claim).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let with_claim = |script: &str| {
+        json!({
+            "containers": [{"name": "main", "image": "busybox", "command": ["/bin/sh", "-c", script],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+        })
+    };
+    let (phase, log) = run(&pods, "writer", with_claim("echo kept > /data/file")).await;
+    assert_eq!(phase, "Succeeded", "{log}");
+    pods.delete("writer", &DeleteParams::default())
+        .await
+        .unwrap();
+    let (phase, log) = run(&pods, "reader", with_claim("cat /data/file")).await;
+    assert_eq!(phase, "Succeeded", "{log}");
+    assert_eq!(log, "kept\n");
 }
 
 /// The variable that makes [`a_simulator_host_for_the_kill_test_does_nothing_unless_asked`]

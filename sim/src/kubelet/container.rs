@@ -284,13 +284,14 @@ impl ContainerRun<'_> {
                     )
                 })?;
             }
+            // Written by the kubelet, or an image's: never by the container.
             let projected = self.pod["spec"]["volumes"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .find(|v| v["name"] == vol)
                 .is_some_and(|v| {
-                    ["secret", "configMap", "projected", "downwardAPI"]
+                    ["secret", "configMap", "projected", "downwardAPI", "image"]
                         .iter()
                         .any(|k| v.get(*k).is_some())
                 });

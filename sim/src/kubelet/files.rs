@@ -55,6 +55,26 @@ pub(super) enum MountError {
         /// The item's path.
         path: String,
     },
+    /// An `image` volume's reference is not in the simulator's `images:`.
+    #[error(
+        "MountVolume.SetUp failed for volume \"{volume}\" : failed to pull image \"{reference}\": the simulator maps no directory to it (add it to the nodes file's images)"
+    )]
+    ImageNotMapped {
+        /// The volume.
+        volume: String,
+        /// The image reference.
+        reference: String,
+    },
+    /// The claim does not exist or is not bound yet.
+    #[error(
+        "MountVolume.SetUp failed for volume \"{volume}\" : persistentvolumeclaim \"{claim}\" not found or not bound"
+    )]
+    ClaimNotBound {
+        /// The volume.
+        volume: String,
+        /// The claim.
+        claim: String,
+    },
     /// A file could not be written.
     #[error("cannot write {}: {source}", path.display())]
     Write {

@@ -87,8 +87,9 @@ impl Kubelet {
         let cluster = cluster.clone();
         let pod = pod.clone();
         let dir = self.root.join(uid);
+        let claims = self.root.join("claims");
         tokio::spawn(async move {
-            pod::run_pod(&cluster, &pod, &dir, stopped).await;
+            pod::run_pod(&cluster, &pod, &dir, &claims, stopped).await;
             pod::remove_if_deleted(&cluster, &pod);
             let _ = tokio::fs::remove_dir_all(dir).await;
         });

@@ -38,17 +38,18 @@ enum Initialized {
     Over,
 }
 
-/// Runs `pod` (its volumes under `dir`) until its containers end or it is stopped.
+/// Runs `pod` (its volumes under `dir`, its claims' under `claims`) until its containers end or it is stopped.
 pub(super) async fn run_pod(
     cluster: &Arc<Cluster>,
     pod: &Value,
     dir: &Path,
+    claims: &Path,
     mut stopped: watch::Receiver<bool>,
 ) {
     let containers = Containers::of(pod);
     let mut status = PodStatus::initial(cluster, pod, &containers.init, &containers.main);
     status.write();
-    let volumes = match prepare_volumes(cluster, pod, dir).await {
+    let volumes = match prepare_volumes(cluster, pod, dir, claims).await {
         Ok(v) => v,
         Err(e) => return mount_failed(cluster, pod, &containers, status, &e, stopped).await,
     };

@@ -1,4 +1,4 @@
-//! The pod's volumes as directories on the host: emptyDir and claims empty, Secrets and ConfigMaps filled with their keys or items; it only reads the store and writes under the pod's directory.
+//! The pod's volumes as directories on the host: emptyDir empty, Secrets and ConfigMaps filled with their keys or items, a claim's directory kept across pods, an `image` volume's mapped directory; it only reads the store and writes under the kubelet's directory.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,22 +7,32 @@ use serde_json::Value;
 
 use super::env::Source;
 use super::files::{self, MountError};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, resource};
+use crate::store::Key;
 
 /// Each volume's directory on the host, by volume name.
 pub(super) type Volumes = HashMap<String, PathBuf>;
 
-/// Makes a directory per volume under `dir`.
+/// Makes a directory per volume under `dir` (a claim's under `claims`, where
+/// it outlives the pod, as a persistent volume's data does).
 pub(super) async fn prepare_volumes(
     cluster: &Cluster,
     pod: &Value,
     dir: &Path,
+    claims: &Path,
 ) -> Result<Volumes, MountError> {
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
     let mut out = HashMap::new();
     for v in pod["spec"]["volumes"].as_array().into_iter().flatten() {
         let name = v["name"].as_str().unwrap_or_default();
-        let path = dir.join("volumes").join(name);
+        if let Some(image) = v.get("image") {
+            out.insert(name.to_owned(), image_volume(cluster, name, image)?);
+            continue;
+        }
+        let path = match v.get("persistentVolumeClaim") {
+            Some(claim) => claim_dir(cluster, ns, name, claim, claims)?,
+            None => dir.join("volumes").join(name),
+        };
         std::fs::create_dir_all(&path).map_err(|source| MountError::Directory {
             name: name.to_owned(),
             source,
@@ -55,4 +65,43 @@ pub(super) async fn prepare_volumes(
         out.insert(name.to_owned(), path);
     }
     Ok(out)
+}
+
+/// An `image` volume (Kubernetes 1.33): the directory the image is mapped to
+/// (an executable's directory when the mapping names one), bound read-only.
+/// An unmapped image cannot be pulled, as a reference no registry has.
+fn image_volume(cluster: &Cluster, volume: &str, spec: &Value) -> Result<PathBuf, MountError> {
+    let reference = spec["reference"].as_str().unwrap_or_default();
+    crate::images::resolve(&cluster.options.images, reference)
+        .map(|m| m.dir)
+        .ok_or_else(|| MountError::ImageNotMapped {
+            volume: volume.to_owned(),
+            reference: reference.to_owned(),
+        })
+}
+
+/// The directory of the volume bound to claim `spec.claimName`: one per
+/// volume for the simulator's life, so a Deployment's next pod finds what
+/// the last one wrote.
+fn claim_dir(
+    cluster: &Cluster,
+    ns: &str,
+    volume: &str,
+    spec: &Value,
+    claims: &Path,
+) -> Result<PathBuf, MountError> {
+    let claim_name = spec["claimName"].as_str().unwrap_or_default();
+    let key = Key::new(resource("", "persistentvolumeclaims"), ns, claim_name);
+    let bound = cluster
+        .store
+        .get(&key)
+        .and_then(|c| c["spec"]["volumeName"].as_str().map(str::to_owned))
+        .filter(|v| !v.is_empty() && !v.contains(['/', '.']));
+    match bound {
+        Some(pv) => Ok(claims.join(pv)),
+        None => Err(MountError::ClaimNotBound {
+            volume: volume.to_owned(),
+            claim: claim_name.to_owned(),
+        }),
+    }
 }
