@@ -164,6 +164,34 @@ async fn a_deployment_rolls_out_restarts_pod_by_pod_keeping_two_ready_and_rolls_
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreate_rollout_starts_the_new_pod_once_the_slow_old_one_is_gone() {
+    let k = start().await;
+    // The old pod takes its time over SIGTERM, as a draining executor does.
+    let recreate = DEPLOYMENT
+        .replace("replicas: 2", "replicas: 1")
+        .replace(
+            "type: RollingUpdate\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}",
+            "type: Recreate",
+        )
+        .replace(
+            r#"command: ["sleep", "300"]"#,
+            r#"command: ["/bin/sh", "-c", "trap 'sleep 1; exit 0' TERM; sleep 300 & wait"]"#,
+        );
+    k.apply(&recreate).await;
+    k.ok(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .await;
+    let before = pod_names(&k.json(&["get", "pods", "-l", "app=web"]).await);
+    k.ok(&["rollout", "restart", "deployment/web"]).await;
+    let status = k
+        .ok(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .await;
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let after = pod_names(&k.json(&["get", "pods", "-l", "app=web"]).await);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(!before.contains(&after[0]), "{before:?} {after:?}");
+}
+
 fn pod_names(list: &Value) -> Vec<String> {
     list["items"]
         .as_array()

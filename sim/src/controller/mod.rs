@@ -58,6 +58,7 @@ fn on_event(c: &Arc<Cluster>, kubelet: &Kubelet, kind: EventType, key: &Key, obj
                 kubelet.stop(uid);
             }
             pod_owners(c, &key.namespace, object);
+            recreating_deployment(c, &key.namespace, object);
         }
         ("pods", _) => {
             if object["metadata"].get("deletionTimestamp").is_some() {
@@ -86,6 +87,24 @@ fn on_event(c: &Arc<Cluster>, kubelet: &Kubelet, kind: EventType, key: &Key, obj
             volume::bind(c, key, object);
         }
         _ => {}
+    }
+}
+
+/// A `Recreate` rollout waits for the last old pod to be gone, which
+/// changes no ReplicaSet's status (a terminating pod no longer counted), so
+/// the pod's deletion itself wakes its Deployment, as the real controller's
+/// pod handler does.
+fn recreating_deployment(c: &Arc<Cluster>, ns: &str, pod: &Value) {
+    let Some(rs) = replicaset::controller_named(pod, "ReplicaSet") else {
+        return;
+    };
+    let sets = resource("apps", "replicasets");
+    let deployment = c
+        .store
+        .get(&Key::new(sets, ns, &rs))
+        .and_then(|rs| replicaset::controller_named(&rs, "Deployment"));
+    if let Some(d) = deployment {
+        deployment::sync(c, ns, &d);
     }
 }
 
