@@ -1,4 +1,4 @@
-//! `deploy/overlays/simulator` applied with the real `kubectl apply -k` to the simulator (TLS, RBAC enforced, in-cluster configuration, the executor's image mapped to the binary built here): the pod becomes Ready, serves its metrics, runs a job from its embedded queue, leaves nothing behind when deleted, and names what a Role lacks. `scripts/test` installs kubectl when it is missing.
+//! `deploy/overlays/simulator` applied with the real `kubectl apply -k` to the simulator (TLS, RBAC enforced, in-cluster configuration, the executor's image mapped to the binary built here): the pod becomes Ready, serves its metrics, runs a job from its embedded queue, mutates Jobs with plugins mounted from an image volume, drains a running job through `kubectl rollout restart`, leaves nothing behind when deleted, and names what a Role lacks. `scripts/test` installs kubectl when it is missing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,6 +11,9 @@ use kube::api::PostParams;
 use serde_json::{Value, json};
 use sim::images::ImageMapping;
 use sim::{Options, Sim};
+
+/// The image the plugins' directory stands in for.
+const PLUGINS_IMAGE: &str = "executor-plugins:test";
 
 /// How long any one step may take before the test says which one hung.
 const STEP: Duration = Duration::from_secs(45);
@@ -56,11 +59,23 @@ impl Deployed {
     /// after they end (so that deleting the executor must collect them) and
     /// adds `patches` (YAML list items).
     async fn start(patches: &str) -> Deployed {
+        Deployed::start_with(patches, None).await
+    }
+
+    /// As [`Deployed::start`], with the `plugins-image` component mounting
+    /// `plugins` (a directory holding `plugins.yaml` and its `.wasm` files)
+    /// as the image `executor-plugins:test`.
+    async fn start_with(patches: &str, plugins: Option<&Path>) -> Deployed {
+        let mut images = vec![ImageMapping {
+            image: "executor:*".to_owned(),
+            command: PathBuf::from(env!("CARGO_BIN_EXE_executor")),
+        }];
+        images.extend(plugins.map(|dir| ImageMapping {
+            image: PLUGINS_IMAGE.to_owned(),
+            command: dir.to_path_buf(),
+        }));
         let options = Options {
-            images: vec![ImageMapping {
-                image: "executor:*".to_owned(),
-                command: PathBuf::from(env!("CARGO_BIN_EXE_executor")),
-            }],
+            images,
             ..Options::default()
         };
         let sim = Sim::start("127.0.0.1:0".parse().unwrap(), options)
@@ -91,11 +106,21 @@ impl Deployed {
             .join("../deploy/overlays/simulator")
             .canonicalize()
             .unwrap();
+        let components = match plugins {
+            None => String::new(),
+            Some(_) => {
+                let component = overlay.join("../../components/plugins-image");
+                format!(
+                    "components: [{}]\n",
+                    relative(&here, &component.canonicalize().unwrap()).display()
+                )
+            }
+        };
         let kustomization = format!(
             r#"apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources: [{overlay}]
-patches:
+{components}patches:
   - target: {{kind: ConfigMap, name: executor-env}}
     patch: |-
       - {{op: replace, path: /data/EXECUTOR_DEBUG_LISTEN, value: "0.0.0.0:{ops}"}}
@@ -371,6 +396,140 @@ async fn a_role_without_create_on_secrets_fails_the_job_naming_the_verb_and_the_
     assert!(
         !log.contains("s3cr3t-of-the-deploy-test") && !log.contains(&d.token),
         "never a secret or the configured token:\n{log}"
+    );
+    drop(d.sim);
+}
+
+/// The job's state and the executor that ran it, from `executor show -o json`.
+async fn state_of(d: &Deployed, id: &str) -> (String, String, u64) {
+    let out = d.executor(&["show", "-o", "json", id]).await;
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (
+        s["state"].as_str().unwrap_or_default().to_owned(),
+        s["executor"].as_str().unwrap_or_default().to_owned(),
+        s["attempts"].as_u64().unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mounted_plugin_mutates_jobs_and_a_rollout_restart_drains_the_running_one() {
+    // The plugins as an operator ships them in an OCI artifact: the
+    // configuration and a pinned first-party plugin.
+    let plugins = tempfile::tempdir().unwrap();
+    let built = executor_tests::components();
+    let wasm = built.bytes("annotate");
+    std::fs::write(plugins.path().join("annotate.wasm"), &wasm).unwrap();
+    let config = format!(
+        "plugins:\n  - name: annotate\n    path: annotate.wasm\n    sha256: {}\n    failurePolicy: fail\n    settings:\n      job:\n        annotations:\n          acme.com/mounted-by: plugins-image\n",
+        executor_tests::sha256_hex(&wasm)
+    );
+    std::fs::write(plugins.path().join("plugins.yaml"), config).unwrap();
+    let d = Deployed::start_with(
+        &format!(
+            r#"  - target: {{kind: Deployment, name: executor}}
+    patch: |-
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata: {{name: executor}}
+      spec:
+        template:
+          spec:
+            volumes:
+              - {{name: plugins, image: {{reference: "{PLUGINS_IMAGE}"}}}}
+"#
+        ),
+        Some(plugins.path()),
+    )
+    .await;
+    d.apply_and_wait_ready().await;
+    let first_pod = d
+        .get_json(&["pods", "-l", "app.kubernetes.io/name=executor"])
+        .await["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A job that outlasts the restart's SIGTERM: it ends only once a port
+    // on the host (pods share its network) listens, so the test decides when.
+    let release = free_port();
+    let script = format!(
+        "echo started; until bash -c 'exec 3<>/dev/tcp/127.0.0.1/{release}' 2>/dev/null; do sleep 0.1; done; echo finished"
+    );
+    let first = d.submit(&["--image", "alpine:3", "--", &script]).await;
+    let managed = ["jobs", "-l", "app.kubernetes.io/managed-by=executor"];
+    eventually("the first job runs as a Job", || async {
+        match d.get_json(&managed).await["items"][0]["metadata"]["name"].is_string() {
+            true => Ok(()),
+            false => Err("no Job yet".to_owned()),
+        }
+    })
+    .await;
+    let jobs = d.get_json(&managed).await;
+    let job_name = jobs["items"][0]["metadata"]["name"].as_str().unwrap();
+    let job = d.get_json(&["job", job_name]).await;
+    assert_eq!(
+        job["metadata"]["annotations"]["acme.com/mounted-by"], "plugins-image",
+        "the mounted plugin's mutation is on the Job: {}",
+        job["metadata"]
+    );
+
+    // The restart: with the embedded queue's `Recreate`, the old pod drains
+    // (its queue still answers) before the new one starts.
+    d.ok(&["rollout", "restart", "deployment/executor"]).await;
+    eventually("the old pod is terminating", || async {
+        let pod = d.get_json(&["pod", &first_pod]).await;
+        match pod["metadata"]["deletionTimestamp"].is_string() {
+            true => Ok(()),
+            false => Err("not yet".to_owned()),
+        }
+    })
+    .await;
+    let second = d
+        .submit(&["--image", "alpine:3", "--", "echo second"])
+        .await;
+    let _listening = std::net::TcpListener::bind(("127.0.0.1", release)).unwrap();
+
+    let (ok, out, err) = d
+        .kubectl(&[
+            "rollout",
+            "status",
+            "deployment/executor",
+            &format!("--timeout={}s", 2 * STEP.as_secs()),
+        ])
+        .await;
+    if !ok {
+        let state = d
+            .kubectl(&["get", "pods,replicasets,jobs", "-o", "wide"])
+            .await
+            .1;
+        let old = d.kubectl(&["logs", &first_pod]).await;
+        panic!(
+            "the restart never completed: {err}\n{out}\n{state}\nthe old pod's log:\n{}{}",
+            old.1, old.2
+        );
+    }
+    let logs = d.executor(&["logs", "-f", &second]).await;
+    assert!(
+        logs.status.success(),
+        "the second job succeeds: {}",
+        String::from_utf8_lossy(&logs.stdout)
+    );
+
+    let (state, by, attempts) = state_of(&d, &first).await;
+    assert_eq!(
+        (state.as_str(), attempts),
+        ("completed", 0),
+        "the first job ran once, to its end"
+    );
+    assert!(by.starts_with(&first_pod), "the old pod finished it: {by}");
+    let log = String::from_utf8_lossy(&d.executor(&["logs", &first]).await.stdout).into_owned();
+    assert_eq!(log.matches("started").count(), 1, "{log}");
+    assert!(log.contains("finished"), "{log}");
+    let (state, by, attempts) = state_of(&d, &second).await;
+    assert_eq!((state.as_str(), attempts), ("completed", 0));
+    assert!(
+        !by.is_empty() && !by.starts_with(&first_pod),
+        "the new pod took the second job: {by}"
     );
     drop(d.sim);
 }
