@@ -533,3 +533,51 @@ async fn a_mounted_plugin_mutates_jobs_and_a_rollout_restart_drains_the_running_
     );
     drop(d.sim);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_variables_are_all_in_the_pods_termination_message() {
+    let d = Deployed::start(
+        r#"  - target: {kind: ConfigMap, name: executor-env}
+    patch: |-
+      - {op: replace, path: /data/EXECUTOR_MAXIMUM_NUM_JOBS, value: lots}
+      - {op: add, path: /data/EXECUTOR_MAX_ACTIVE_TIME, value: soon}
+"#,
+    )
+    .await;
+    d.ok(&["apply", "-k", &d.kustomization()]).await;
+    let seen = std::sync::Mutex::new(String::new());
+    eventually("the pod's last state says why it stopped", || {
+        let seen = &seen;
+        let d = &d;
+        async move {
+            let pods = d
+                .get_json(&["pods", "-l", "app.kubernetes.io/name=executor"])
+                .await;
+            let status = &pods["items"][0]["status"]["containerStatuses"][0];
+            let message = status["state"]["terminated"]["message"]
+                .as_str()
+                .or(status["lastState"]["terminated"]["message"].as_str())
+                .unwrap_or_default();
+            *seen.lock().unwrap() = message.to_owned();
+            match message.is_empty() {
+                true => Err(status.to_string()),
+                false => Ok(()),
+            }
+        }
+    })
+    .await;
+    let seen = seen.into_inner().unwrap();
+    for named in [
+        "EXECUTOR_MAXIMUM_NUM_JOBS",
+        "lots",
+        "EXECUTOR_MAX_ACTIVE_TIME",
+        "soon",
+    ] {
+        assert!(seen.contains(named), "{named} is in the message: {seen}");
+    }
+    let describe = d
+        .ok(&["describe", "pods", "-l", "app.kubernetes.io/name=executor"])
+        .await;
+    assert!(describe.contains("EXECUTOR_MAXIMUM_NUM_JOBS"), "{describe}");
+    drop(d.sim);
+}

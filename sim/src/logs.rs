@@ -99,6 +99,22 @@ impl Log {
         )
     }
 
+    /// At most the last `lines` lines and `bytes` bytes, as one text (what
+    /// `FallbackToLogsOnError` makes a termination message of).
+    pub fn tail(&self, lines: usize, bytes: usize) -> String {
+        let inner = self.lock();
+        let start = inner.lines.len().saturating_sub(lines);
+        let text: String = inner.lines[start..]
+            .iter()
+            .map(|l| l.text.as_str())
+            .collect();
+        let mut cut = text.len().saturating_sub(bytes);
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        text[cut..].to_owned()
+    }
+
     /// Waits until something is appended or the log ends; returns at once
     /// if that already happened after index `seen`.
     pub async fn wait(&self, seen: usize) {

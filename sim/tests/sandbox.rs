@@ -363,6 +363,37 @@ async fn an_image_volume_is_its_mapped_directory_read_only_and_an_unmapped_one_n
 }
 
 #[tokio::test]
+async fn why_a_container_ended_is_its_termination_message_or_its_logs_tail() {
+    let (_sim, client) = start(Options::default()).await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let message = |pod: &Value| {
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"].clone()
+    };
+    let (phase, _) = run(
+        &pods,
+        "file",
+        shell("echo 'EXECUTOR_X: not a number' > /dev/termination-log; exit 2"),
+    )
+    .await;
+    assert_eq!(phase, "Failed");
+    let pod = serde_json::to_value(pods.get("file").await.unwrap()).unwrap();
+    assert_eq!(message(&pod), "EXECUTOR_X: not a number\n");
+
+    let mut spec = shell("echo first; echo 'the last words'; exit 1");
+    spec["containers"][0]["terminationMessagePolicy"] = json!("FallbackToLogsOnError");
+    run(&pods, "fallback", spec).await;
+    let pod = serde_json::to_value(pods.get("fallback").await.unwrap()).unwrap();
+    assert_eq!(message(&pod), "first\nthe last words\n");
+
+    // A container that succeeds says nothing unless it wrote the file.
+    let mut spec = shell("echo fine");
+    spec["containers"][0]["terminationMessagePolicy"] = json!("FallbackToLogsOnError");
+    run(&pods, "quiet", spec).await;
+    let pod = serde_json::to_value(pods.get("quiet").await.unwrap()).unwrap();
+    assert_eq!(message(&pod), Value::Null);
+}
+
+#[tokio::test]
 async fn a_claims_data_outlives_the_pod_that_wrote_it() {
     let (_sim, client) = start(Options::default()).await;
     let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =

@@ -76,9 +76,42 @@ fn block_on(command: impl std::future::Future<Output = anyhow::Result<ExitCode>>
     match runtime.block_on(command) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            fatal(&format!("{err:#}"));
             ExitCode::from(EXIT_BAD_INPUT)
         }
+    }
+}
+
+/// Where Kubernetes reads why a container ended (the default
+/// `terminationMessagePath`), so that `kubectl describe pod` shows it.
+const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// Says why the process stops: on stderr, and in the termination message
+/// when running in a pod.
+fn fatal(message: &str) {
+    eprintln!("error: {message}");
+    termination_message(std::path::Path::new(TERMINATION_LOG), message);
+}
+
+/// Writes `message` (its first 4 KiB, what the kubelet keeps) to `path`
+/// when the file exists: the kubelet makes it, and outside a pod nothing
+/// should appear in `/dev`.
+fn termination_message(path: &std::path::Path, message: &str) {
+    use std::io::Write;
+    const KEPT: usize = 4096;
+    let Ok(mut file) = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+    else {
+        return;
+    };
+    let mut end = message.len().min(KEPT);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    if let Err(e) = file.write_all(&message.as_bytes()[..end]) {
+        tracing::warn!(error = %e, path = %path.display(), "cannot write the termination message");
     }
 }
 
@@ -175,4 +208,28 @@ fn init_tracing(daemon: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_termination_message_is_written_only_where_the_kubelet_made_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("termination-log");
+        termination_message(&absent, "bad");
+        assert!(!absent.exists(), "no file appears outside a pod");
+
+        std::fs::write(&absent, "stale text from the last run").unwrap();
+        let long = format!("EXECUTOR_MAXIMUM_NUM_JOBS: {}é", "x".repeat(4094));
+        termination_message(&absent, &long);
+        let written = std::fs::read_to_string(&absent).unwrap();
+        assert!(written.starts_with("EXECUTOR_MAXIMUM_NUM_JOBS: xx"));
+        assert!(
+            written.len() <= 4096 && !written.contains("stale"),
+            "{}",
+            written.len()
+        );
+    }
 }

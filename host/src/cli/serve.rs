@@ -39,7 +39,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = match Config::from_raw(&args.config) {
         Ok(c) => c,
         Err(err) => {
-            eprintln!("error: {err}");
+            super::fatal(&err.to_string());
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };

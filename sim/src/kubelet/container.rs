@@ -35,6 +35,63 @@ pub(super) struct ContainerRun<'a> {
     pub slot: Slot,
 }
 
+/// The file a container may write why it ended to (`terminationMessagePath`),
+/// read into its terminated state as the kubelet does.
+struct TerminationMessage {
+    file: Option<tempfile::NamedTempFile>,
+    path: String,
+    fallback_to_logs: bool,
+}
+
+impl TerminationMessage {
+    /// The kubelet keeps at most this much of the file.
+    const MAX_BYTES: u64 = 4096;
+    /// `FallbackToLogsOnError` takes the smaller of these from the log's end.
+    const FALLBACK_LINES: usize = 80;
+    const FALLBACK_BYTES: usize = 2048;
+
+    fn new(container: &Value) -> TerminationMessage {
+        let path = container["terminationMessagePath"]
+            .as_str()
+            .unwrap_or("/dev/termination-log")
+            .to_owned();
+        let file = tempfile::NamedTempFile::new()
+            .inspect_err(|e| tracing::warn!(error = %e, "no termination message file"))
+            .ok();
+        TerminationMessage {
+            file,
+            path,
+            fallback_to_logs: container["terminationMessagePolicy"] == "FallbackToLogsOnError",
+        }
+    }
+
+    fn mount(&self) -> Option<Mount> {
+        Some(Mount {
+            host: self.file.as_ref()?.path().to_path_buf(),
+            path: self.path.clone(),
+            read_only: false,
+        })
+    }
+
+    /// The message: the file's first 4 KiB, or (when empty, the container
+    /// failed and the policy says so) the log's tail.
+    fn read(&self, code: i32, log: &Log) -> Option<String> {
+        use std::io::Read;
+        let mut text = Vec::new();
+        if let Some(file) = &self.file
+            && let Ok(f) = std::fs::File::open(file.path())
+        {
+            let _ = f.take(Self::MAX_BYTES).read_to_end(&mut text);
+        }
+        if !text.is_empty() {
+            return Some(String::from_utf8_lossy(&text).into_owned());
+        }
+        (self.fallback_to_logs && code != 0)
+            .then(|| log.tail(Self::FALLBACK_LINES, Self::FALLBACK_BYTES))
+            .filter(|t| !t.is_empty())
+    }
+}
+
 /// How a started process ended.
 enum Ended {
     /// It exited with this code (128 + signal when killed by one).
@@ -70,10 +127,14 @@ impl ContainerRun<'_> {
             container: self.name().to_owned(),
         });
         let started = now();
+        let message = TerminationMessage::new(self.container);
         let started_sandbox = match self.spec(&env, user) {
-            Ok(spec) => super::sandbox::start(&spec)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(mut spec) => {
+                spec.mounts.extend(message.mount());
+                super::sandbox::start(&spec)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
             Err(e) => Err(e),
         };
         let mut sandbox = match started_sandbox {
@@ -104,7 +165,10 @@ impl ContainerRun<'_> {
             Ended::Stopped(code) => (code, true),
         };
         let reason = if code == 0 { "Completed" } else { "Error" };
-        let terminated = json!({"terminated": {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": now(), "containerID": format!("sim://{}", uuid::Uuid::new_v4())}});
+        let mut terminated = json!({"terminated": {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": now(), "containerID": format!("sim://{}", uuid::Uuid::new_v4())}});
+        if let Some(text) = message.read(code, &log) {
+            terminated["terminated"]["message"] = json!(text);
+        }
         status.set(self.slot, terminated, false).await;
         (!was_stopped).then_some(code)
     }
