@@ -2,11 +2,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::Deserialize;
 use serde_json::Value;
+
+mod common;
+
+use common::relative;
 
 fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -33,19 +37,6 @@ fn kustomize(dir: &Path) -> Vec<Value> {
         .map(|doc| Value::deserialize(doc).unwrap())
         .filter(|v| !v.is_null())
         .collect()
-}
-
-/// `to` relative to `from` (kustomize refuses absolute paths).
-fn relative(from: &Path, to: &Path) -> PathBuf {
-    let from: Vec<Component> = from.components().collect();
-    let to: Vec<Component> = to.components().collect();
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut path = PathBuf::new();
-    for _ in common..from.len() {
-        path.push("..");
-    }
-    to[common..].iter().for_each(|c| path.push(c));
-    path
 }
 
 /// The base with `components`, as an operator's own overlay would have it.

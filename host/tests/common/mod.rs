@@ -1,0 +1,253 @@
+//! What the deploy tests and the deploy bench share: the simulator with `deploy/overlays/simulator` applied by the real kubectl, the executor's image mapped to the binary under test, and a bounded poll.
+#![allow(dead_code)] // each test binary uses its own part
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::{Value, json};
+use sim::images::ImageMapping;
+use sim::{Options, Sim};
+
+/// The image the plugins' directory stands in for.
+pub const PLUGINS_IMAGE: &str = "executor-plugins:test";
+
+/// How long any one step may take before the test says which one hung.
+pub const STEP: Duration = Duration::from_secs(45);
+
+/// The simulator with `deploy/overlays/simulator` (plus `patches`) applied.
+pub struct Deployed {
+    pub sim: Sim,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    /// The operations port on the host (pods share its network).
+    pub ops: u16,
+    /// The embedded queue's port.
+    pub queue: u16,
+    /// The user API token, from the Secret the component reads.
+    pub token: String,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `to` relative to `from` (kustomize refuses absolute paths).
+pub fn relative(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut path = PathBuf::new();
+    for _ in common..from.len() {
+        path.push("..");
+    }
+    to[common..].iter().for_each(|c| path.push(c));
+    path
+}
+
+impl Deployed {
+    /// Starts the simulator, creates the token Secret and writes a
+    /// kustomization over the simulator overlay that moves its ports to
+    /// free ones (tests run side by side on one host network), keeps Jobs
+    /// after they end (so that deleting the executor must collect them) and
+    /// adds `patches` (YAML list items).
+    pub async fn start(patches: &str) -> Deployed {
+        Deployed::start_with(patches, None).await
+    }
+
+    /// As [`Deployed::start`], with the `plugins-image` component mounting
+    /// `plugins` (a directory holding `plugins.yaml` and its `.wasm` files)
+    /// as the image `executor-plugins:test`.
+    pub async fn start_with(patches: &str, plugins: Option<&Path>) -> Deployed {
+        let mut images = vec![ImageMapping {
+            image: "executor:*".to_owned(),
+            command: PathBuf::from(env!("CARGO_BIN_EXE_executor")),
+        }];
+        images.extend(plugins.map(|dir| ImageMapping {
+            image: PLUGINS_IMAGE.to_owned(),
+            command: dir.to_path_buf(),
+        }));
+        let options = Options {
+            images,
+            ..Options::default()
+        };
+        let sim = Sim::start("127.0.0.1:0".parse().unwrap(), options)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig).unwrap();
+
+        let client = kube::Client::try_from(sim.kube_config().await.unwrap()).unwrap();
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let secret = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "executor-embedded-queue"},
+            "stringData": {"api-token": token}
+        });
+        Api::<Secret>::namespaced(client, "default")
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(secret).unwrap(),
+            )
+            .await
+            .unwrap();
+
+        let (ops, queue) = (free_port(), free_port());
+        let here = dir.path().canonicalize().unwrap();
+        let overlay = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/overlays/simulator")
+            .canonicalize()
+            .unwrap();
+        let components = match plugins {
+            None => String::new(),
+            Some(_) => {
+                let component = overlay.join("../../components/plugins-image");
+                format!(
+                    "components: [{}]\n",
+                    relative(&here, &component.canonicalize().unwrap()).display()
+                )
+            }
+        };
+        let kustomization = format!(
+            r#"apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [{overlay}]
+{components}patches:
+  - target: {{kind: ConfigMap, name: executor-env}}
+    patch: |-
+      - {{op: replace, path: /data/EXECUTOR_DEBUG_LISTEN, value: "0.0.0.0:{ops}"}}
+      - {{op: replace, path: /data/EXECUTOR_LISTEN, value: "0.0.0.0:{queue}"}}
+      - {{op: add, path: /data/KUBERNETES_KEEP_JOBS, value: "true"}}
+      - {{op: add, path: /data/EXECUTOR_QUEUE_POLL_INTERVAL, value: 100ms}}
+  - target: {{kind: Deployment, name: executor}}
+    patch: |-
+      - op: replace
+        path: /spec/template/spec/containers/0/ports
+        value: [{{name: ops, containerPort: {ops}}}, {{name: queue, containerPort: {queue}}}]
+{patches}"#,
+            overlay = relative(&here, &overlay).display()
+        );
+        std::fs::write(here.join("kustomization.yaml"), kustomization).unwrap();
+        Deployed {
+            sim,
+            dir,
+            kubeconfig,
+            ops,
+            queue,
+            token,
+        }
+    }
+
+    /// Runs kubectl; returns (success, stdout, stderr).
+    pub async fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        let out = tokio::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("cannot run kubectl (scripts/test installs it): {e}"));
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl(args).await;
+        assert!(ok, "kubectl {args:?} failed: {err}\n{out}");
+        out
+    }
+
+    pub fn kustomization(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    /// `kubectl apply -k`, then `kubectl rollout status`: the pod is Ready.
+    pub async fn apply_and_wait_ready(&self) {
+        let applied = self.ok(&["apply", "-k", &self.kustomization()]).await;
+        assert!(
+            applied.contains("deployment.apps/executor created"),
+            "{applied}"
+        );
+        let (ok, out, err) = self
+            .kubectl(&[
+                "rollout",
+                "status",
+                "deployment/executor",
+                &format!("--timeout={}s", STEP.as_secs()),
+            ])
+            .await;
+        if !ok {
+            let pods = self.kubectl(&["describe", "pods"]).await.1;
+            let log = self.executor_log().await;
+            panic!("the executor never became Ready: {err}\n{out}\n{pods}\nits log:\n{log}");
+        }
+    }
+
+    pub async fn executor_log(&self) -> String {
+        self.kubectl(&["logs", "deployment/executor"]).await.1
+    }
+
+    /// The executor CLI against the pod's embedded queue (its port on the
+    /// host, the token from the Secret), with a deadline.
+    pub async fn executor(&self, args: &[&str]) -> std::process::Output {
+        let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_executor"))
+            .args(args)
+            .env(
+                "EXECUTOR_SERVER",
+                format!("http://127.0.0.1:{}", self.queue),
+            )
+            .env("EXECUTOR_API_TOKEN", &self.token)
+            .env_remove("EXECUTOR_DATA_DIR")
+            .output();
+        tokio::time::timeout(STEP, run)
+            .await
+            .unwrap_or_else(|_| panic!("executor {args:?} did not end within {STEP:?}"))
+            .unwrap()
+    }
+
+    pub async fn submit(&self, args: &[&str]) -> String {
+        let mut all = vec!["submit"];
+        all.extend_from_slice(args);
+        let out = self.executor(&all).await;
+        assert!(
+            out.status.success(),
+            "submit failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    pub async fn get_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        serde_json::from_str(&self.ok(&all).await).unwrap()
+    }
+}
+
+/// Polls `check` until it holds, at most [`STEP`]; `what` names it when it does not.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + STEP;
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(last) if Instant::now() > deadline => panic!("{what}, within {STEP:?}: {last}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
