@@ -222,8 +222,16 @@ async fn start_queue(
         dir.join("queue.db").display()
     ));
     let password = embedded.executor_password().to_owned();
-    // The pods clone through this queue's git route.
-    config.queue.frontend_url = Some(url.clone());
+    // The pods clone through this queue's git route, at the URL they reach it by.
+    let routes = config
+        .embedded
+        .advertise_url
+        .clone()
+        .unwrap_or_else(|| url.clone());
+    if routes != url {
+        banner.push(format!("jobs reach the queue at {routes}"));
+    }
+    config.queue.frontend_url = Some(routes);
     config.queue.frontend_password = Some(password.clone());
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {

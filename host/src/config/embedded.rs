@@ -1,4 +1,4 @@
-//! The embedded queue's section: its address, data directory and user API token; it checks these variables only.
+//! The embedded queue's section: its address, the URL jobs reach it at, data directory and user API token; it checks these variables only.
 
 use std::path::PathBuf;
 
@@ -9,6 +9,7 @@ use super::check::Checker;
 const LISTEN: &str = "EXECUTOR_LISTEN";
 const DATA_DIR: &str = "EXECUTOR_DATA_DIR";
 const API_TOKEN: &str = "EXECUTOR_API_TOKEN";
+const ADVERTISE_URL: &str = "EXECUTOR_ADVERTISE_URL";
 
 /// The embedded queue's settings as text, from a flag or else its environment variable.
 #[derive(Debug, Clone, Default, Args)]
@@ -16,6 +17,9 @@ pub struct RawEmbedded {
     /// Address of the embedded queue (no EXECUTOR_FRONTEND_URL): its protocol, user API and git routes.
     #[arg(long, env = LISTEN, default_value = "127.0.0.1:3180")]
     pub listen: String,
+    /// The URL jobs' pods reach the embedded queue at (they clone through its git route), e.g. http://executor-queue:3180 (default: http://EXECUTOR_LISTEN, when that is a specific address).
+    #[arg(long, env = ADVERTISE_URL)]
+    pub advertise_url: Option<String>,
     /// Where the embedded queue keeps its database and `executor serve` its address file (default: $XDG_STATE_HOME/executor, else ~/.local/state/executor).
     #[arg(long, env = DATA_DIR)]
     pub data_dir: Option<String>,
@@ -29,6 +33,8 @@ pub struct RawEmbedded {
 pub struct EmbeddedConfig {
     /// Where it listens.
     pub listen: std::net::SocketAddr,
+    /// Where jobs' pods reach it, when that is not the listen address.
+    pub advertise_url: Option<url::Url>,
     /// Its database and the address file; `None` when neither
     /// `EXECUTOR_DATA_DIR` nor a home directory says where (only `serve`
     /// and the user commands need one, and they say so).
@@ -52,15 +58,57 @@ impl RawEmbedded {
                     )
                 }),
         );
+        let advertise_text = self
+            .advertise_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let advertise_url = advertise_text.map(|text| {
+            let url = url::Url::parse(text.trim()).map_err(|e| {
+                format!("{text:?} is not a URL ({e}); expected one such as http://executor-queue:3180")
+            })?;
+            let usable = matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some()
+                && !url.host_str().is_some_and(|h| h == "0.0.0.0" || h == "[::]");
+            if usable {
+                Ok(url)
+            } else {
+                Err(format!(
+                    "{text:?} is not a URL pods can connect to; expected http(s)://HOST[:PORT] such as http://executor-queue:3180"
+                ))
+            }
+        });
+        let advertise_url = match advertise_url {
+            None => Some(None),
+            Some(result) => c.check(ADVERTISE_URL, result).map(Some),
+        };
         let data_dir = match self.data_dir.as_deref().map(str::trim) {
             Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
             _ => default_data_dir().ok(),
         };
         Some(EmbeddedConfig {
             listen: listen?,
+            advertise_url: advertise_url?,
             data_dir,
             api_token: self.api_token.clone().filter(|t| !t.trim().is_empty()),
         })
+    }
+}
+
+impl EmbeddedConfig {
+    /// Why jobs' pods could not reach the queue at the URL they would be
+    /// given: listening on every interface names no address to connect to.
+    pub(super) fn check_reachable(&self, c: &mut Checker) {
+        if self.advertise_url.is_none() && self.listen.ip().is_unspecified() {
+            c.problem(
+                ADVERTISE_URL,
+                format!(
+                    "not set, and {LISTEN} is {}, which jobs' pods cannot connect to (they clone through the queue); expected the URL they reach it at, such as http://executor-queue:{}",
+                    self.listen,
+                    self.listen.port()
+                ),
+            );
+        }
     }
 }
 

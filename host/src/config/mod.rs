@@ -104,6 +104,11 @@ impl Config {
         let kubernetes = raw.kubernetes.check(&mut c);
         let queue = raw.queue.check(&mut c);
         let embedded = raw.embedded.check(&mut c);
+        if let (Some(q), Some(e)) = (&queue, &embedded)
+            && q.frontend_url.is_none()
+        {
+            e.check_reachable(&mut c);
+        }
         let plugins_config = raw.plugins.check(&mut c);
         let in_pod =
             kubernetes.as_ref().is_some_and(|k| k.pod.is_some()) || ops::in_cluster_environment();

@@ -338,3 +338,51 @@ fn the_readme_table_matches_the_code() {
         "the README's configuration table is out of step; its rows should be:\n{expected}"
     );
 }
+
+#[test]
+fn the_embedded_queue_must_give_pods_a_url_they_can_connect_to() {
+    let err = parse(&["--listen", "0.0.0.0:3180"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("EXECUTOR_ADVERTISE_URL") && err.contains("0.0.0.0:3180"),
+        "{err}"
+    );
+    let err = parse(&[
+        "--listen",
+        "0.0.0.0:3180",
+        "--advertise-url",
+        "http://0.0.0.0:3180",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("not a URL pods can connect to"), "{err}");
+    let err = parse(&["--advertise-url", "executor-queue:3180"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"executor-queue:3180\""), "{err}");
+
+    let config = parse(&[
+        "--listen",
+        "0.0.0.0:3180",
+        "--advertise-url",
+        "http://executor-queue:3180",
+    ])
+    .unwrap();
+    assert_eq!(
+        config.embedded.advertise_url.unwrap().as_str(),
+        "http://executor-queue:3180/"
+    );
+    // With Sourcegraph's queue the embedded one does not run: nothing to advertise.
+    parse(&[
+        "--listen",
+        "0.0.0.0:3180",
+        "--frontend-url",
+        "https://sg.example.com",
+        "--frontend-password",
+        "x",
+        "--queue-name",
+        "batches",
+    ])
+    .unwrap();
+}

@@ -125,6 +125,7 @@ resources: [{overlay}]
     patch: |-
       - {{op: replace, path: /data/EXECUTOR_DEBUG_LISTEN, value: "0.0.0.0:{ops}"}}
       - {{op: replace, path: /data/EXECUTOR_LISTEN, value: "0.0.0.0:{queue}"}}
+      - {{op: replace, path: /data/EXECUTOR_ADVERTISE_URL, value: "http://127.0.0.1:{queue}"}}
       - {{op: add, path: /data/KUBERNETES_KEEP_JOBS, value: "true"}}
       - {{op: add, path: /data/EXECUTOR_QUEUE_POLL_INTERVAL, value: 100ms}}
   - target: {{kind: Deployment, name: executor}}
