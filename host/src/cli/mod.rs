@@ -116,17 +116,37 @@ fn termination_message(path: &std::path::Path, message: &str) {
 }
 
 /// The plugins of a configuration file, or none, for the commands that run
-/// jobs (`run`, `serve`).
-fn job_plugins(file: Option<&std::path::Path>) -> anyhow::Result<crate::plugins::Plugins> {
+/// jobs (`run`, `serve`), with an instance pool no load of `max_jobs` jobs
+/// exhausts: each running job holds one instance per log plugin for its
+/// whole life, and admission calls take one each on top.
+fn job_plugins(
+    file: Option<&std::path::Path>,
+    max_jobs: u32,
+) -> anyhow::Result<crate::plugins::Plugins> {
     use crate::plugins::{Plugins, PluginsConfig, Runtime, RuntimeOptions};
+    let config = file.map(PluginsConfig::from_file).transpose()?;
+    let per_job = config.as_ref().map_or(0, |c| c.plugins.len() as u32);
     let runtime = Runtime::new(&RuntimeOptions {
-        max_instances: 64,
+        max_instances: pool_size(max_jobs, per_job),
         cache_dir: crate::plugins::default_cache_dir(),
     })?;
-    Ok(match file {
-        Some(path) => Plugins::load(runtime, &PluginsConfig::from_file(path)?)?,
+    Ok(match config {
+        Some(config) => Plugins::load(runtime, &config)?,
         None => Plugins::none(runtime),
     })
+}
+
+/// Instances for `max_jobs` jobs holding one per plugin (an upper bound
+/// on the log plugins), plus room for concurrent admission calls; at most
+/// 10 000, as each reserves its memories' address space up front. Past
+/// that an instantiation fails, and the plugin's failure policy decides.
+fn pool_size(max_jobs: u32, plugins: u32) -> u32 {
+    const ADMISSION_ROOM: u32 = 64;
+    const MOST: u32 = 10_000;
+    max_jobs
+        .saturating_mul(plugins)
+        .saturating_add(ADMISSION_ROOM)
+        .min(MOST)
 }
 
 /// What `render` and `run` start from: the configuration, the job and its queue.
@@ -213,6 +233,13 @@ fn init_tracing(daemon: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_instance_pool_holds_every_running_jobs_log_plugins_and_admission_room() {
+        assert_eq!(pool_size(200, 4), 864);
+        assert_eq!(pool_size(1, 0), 64);
+        assert_eq!(pool_size(10_000, u32::MAX), 10_000);
+    }
 
     #[test]
     fn the_termination_message_is_written_only_where_the_kubelet_made_the_file() {
