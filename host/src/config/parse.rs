@@ -59,6 +59,36 @@ pub fn duration(value: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{value:?} is not a duration ({e}); expected e.g. 1s, 30m or 1h30m"))
 }
 
+/// Bounds the durations' ranges are written with.
+pub const MILLIS_10: Duration = Duration::from_millis(10);
+/// One second.
+pub const SECOND: Duration = Duration::from_secs(1);
+/// One hour.
+pub const HOUR: Duration = Duration::from_secs(3600);
+/// One day.
+pub const DAY: Duration = Duration::from_secs(86_400);
+/// One week.
+pub const WEEK: Duration = Duration::from_secs(7 * 86_400);
+/// 365 days.
+pub const YEAR: Duration = Duration::from_secs(365 * 86_400);
+
+/// A duration within `range`: timers built from one outside it would
+/// busy-loop (zero) or overflow the clock (years).
+pub fn duration_in(
+    value: &str,
+    range: std::ops::RangeInclusive<Duration>,
+) -> Result<Duration, String> {
+    let d = duration(value)?;
+    if range.contains(&d) {
+        return Ok(d);
+    }
+    Err(format!(
+        "{value:?} is out of range; expected a duration from {} to {}",
+        humantime::format_duration(*range.start()),
+        humantime::format_duration(*range.end())
+    ))
+}
+
 /// A boolean as Go's `strconv.ParseBool` reads it.
 pub fn boolean(value: &str) -> Result<bool, String> {
     match value.trim() {
@@ -144,6 +174,17 @@ mod tests {
         assert_eq!(duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(duration("soon").is_err());
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            duration_in("1h", Duration::ZERO..=day).unwrap(),
+            Duration::from_secs(3600)
+        );
+        let err = duration_in("500000000000y", Duration::ZERO..=day).unwrap_err();
+        assert!(
+            err.contains("out of range") && err.contains("1day"),
+            "{err}"
+        );
+        assert!(duration_in("0s", Duration::from_millis(10)..=day).is_err());
         assert!(boolean("True").unwrap() && !boolean("0").unwrap() && boolean("yes").is_err());
         assert_eq!(integer("1200", 1..=i64::MAX).unwrap(), 1200);
         assert!(integer("0", 1..=10).unwrap_err().contains("from 1 to 10"));

@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::check::Checker;
-use super::parse;
+use super::parse::{self, DAY, HOUR, MILLIS_10, SECOND, WEEK, YEAR};
 
 const FRONTEND_URL: &str = "EXECUTOR_FRONTEND_URL";
 const FRONTEND_PASSWORD: &str = "EXECUTOR_FRONTEND_PASSWORD";
@@ -100,7 +100,7 @@ impl RawQueue {
         }
         let poll_interval = c.check(
             QUEUE_POLL_INTERVAL,
-            parse::duration(&self.queue_poll_interval),
+            parse::duration_in(&self.queue_poll_interval, MILLIS_10..=HOUR),
         );
         let maximum_num_jobs = c.check(
             MAXIMUM_NUM_JOBS,
@@ -108,14 +108,20 @@ impl RawQueue {
         );
         let maximum_runtime = c.check(
             MAXIMUM_RUNTIME_PER_JOB,
-            parse::duration(&self.maximum_runtime_per_job),
+            parse::duration_in(&self.maximum_runtime_per_job, SECOND..=WEEK),
         );
         let num_total_jobs = c.check(
             NUM_TOTAL_JOBS,
             parse::integer(&self.num_total_jobs, 0..=i64::MAX),
         );
-        let max_active_time = c.check(MAX_ACTIVE_TIME, parse::duration(&self.max_active_time));
-        let drain_timeout = c.check(DRAIN_TIMEOUT, parse::duration(&self.drain_timeout));
+        let max_active_time = c.check(
+            MAX_ACTIVE_TIME,
+            parse::duration_in(&self.max_active_time, Duration::ZERO..=YEAR),
+        );
+        let drain_timeout = c.check(
+            DRAIN_TIMEOUT,
+            parse::duration_in(&self.drain_timeout, Duration::ZERO..=DAY),
+        );
         Some(QueueConfig {
             frontend_url,
             frontend_password: self.frontend_password.clone(),

@@ -386,3 +386,25 @@ fn the_embedded_queue_must_give_pods_a_url_they_can_connect_to() {
     ])
     .unwrap();
 }
+
+#[test]
+fn durations_that_would_overflow_a_timer_or_busy_poll_are_refused_at_start() {
+    let err = parse(&[
+        "--max-active-time",
+        "500000000000y",
+        "--drain-timeout",
+        "100000000d",
+        "--queue-poll-interval",
+        "0s",
+    ])
+    .unwrap_err()
+    .to_string();
+    for named in [
+        "EXECUTOR_MAX_ACTIVE_TIME",
+        "EXECUTOR_DRAIN_TIMEOUT",
+        "EXECUTOR_QUEUE_POLL_INTERVAL",
+    ] {
+        assert!(err.contains(named), "{named}: {err}");
+    }
+    assert!(err.contains("out of range"), "{err}");
+}

@@ -8,7 +8,7 @@ use clap::Args;
 use k8s_openapi::api::core::v1::{Volume, VolumeMount};
 
 use super::check::Checker;
-use super::parse;
+use super::parse::{self, DAY, SECOND};
 
 mod model;
 mod placement;
@@ -190,9 +190,12 @@ impl RawKubernetes {
         let api = self.api_limits(c);
         let pending_timeout = c.check(
             POD_PENDING_TIMEOUT,
-            parse::duration(&self.pod_pending_timeout),
+            parse::duration_in(&self.pod_pending_timeout, SECOND..=DAY),
         );
-        let image_pull_grace = c.check(IMAGE_PULL_GRACE, parse::duration(&self.image_pull_grace));
+        let image_pull_grace = c.check(
+            IMAGE_PULL_GRACE,
+            parse::duration_in(&self.image_pull_grace, Duration::ZERO..=DAY),
+        );
         let pod = self.pod(c);
         Some(KubernetesConfig {
             config_path: self.kubernetes_config_path.as_deref().map(PathBuf::from),
