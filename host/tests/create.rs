@@ -1,4 +1,4 @@
-//! Creating a job's objects against the simulator: idempotent, adopting an earlier attempt's objects, refusing another job's, and leaving Secrets owned by the Job.
+//! Creating a job's objects against the simulator: a retry replaces an earlier attempt's objects with its own, never another job's, and Secrets end up owned by the Job.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use clap::Parser;
@@ -31,9 +31,13 @@ async fn setup() -> (sim::Sim, Client) {
 }
 
 fn objects(executor_name: &str, id: i64) -> JobObjects {
+    objects_with_token(executor_name, id, "token-of-the-first-attempt")
+}
+
+fn objects_with_token(executor_name: &str, id: i64, token: &str) -> JobObjects {
     let config = Config::from_raw(&Cli::try_parse_from(["executor"]).unwrap().raw).unwrap();
     let payload = JobPayload::parse(&format!(
-        r#"{{"id": {id}, "files": {{"a.txt": {{"content": "x"}}}},
+        r#"{{"id": {id}, "token": "{token}", "files": {{"a.txt": {{"content": "x"}}}},
             "dockerSteps": [{{"image": "busybox", "commands": ["sleep 600"]}}]}}"#
     ))
     .unwrap();
@@ -56,7 +60,7 @@ async fn secrets_are_owned_by_the_job_and_go_with_it() {
     let (_sim, client) = setup().await;
     let objects = objects("exec-a", 1);
     let created = create(&client, "default", &objects).await.unwrap();
-    assert!(!created.adopted);
+    assert!(!created.replaced);
     let uid = created.job.metadata.uid.clone().unwrap();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let name = objects.secrets[0].metadata.name.clone().unwrap();
@@ -81,26 +85,53 @@ async fn secrets_are_owned_by_the_job_and_go_with_it() {
 }
 
 #[tokio::test]
-async fn a_retry_or_a_restarted_executor_adopts_what_the_earlier_attempt_made() {
+async fn a_retry_or_a_restarted_executor_gets_fresh_objects_not_the_earlier_attempts() {
     let (_sim, client) = setup().await;
     let first = create(&client, "default", &objects("exec-a", 2))
         .await
         .unwrap();
-    // A restart: same job, new executor name.
-    let again = create(&client, "default", &objects("exec-b", 2))
-        .await
-        .unwrap();
-    assert!(again.adopted);
-    assert_eq!(
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let listed = secrets.list(&Default::default()).await.unwrap().items;
+    let old_secret_uids: Vec<_> = listed.iter().map(|s| s.metadata.uid.clone()).collect();
+    // A retry (the queue reset the job): same job, another executor, a new token.
+    let retry = objects_with_token("exec-b", 2, "token-of-the-retry");
+    let again = create(&client, "default", &retry).await.unwrap();
+    assert!(again.replaced);
+    assert_ne!(
         again.job.metadata.uid, first.job.metadata.uid,
-        "the same Job, not a duplicate"
+        "the retry's own Job, not the earlier attempt's"
     );
     let jobs: Api<Job> = Api::namespaced(client, "default");
-    assert_eq!(jobs.list(&Default::default()).await.unwrap().items.len(), 1);
+    let listed = jobs.list(&Default::default()).await.unwrap().items;
+    assert_eq!(listed.len(), 1, "no duplicate");
+    let labels = listed[0].metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.get(spec::LABEL_EXECUTOR).map(String::as_str),
+        Some("exec-b"),
+        "{labels:?}"
+    );
+    for secret in &retry.secrets {
+        let name = secret.metadata.name.clone().unwrap();
+        let now = secrets.get(&name).await.unwrap();
+        assert!(
+            !old_secret_uids.contains(&now.metadata.uid),
+            "{name} was made afresh"
+        );
+        let text = serde_json::to_string(&now.data).unwrap();
+        assert!(
+            !text.contains(&b64("token-of-the-first-attempt")),
+            "{name}: {text}"
+        );
+    }
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 #[tokio::test]
-async fn an_object_of_another_job_with_the_same_name_is_not_adopted() {
+async fn an_object_of_another_job_with_the_same_name_is_not_replaced() {
     let (_sim, client) = setup().await;
     let objects = objects("exec-a", 3);
     let mut impostor = objects.job.clone();

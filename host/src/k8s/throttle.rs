@@ -129,7 +129,7 @@ where
 /// Whether a request may be sent again after a 5xx or a lost response.
 /// GET, PUT and DELETE are idempotent; the executor's only POSTs create
 /// objects under deterministic names, which `k8s::create` makes idempotent
-/// (a 409 from a retried create is adopted); a merge patch sets fields to
+/// (a 409 from a retried create is replaced afresh); a merge patch sets fields to
 /// values and is idempotent too. A JSON patch may not be, so it is not retried.
 fn safe_to_repeat<T>(request: &Request<T>) -> bool {
     match *request.method() {
