@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod config;
 pub mod embedded;
+pub mod instance;
 pub mod job;
 pub mod k8s;
 pub mod ops;

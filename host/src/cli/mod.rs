@@ -169,7 +169,7 @@ fn read_job(
     let config = match crate::config::Config::from_raw(raw) {
         Ok(c) => c,
         Err(err) => {
-            eprintln!("error: {err}");
+            fatal(&err.to_string());
             return Ok(None);
         }
     };

@@ -52,11 +52,12 @@ async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let executor_name = crate::config::executor_name();
-    let instance = config.instance();
+    let claimed = crate::instance::Instance::claim(&config)?;
+    let instance = &claimed.name;
     match cleanup::sweep(
         &client,
         &config.kubernetes.namespace,
-        &instance,
+        instance,
         &executor_name,
     )
     .await
@@ -72,7 +73,7 @@ async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     let routes = config.queue.frontend_url.clone();
     let runner = Runner::new(
         client,
-        Settings::new(&config, routes),
+        Settings::new(&config, routes).for_instance(&claimed),
         Arc::new(plugins),
         executor_name,
     );

@@ -12,6 +12,7 @@ use super::EXIT_BAD_INPUT;
 use super::client::AddressFile;
 use crate::config::{Config, RawConfig};
 use crate::embedded::{Embedded, EmbeddedOptions};
+use crate::instance::Instance;
 use crate::job::{Runner, Settings};
 use crate::k8s::{cleanup, client};
 use crate::ops::{self, LastAnswer, PluginsState, Readiness};
@@ -69,7 +70,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     ));
 
     let executor_name = crate::config::executor_name();
-    sweep(&kube, &config, &executor_name).await;
+    let instance = Instance::claim(&config)?;
+    sweep(&kube, &config, &instance, &executor_name).await;
     let client = QueueClient::new(ClientOptions {
         base: queue.base,
         password: queue.password,
@@ -82,7 +84,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let routes = config.queue.frontend_url.clone();
     let runner = Arc::new(Runner::new(
         kube,
-        Settings::new(&config, routes),
+        Settings::new(&config, routes).for_instance(&instance),
         Arc::new(plugins),
         executor_name.clone(),
     ));
@@ -323,11 +325,11 @@ async fn load_plugins(config: &Config, banner: &mut Vec<String>) -> anyhow::Resu
 
 /// Deletes what an earlier life of this executor left; a failure is only
 /// logged, as the TTL and the next start remain.
-async fn sweep(kube: &kube::Client, config: &Config, executor_name: &str) {
+async fn sweep(kube: &kube::Client, config: &Config, instance: &Instance, executor_name: &str) {
     match cleanup::sweep(
         kube,
         &config.kubernetes.namespace,
-        &config.instance(),
+        &instance.name,
         executor_name,
     )
     .await

@@ -41,7 +41,7 @@ pub struct Settings {
     pub frontend_password: Option<String>,
     /// `EXECUTOR_MAXIMUM_RUNTIME_PER_JOB`.
     pub maximum_runtime: Duration,
-    /// What survives the executor's restarts (`Config::instance`).
+    /// What survives the executor's restarts (`Instance::claim`).
     pub instance: String,
     /// Where jobs clone and download from (the frontend, or the embedded
     /// queue).
@@ -58,6 +58,12 @@ impl Settings {
             instance: config.instance(),
             routes,
         }
+    }
+
+    /// The same, for the instance this process claimed (`Instance::claim`).
+    pub fn for_instance(mut self, instance: &crate::instance::Instance) -> Settings {
+        self.instance = instance.name.clone();
+        self
     }
 }
 
