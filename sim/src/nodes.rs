@@ -25,8 +25,10 @@ pub fn node(name: &str, cpu: &str, memory: &str) -> Value {
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodesFile {
-    /// The nodes.
-    pub nodes: Vec<NodeSpec>,
+    /// The nodes; absent: the simulator's three default nodes (so a file
+    /// may map images alone).
+    #[serde(default)]
+    pub nodes: Option<Vec<NodeSpec>>,
     /// Images whose pulls fail.
     #[serde(default)]
     pub missing_images: Vec<String>,
@@ -67,8 +69,8 @@ impl NodesFile {
     /// Reads and checks the YAML of a `--nodes` file.
     pub fn load(text: &str) -> Result<NodesFile, String> {
         let file: NodesFile = serde_norway::from_str(text).map_err(|e| e.to_string())?;
-        if file.nodes.is_empty() {
-            return Err("no nodes; expected at least one under `nodes:`".into());
+        if file.nodes.as_ref().is_some_and(Vec::is_empty) {
+            return Err("no nodes; expected at least one under `nodes:` (or no `nodes:` for the default three)".into());
         }
         crate::images::validate(&file.images).map_err(|e| e.to_string())?;
         Ok(file)
@@ -76,7 +78,10 @@ impl NodesFile {
 
     /// The Node objects the file describes.
     pub fn node_objects(&self) -> Vec<Value> {
-        self.nodes
+        let Some(nodes) = &self.nodes else {
+            return crate::cluster::Options::default().nodes;
+        };
+        nodes
             .iter()
             .map(|n| {
                 let mut object = node(&n.name, &n.cpu, &n.memory);
@@ -135,6 +140,13 @@ mod tests {
         let err = NodesFile::load("nodes: [{name: a}]\nimages: [{image: x, command: bin/x}]\n")
             .unwrap_err();
         assert!(err.contains("is not an absolute path"), "{err}");
+        // A file that only maps images keeps the default nodes (as the
+        // README's deploy steps write it).
+        let file =
+            NodesFile::load("images:\n- {image: 'executor:*', command: /bin/true}\n").unwrap();
+        assert_eq!(file.node_objects().len(), 3);
+        let err = NodesFile::load("nodes: []\n").unwrap_err();
+        assert!(err.contains("no nodes"), "{err}");
     }
 
     #[test]
