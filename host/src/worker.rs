@@ -104,12 +104,18 @@ enum Stop {
     Shutdown,
 }
 
-/// A running job's handles, shared with the heartbeat.
+/// A running attempt's handles, shared with the heartbeat.
 #[derive(Clone)]
 struct Running {
+    /// Which attempt at its job this is, in this process: the queue can
+    /// reset a job and hand it back to this executor while the earlier
+    /// attempt still runs here.
+    attempt: u64,
     cancel: CancellationToken,
     gone: CancellationToken,
     why: Arc<Mutex<Option<Stop>>>,
+    /// Cancelled once the attempt's task is over, its objects torn down.
+    ended: CancellationToken,
 }
 
 impl Running {
@@ -299,11 +305,13 @@ impl Worker {
     fn start(&self, tasks: &mut JoinSet<Reported>, jobs: &Jobs, job: Dequeued) {
         let dequeued = std::time::Instant::now();
         let running = Running {
+            attempt: ATTEMPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             cancel: CancellationToken::new(),
             gone: CancellationToken::new(),
             why: Arc::default(),
+            ended: CancellationToken::new(),
         };
-        lock(jobs).insert(job.job.clone(), running.clone());
+        let stale = claim(jobs, &job.job, running.clone());
         let queue = self.queue.clone();
         let runner = self.runner.clone();
         let policy = self.options.upload.clone();
@@ -312,6 +320,18 @@ impl Worker {
         tasks.spawn(async move {
             let _gauge = RunningGauge::new();
             let key = job.job.clone();
+            // Released however the task ends, a panic included, so that a
+            // later attempt waiting on this one never waits forever.
+            let _release = Release {
+                jobs: jobs.clone(),
+                job: key.clone(),
+                running: running.clone(),
+            };
+            if let Some(stale) = stale {
+                // Its teardown deletes the Job by name: let it finish before
+                // this attempt makes its own.
+                stale.ended.cancelled().await;
+            }
             let (reported, timings) = run_job(&queue, &runner, &policy, job, &running).await;
             metrics::counter!(JOBS_FINISHED, "outcome" => reported.label()).increment(1);
             metrics::histogram!(JOB_DURATION, "outcome" => reported.label())
@@ -323,10 +343,48 @@ impl Worker {
                     let _ = observer.send(t);
                 }
             }
-            lock(&jobs).remove(&key);
             reported
         });
     }
+}
+
+/// Numbers attempts within this process.
+static ATTEMPTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Makes `running` the attempt of `job` that heartbeats and cancellations
+/// reach; an earlier attempt still running here is stopped as no longer
+/// the queue's (it reports nothing) and returned, to be waited for.
+fn claim(jobs: &Jobs, job: &JobRef, running: Running) -> Option<Running> {
+    let stale = lock(jobs).insert(job.clone(), running);
+    if let Some(stale) = &stale {
+        tracing::warn!(queue = %job.queue, id = job.id, "the queue handed back a job whose earlier attempt still runs here: stopping that one first");
+        stale.stop(Stop::Lost);
+    }
+    stale
+}
+
+/// Calls [`release`] when dropped.
+struct Release {
+    jobs: Jobs,
+    job: JobRef,
+    running: Running,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        release(&self.jobs, &self.job, &self.running);
+    }
+}
+
+/// Forgets `running` once its task is over, unless a later attempt took
+/// its place, and lets a later attempt go on.
+fn release(jobs: &Jobs, job: &JobRef, running: &Running) {
+    let mut jobs = lock(jobs);
+    if jobs.get(job).is_some_and(|r| r.attempt == running.attempt) {
+        jobs.remove(job);
+    }
+    drop(jobs);
+    running.ended.cancel();
 }
 
 fn lock(jobs: &Jobs) -> std::sync::MutexGuard<'_, HashMap<JobRef, Running>> {
@@ -497,5 +555,49 @@ async fn heartbeat(queue: QueueClient, jobs: Jobs, interval: Duration, stop: Can
                 r.stop(Stop::Lost);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(attempt: u64) -> Running {
+        Running {
+            attempt,
+            cancel: CancellationToken::new(),
+            gone: CancellationToken::new(),
+            why: Arc::default(),
+            ended: CancellationToken::new(),
+        }
+    }
+
+    #[test]
+    fn a_job_handed_back_while_its_earlier_attempt_runs_stops_that_one_and_keeps_the_new() {
+        let jobs: Jobs = Arc::default();
+        let job = JobRef {
+            queue: "batches".into(),
+            id: 7,
+        };
+        let first = running(1);
+        assert!(claim(&jobs, &job, first.clone()).is_none());
+        let second = running(2);
+        let stale = claim(&jobs, &job, second.clone()).unwrap();
+        assert_eq!(stale.attempt, 1);
+        assert!(first.cancel.is_cancelled() && first.gone.is_cancelled());
+        assert_eq!(
+            first.why(),
+            Some(Stop::Lost),
+            "the stale attempt reports nothing"
+        );
+        assert!(!second.cancel.is_cancelled());
+
+        // The stale attempt ends: the new one stays the one heartbeats and
+        // cancellations reach.
+        release(&jobs, &job, &first);
+        assert!(first.ended.is_cancelled());
+        assert_eq!(lock(&jobs).get(&job).map(|r| r.attempt), Some(2));
+        release(&jobs, &job, &second);
+        assert!(lock(&jobs).is_empty());
     }
 }
