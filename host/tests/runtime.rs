@@ -413,6 +413,9 @@ fn executor_run(
     sim_kubeconfig: &std::path::Path,
     job: &std::path::Path,
 ) -> tokio::process::Command {
+    // Runs in one directory share its instance slots: the run after a
+    // killed one gets the killed one's instance back.
+    let state = sim_kubeconfig.with_file_name("state");
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_executor"));
     cmd.arg("run")
         .arg("--job")
@@ -423,6 +426,7 @@ fn executor_run(
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOSTNAME", "executor-restart-test")
+        .env("EXECUTOR_DATA_DIR", state)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
@@ -476,7 +480,7 @@ async fn a_killed_executor_leaves_no_job_or_secret_once_restarted() {
     assert!(second.status.success(), "{stderr}");
     assert!(
         stderr.contains(
-            "deleted 1 Job(s) and 0 Secret(s) left by an earlier run of executor-restart-test"
+            "deleted 1 Job(s) and 0 Secret(s) left by an earlier run of executor-restart-test-"
         ),
         "{stderr}"
     );
@@ -534,4 +538,43 @@ async fn deleting_the_executors_pod_deletes_its_jobs() {
         jobs.is_empty() && secrets.is_empty(),
         "left: {jobs:?} {secrets:?}"
     );
+}
+
+#[tokio::test]
+async fn a_line_longer_than_what_is_kept_is_cut_with_a_note_and_the_log_goes_on() {
+    let (_sim, runner) = start(Options::default(), &[]).await;
+    // 1 MB without a newline, then a newline and one more line.
+    let job = payload(
+        40,
+        json!([[
+            "long",
+            ["head -c 1000000 /dev/zero | tr '\\0' a; echo; echo after"]
+        ]]),
+        json!({}),
+    );
+    let (report, entries) = run(&runner, &job).await;
+    assert_eq!(report.outcome, Outcome::Succeeded);
+    let lines = &entries[1].lines;
+    assert_eq!(
+        lines.len(),
+        2,
+        "{:?}",
+        lines.iter().map(String::len).collect::<Vec<_>>()
+    );
+    assert!(lines[0].starts_with("aaaa"), "the kept part comes first");
+    assert!(
+        lines[0].len() < executor::k8s::logs::MAX_LINE + 200,
+        "{}",
+        lines[0].len()
+    );
+    assert!(
+        lines[0].ends_with("bytes long; at most 65536 of a line are kept]"),
+        "{}",
+        &lines[0][lines[0].len() - 120..]
+    );
+    assert!(
+        lines[0].contains("line cut, 1000"),
+        "the note gives the line's length"
+    );
+    assert_eq!(lines[1], "after");
 }

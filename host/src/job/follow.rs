@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::log::Input;
 use super::trail;
-use crate::k8s::logs::{self, Ended, container_status};
+use crate::k8s::logs::{self, Ended, Line, container_status};
 use crate::k8s::outcome::{self, Limits, Observation, Outcome};
 use crate::k8s::spec::{JobObjects, SETUP_CONTAINER};
 use crate::k8s::watch::PodState;
@@ -306,10 +306,26 @@ impl Container {
             |line| Input::Line(index, line),
         )
         .await;
-        match &ended {
-            Ok(Ended::Complete) => {}
-            Ok(how) => tracing::info!(%pod, container = %entry.container, ?how, "log ended early"),
-            Err(e) => tracing::warn!(%pod, container = %entry.container, error = %e, "log lost"),
+        // A pod that went away early (deleted by a cancellation, a deadline,
+        // a lost node) is the outcome's to explain.
+        let lost = match &ended {
+            Ok(Ended::Complete) => None,
+            Ok(how) => {
+                tracing::info!(%pod, container = %entry.container, ?how, "log ended early");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(%pod, container = %entry.container, error = %e, "log lost");
+                Some(format!("the API server did not give the rest of it ({e})"))
+            }
+        };
+        if let Some(why) = lost {
+            // A truncated log must say so where its reader looks.
+            let note = Line {
+                at: Timestamp::now(),
+                text: format!("[executor: this step's log may be incomplete: {why}]"),
+            };
+            let _ = input.send(Input::Line(index, note)).await;
         }
         let _ = tokio::time::timeout(
             STATUS_GRACE,

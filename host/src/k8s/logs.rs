@@ -1,4 +1,4 @@
-//! Following one container's log live (`follow`, `timestamps`), resuming after a cut with `sinceTime` and dropping the lines already seen.
+//! Following one container's log live (`follow`, `timestamps`), resuming after a cut with `sinceTime` and dropping the lines already seen, each line bounded in length.
 
 use std::time::Duration;
 
@@ -121,6 +121,49 @@ async fn open(
     client.request_stream(request).await
 }
 
+/// The most of one line that is kept (the kubelet's timestamp included);
+/// the rest is read and dropped, and the line says so. One job printing a
+/// 4 GB line must not hold 4 GB here.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// What [`read_line`] found.
+struct LineRead {
+    /// Bytes of the line on the wire, newline included.
+    total: usize,
+    /// Whether it ended with a newline (else the stream ended first).
+    complete: bool,
+}
+
+/// Reads one line into `buf`, keeping at most `max` bytes of it and
+/// consuming the rest up to its newline.
+async fn read_line<R: futures::AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<LineRead> {
+    let mut total = 0;
+    loop {
+        let chunk = r.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(LineRead {
+                total,
+                complete: false,
+            });
+        }
+        let (take, complete) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let room = max.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..take.min(room)]);
+        total += take;
+        futures::AsyncBufReadExt::consume_unpin(r, take);
+        if complete {
+            return Ok(LineRead { total, complete });
+        }
+    }
+}
+
 /// Splits `<RFC 3339 time> <text>`.
 fn parse(raw: &[u8]) -> Option<Line> {
     let text = String::from_utf8_lossy(raw);
@@ -147,6 +190,9 @@ pub fn terminated(state: &PodState, container: &str) -> bool {
         .is_some()
 }
 
+/// Failed reads tolerated once the container has ended (about 11 s).
+const AFTER_THE_END: u32 = 10;
+
 /// Sends every line of `container` of `pod` to `out`, live, once each, and
 /// returns when the container has terminated and its log is read, or the
 /// pod is gone. A cut stream (an error, or an end before the container
@@ -168,18 +214,23 @@ pub async fn follow<T>(
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Ended::PodGone),
             Err(e) => {
                 // The throttle layer has retried already; this is a longer
-                // outage, or the container is not ready to be read yet.
+                // outage, or the container is not ready to be read yet. While
+                // the container runs its log can still be read: keep trying.
+                // Once it ended, or its pod is gone, a few more tries.
                 failures += 1;
-                if failures > 10 {
+                let over = {
+                    let current = state.borrow();
+                    terminated(&current, container) || matches!(*current, PodState::Deleted(_))
+                };
+                if over && failures > AFTER_THE_END {
                     return Err(LogError::Api {
                         container: container.to_owned(),
                         source: e,
                     });
                 }
                 tracing::debug!(%pod, %container, error = %e, failures, "log request failed; trying again");
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(200) * failures, state.changed())
-                        .await;
+                let pause = (Duration::from_millis(200) * failures).min(Duration::from_secs(5));
+                let _ = tokio::time::timeout(pause, state.changed()).await;
                 continue;
             }
         };
@@ -189,11 +240,25 @@ pub async fn follow<T>(
         let mut progressed = false;
         let clean = loop {
             buf.clear();
-            match stream.read_until(b'\n', &mut buf).await {
-                Ok(0) => break true,
+            match read_line(&mut stream, &mut buf, MAX_LINE).await {
+                Ok(LineRead { total: 0, .. }) => break true,
                 // A last line without its newline was cut; it comes again.
-                Ok(_) if buf.last() != Some(&b'\n') => break false,
-                Ok(_) => {
+                Ok(LineRead {
+                    complete: false, ..
+                }) => break false,
+                Ok(LineRead { total, .. }) => {
+                    if total > buf.len() {
+                        // Cut: what was kept, and a note of what was not.
+                        while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                            buf.pop();
+                        }
+                        let kept = String::from_utf8_lossy(&buf).into_owned();
+                        buf = format!(
+                            "{kept} [executor: line cut, {total} bytes long; at most {MAX_LINE} of a line are kept]\n"
+                        )
+                        .into_bytes();
+                        metrics::counter!(crate::ops::metrics::LOG_LINES_CUT).increment(1);
+                    }
                     let Some(line) = parse(&buf) else {
                         tracing::warn!(%pod, %container, "log line without a timestamp; kept as is");
                         let text = String::from_utf8_lossy(&buf).trim_end().to_owned();

@@ -57,6 +57,8 @@ pub const LOG_UPLOAD_LAG: &str = "executor_log_upload_delay_seconds";
 pub const LOG_UPLOAD_FAILURES: &str = "executor_log_upload_failures_total";
 /// A container's log stream broke and was resumed.
 pub const LOG_RESUMES: &str = "executor_log_resumes_total";
+/// A log line longer than the most that is kept was cut.
+pub const LOG_LINES_CUT: &str = "executor_log_lines_cut_total";
 
 /// Requests to the queue and the API server: milliseconds to a minute.
 const REQUEST_BUCKETS: &[f64] = &[
@@ -224,6 +226,11 @@ fn describe() {
         "Upload lag: from a log line's writing to the queue acknowledging it."
     );
     describe_counter!(LOG_UPLOAD_FAILURES, Count, "Log entry sends that failed.");
+    describe_counter!(
+        LOG_LINES_CUT,
+        Count,
+        "Log lines cut to the longest kept (64 KiB), the rest dropped."
+    );
     describe_counter!(
         LOG_RESUMES,
         Count,
