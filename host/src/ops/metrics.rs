@@ -57,6 +57,8 @@ pub const LOG_UPLOAD_LAG: &str = "executor_log_upload_delay_seconds";
 pub const LOG_UPLOAD_FAILURES: &str = "executor_log_upload_failures_total";
 /// A container's log stream broke and was resumed.
 pub const LOG_RESUMES: &str = "executor_log_resumes_total";
+/// Log lines dropped from the middle of an entry over its size limit.
+pub const LOG_LINES_DROPPED: &str = "executor_log_lines_dropped_total";
 /// A log line longer than the most that is kept was cut.
 pub const LOG_LINES_CUT: &str = "executor_log_lines_cut_total";
 
@@ -226,6 +228,11 @@ fn describe() {
         "Upload lag: from a log line's writing to the queue acknowledging it."
     );
     describe_counter!(LOG_UPLOAD_FAILURES, Count, "Log entry sends that failed.");
+    describe_counter!(
+        LOG_LINES_DROPPED,
+        Count,
+        "Log lines dropped from the middle of an entry over 32 MiB (the entry says so)."
+    );
     describe_counter!(
         LOG_LINES_CUT,
         Count,

@@ -110,6 +110,12 @@ pub struct UploadPolicy {
     /// After consecutive failures an entry waits `min_interval × 2^failures`,
     /// at most this long, before it is tried again (60 s).
     pub max_retry_wait: Duration,
+    /// The most of an entry's `out` kept, counted as JSON-escaped bytes on
+    /// the wire (32 MiB, half the embedded queue's request limit): its
+    /// first half and its last half, with a line between saying how much
+    /// was dropped. One job printing without end must not hold the
+    /// executor's memory, during a queue outage least of all.
+    pub max_entry: usize,
 }
 
 impl Default for UploadPolicy {
@@ -120,6 +126,7 @@ impl Default for UploadPolicy {
             growth: 1.5,
             stale_rate: 64 << 10,
             max_retry_wait: Duration::from_secs(60),
+            max_entry: 32 << 20,
         }
     }
 }

@@ -7,7 +7,9 @@ use tokio::time::Instant;
 
 use super::{UploadPolicy, Uploaded};
 use crate::job::log::LogEvent;
-use crate::ops::metrics::{LOG_LINES, LOG_UPLOAD_FAILURES, LOG_UPLOAD_LAG, LOG_UPLOADED_BYTES};
+use crate::ops::metrics::{
+    LOG_LINES, LOG_LINES_DROPPED, LOG_UPLOAD_FAILURES, LOG_UPLOAD_LAG, LOG_UPLOADED_BYTES,
+};
 use crate::plugins::Stream;
 use crate::queue::client::ClientError;
 use crate::queue::wire::ExecutionLogEntry;
@@ -35,6 +37,44 @@ pub(super) struct Entry {
     /// The version each batch of lines made and when its oldest line was
     /// written, until the queue has it: for the upload delay metric.
     pub(super) unsent: VecDeque<(u64, Timestamp)>,
+    /// Once `out` (the head) is full: the latest lines, within half of
+    /// [`UploadPolicy::max_entry`], and what fell out between the two.
+    pub(super) tail: Tail,
+    /// Escaped bytes of the head (`wire.out`).
+    pub(super) head_escaped: usize,
+}
+
+/// The end of an entry too long to keep whole.
+#[derive(Default)]
+pub(super) struct Tail {
+    lines: VecDeque<String>,
+    /// Escaped bytes of `lines`.
+    bytes: usize,
+    dropped_lines: u64,
+    dropped_bytes: u64,
+    /// Bytes each of the head and the tail may hold.
+    half: usize,
+}
+
+impl Tail {
+    fn note(&self) -> String {
+        format!(
+            "stderr: [executor: {} lines ({} bytes) of output dropped here; an entry keeps its first and last {} bytes]\n",
+            self.dropped_lines, self.dropped_bytes, self.half
+        )
+    }
+}
+
+/// The length of `text` as a JSON string's content: what the entry costs on
+/// the wire and in the queue's request limit.
+fn escaped_len(text: &str) -> usize {
+    text.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum()
 }
 
 impl Entry {
@@ -55,11 +95,63 @@ impl Entry {
             failures: 0,
             flushed: false,
             unsent: VecDeque::new(),
+            tail: Tail::default(),
+            head_escaped: 0,
         }
     }
 
     pub(super) fn len(&self) -> usize {
-        self.wire.out.as_ref().map_or(0, String::len)
+        let head = self.wire.out.as_ref().map_or(0, String::len);
+        if self.tail.lines.is_empty() && self.tail.dropped_lines == 0 {
+            return head;
+        }
+        head + self.tail.note().len() + self.tail.lines.iter().map(String::len).sum::<usize>()
+    }
+
+    /// Appends one formatted line (`stdout: text\n`): to the head while it
+    /// has room, then to the tail, dropping the tail's oldest lines beyond
+    /// half of `max_entry`.
+    fn push(&mut self, line: String, max_entry: usize, head_escaped: &mut usize) {
+        let half = max_entry / 2;
+        let len = escaped_len(&line);
+        if self.tail.lines.is_empty() && *head_escaped + len <= half {
+            *head_escaped += len;
+            self.wire
+                .out
+                .get_or_insert_with(String::new)
+                .push_str(&line);
+            return;
+        }
+        self.tail.half = half;
+        self.tail.bytes += len;
+        self.tail.lines.push_back(line);
+        while self.tail.bytes > half {
+            let Some(old) = self.tail.lines.pop_front() else {
+                break;
+            };
+            let old_len = escaped_len(&old);
+            self.tail.bytes -= old_len;
+            self.tail.dropped_lines += 1;
+            self.tail.dropped_bytes += old.len() as u64;
+            metrics::counter!(LOG_LINES_DROPPED).increment(1);
+        }
+    }
+
+    /// The entry as it is sent: the head, and when it overflowed the note
+    /// and the tail.
+    fn snapshot(&self) -> ExecutionLogEntry {
+        let mut wire = self.wire.clone();
+        if self.tail.lines.is_empty() && self.tail.dropped_lines == 0 {
+            return wire;
+        }
+        let out = wire.out.get_or_insert_with(String::new);
+        if self.tail.dropped_lines > 0 {
+            out.push_str(&self.tail.note());
+        }
+        for line in &self.tail.lines {
+            out.push_str(line);
+        }
+        wire
     }
 }
 
@@ -158,16 +250,19 @@ impl State {
                     .entries
                     .entry(entry)
                     .or_insert_with(|| Entry::new(entry));
-                let out = e.wire.out.get_or_insert_with(String::new);
-                let extra: usize = records.iter().map(|r| r.text.len() + 9).sum();
-                out.reserve(extra);
+                let max_entry = self.policy.max_entry;
                 for r in records {
-                    out.push_str(match r.stream {
+                    let prefix = match r.stream {
                         Stream::Stdout => "stdout: ",
                         Stream::Stderr => "stderr: ",
-                    });
-                    out.push_str(&r.text);
-                    out.push('\n');
+                    };
+                    let mut head_escaped = e.head_escaped;
+                    e.push(
+                        format!("{prefix}{}\n", r.text),
+                        max_entry,
+                        &mut head_escaped,
+                    );
+                    e.head_escaped = head_escaped;
                 }
                 e.version += 1;
                 if let Some(oldest) = written.iter().min() {
@@ -262,7 +357,7 @@ impl State {
             };
             (header, 0)
         } else {
-            (e.wire.clone(), e.version)
+            (e.snapshot(), e.version)
         };
         let len = snapshot.out.as_ref().map_or(0, String::len);
         e.last_attempt = Some(now);

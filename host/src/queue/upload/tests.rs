@@ -412,7 +412,8 @@ fn naive(total: u64, rate: f64) -> u64 {
 #[test]
 fn the_wire_bound_holds_for_a_large_log() {
     let policy = UploadPolicy::default();
-    let total = 32 << 20;
+    // Large, and within what an entry keeps whole.
+    let total = 24 << 20;
     // Paced at 2 MB/s with a sink that takes 100 ms plus 10 ns a byte.
     let slow = |n: usize| Duration::from_millis(100) + Duration::from_nanos(10 * n as u64);
     for (name, rate, latency) in [
@@ -480,4 +481,51 @@ fn the_bound_counts_every_term() {
     assert_eq!(p.wire_bound(f, 1, t), want);
     assert_eq!(p.max_staleness(64 << 20), Duration::from_secs(1024));
     assert_eq!(p.max_staleness(10), p.min_interval);
+}
+
+#[test]
+fn an_entry_over_its_limit_keeps_its_head_and_tail_and_says_what_was_dropped() {
+    let policy = UploadPolicy {
+        max_entry: 64 << 10,
+        ..UploadPolicy::default()
+    };
+    // 10 000 numbered lines of ~100 bytes: 1 MB, far over 64 KiB.
+    let numbered = |i: usize| record(Stream::Stdout, &format!("{i:05} {LINE}"));
+    let mut events = vec![(Duration::ZERO, opened(0))];
+    for chunk in 0..100 {
+        let records = (chunk * 100..(chunk + 1) * 100).map(numbered).collect();
+        events.push((secs(chunk as f64 * 0.01), lines(0, records)));
+    }
+    events.push((secs(1.0), closed(0, 0)));
+    let (sim, log) = sends(&policy, events, instant);
+    let (_, _, _, last) = log.last().unwrap();
+    let out = last.out.as_deref().unwrap();
+    assert!(out.len() <= policy.max_entry + 200, "{}", out.len());
+    assert!(
+        out.starts_with(&format!("stdout: 00000 {LINE}\n")),
+        "the head is kept"
+    );
+    assert!(
+        out.ends_with(&format!("stdout: 09999 {LINE}\n")),
+        "so is the tail"
+    );
+    let note = out
+        .lines()
+        .find(|l| l.contains("dropped here"))
+        .expect("a note where lines were dropped");
+    assert!(
+        note.starts_with("stderr: [executor: ") && note.contains("lines ("),
+        "{note}"
+    );
+    // Nothing between head and tail but the note: counted lines add up.
+    let kept = out.lines().filter(|l| l.starts_with("stdout: ")).count();
+    let dropped: usize = note
+        .trim_start_matches("stderr: [executor: ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(kept + dropped, 10_000);
+    assert!(sim.uploaded.errors.is_empty());
 }
