@@ -50,6 +50,11 @@ pub struct Line {
     pub text: String,
 }
 
+/// The most of a container's log kept, as the kubelet's rotation keeps
+/// `containerLogMaxSize` (10 MiB) × `containerLogMaxFiles` (5): older lines
+/// go, and a follower that fell behind them misses them, as on a node.
+pub const MAX_LOG_BYTES: usize = 50 << 20;
+
 /// The log of one container.
 #[derive(Default)]
 pub struct Log {
@@ -59,7 +64,11 @@ pub struct Log {
 
 #[derive(Default)]
 struct Inner {
-    lines: Vec<Line>,
+    lines: std::collections::VecDeque<Line>,
+    /// The index of `lines[0]` since the container started (lines before
+    /// it were rotated away).
+    first: usize,
+    bytes: usize,
     finished: bool,
 }
 
@@ -68,15 +77,33 @@ impl Log {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends a line (a newline is added when missing).
-    pub fn push(&self, mut text: String) {
-        if !text.ends_with('\n') {
+    /// Appends a line (a newline is added when missing), rotating the
+    /// oldest lines out beyond [`MAX_LOG_BYTES`].
+    pub fn push(&self, text: String) {
+        self.push_part(text, true);
+    }
+
+    /// Appends part of a line: with `complete` its end (a newline is added
+    /// when missing), else a part the runtime split off a longer line, served
+    /// without a newline so the line reads whole again, a timestamp before
+    /// each part, as the kubelet serves CRI's partial lines.
+    pub fn push_part(&self, mut text: String, complete: bool) {
+        if complete && !text.ends_with('\n') {
             text.push('\n');
         }
-        self.lock().lines.push(Line {
+        let mut inner = self.lock();
+        inner.bytes += text.len();
+        inner.lines.push_back(Line {
             at: now_nanos(),
             text,
         });
+        while inner.bytes > MAX_LOG_BYTES && inner.lines.len() > 1 {
+            if let Some(old) = inner.lines.pop_front() {
+                inner.bytes -= old.text.len();
+                inner.first += 1;
+            }
+        }
+        drop(inner);
         self.changed.notify_waiters();
     }
 
@@ -86,17 +113,14 @@ impl Log {
         self.changed.notify_waiters();
     }
 
-    /// Lines from index `from`, and whether the log has ended.
-    pub fn read(&self, from: usize) -> (Vec<Line>, bool) {
+    /// Lines from index `from` (or the oldest kept, when those went), the
+    /// index after them, and whether the log has ended.
+    pub fn read(&self, from: usize) -> (Vec<Line>, usize, bool) {
         let inner = self.lock();
-        (
-            inner
-                .lines
-                .get(from..)
-                .map(<[Line]>::to_vec)
-                .unwrap_or_default(),
-            inner.finished,
-        )
+        let skip = from.saturating_sub(inner.first);
+        let lines: Vec<Line> = inner.lines.iter().skip(skip).cloned().collect();
+        let next = inner.first + skip + lines.len();
+        (lines, next.max(from), inner.finished)
     }
 
     /// At most the last `lines` lines and `bytes` bytes, as one text (what
@@ -104,8 +128,10 @@ impl Log {
     pub fn tail(&self, lines: usize, bytes: usize) -> String {
         let inner = self.lock();
         let start = inner.lines.len().saturating_sub(lines);
-        let text: String = inner.lines[start..]
+        let text: String = inner
+            .lines
             .iter()
+            .skip(start)
             .map(|l| l.text.as_str())
             .collect();
         let mut cut = text.len().saturating_sub(bytes);
@@ -121,7 +147,7 @@ impl Log {
         let notified = self.changed.notified();
         {
             let inner = self.lock();
-            if inner.lines.len() > seen || inner.finished {
+            if inner.first + inner.lines.len() > seen || inner.finished {
                 return;
             }
         }

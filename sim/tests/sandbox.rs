@@ -394,6 +394,33 @@ async fn why_a_container_ended_is_its_termination_message_or_its_logs_tail() {
 }
 
 #[tokio::test]
+async fn a_long_line_is_kept_in_parts_and_served_whole_with_a_timestamp_per_part() {
+    let (_sim, client) = start(Options::default()).await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let (phase, log) = run(
+        &pods,
+        "long-line",
+        shell("head -c 40000 /dev/zero | tr '\\0' a; echo; echo next"),
+    )
+    .await;
+    assert_eq!(phase, "Succeeded");
+    assert_eq!(log, format!("{}\nnext\n", "a".repeat(40000)));
+    let stamped = pods
+        .logs(
+            "long-line",
+            &LogParams {
+                timestamps: true,
+                ..LogParams::default()
+            },
+        )
+        .await
+        .unwrap();
+    let first = stamped.lines().next().unwrap();
+    // 16 KiB + 16 KiB + the rest: three parts, each after its timestamp.
+    assert_eq!(first.matches("Z aaaa").count(), 3, "{}", &first[..80]);
+}
+
+#[tokio::test]
 async fn a_claims_data_outlives_the_pod_that_wrote_it() {
     let (_sim, client) = start(Options::default()).await;
     let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =

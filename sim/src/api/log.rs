@@ -33,8 +33,7 @@ pub(super) fn pod_log(cluster: &Arc<Cluster>, t: &Target, query: &Query) -> Repl
     };
     let log = open_log(cluster, &pod, &id)?;
     let options = LogOptions::from_query(query, cluster.faults.log_cut())?;
-    let (first, finished) = log.read(0);
-    let seen = first.len();
+    let (first, seen, finished) = log.read(0);
     let initial = options.initial_text(first);
     if !options.follow || finished {
         return Ok(whole(initial, &options));
@@ -270,8 +269,8 @@ async fn follow(
     let mut index = seen;
     loop {
         log.wait(index).await;
-        let (lines, finished) = log.read(index);
-        index += lines.len();
+        let (lines, next, finished) = log.read(index);
+        index = next;
         let text: String = lines.iter().map(|l| options.format(l)).collect();
         match out.send(text).await {
             Sent::More => {}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::watch;
 
 use super::env::resolve_env;
@@ -426,12 +426,33 @@ where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            log.push(line);
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        // As container runtimes do, a line longer than 16 KiB is kept in
+        // parts (CRI's partial lines), so no line is held whole here; bytes
+        // that are not UTF-8 are replaced rather than ending the log.
+        loop {
+            buf.clear();
+            match (&mut reader)
+                .take(LINE_PART)
+                .read_until(b'\n', &mut buf)
+                .await
+            {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let complete = buf.last() == Some(&b'\n') || (n as u64) < LINE_PART;
+                    if buf.last() == Some(&b'\n') {
+                        buf.pop();
+                    }
+                    log.push_part(String::from_utf8_lossy(&buf).into_owned(), complete);
+                }
+            }
         }
     })
 }
+
+/// The longest part of a line the runtime writes as one log line.
+const LINE_PART: u64 = 16 * 1024;
 
 /// `sub` inside the volume at `root`, made if missing; `None` when it is
 /// absolute, climbs out with `..`, or leads out through a symlink (which a
