@@ -92,14 +92,15 @@ impl Log {
             text.push('\n');
         }
         let mut inner = self.lock();
-        inner.bytes += text.len();
+        // A line's bookkeeping counts too: `yes` writes two bytes a line.
+        inner.bytes += text.len() + std::mem::size_of::<Line>();
         inner.lines.push_back(Line {
             at: now_nanos(),
             text,
         });
         while inner.bytes > MAX_LOG_BYTES && inner.lines.len() > 1 {
             if let Some(old) = inner.lines.pop_front() {
-                inner.bytes -= old.text.len();
+                inner.bytes -= old.text.len() + std::mem::size_of::<Line>();
                 inner.first += 1;
             }
         }

@@ -1,0 +1,185 @@
+//! One job prints 1 GB without a newline and another prints `yes` for 60 s while 20 ordinary jobs run: `executor serve` (its embedded queue, the image's four plugins) against the simulator, as a separate process whose peak memory (VmHWM) is read at the end. Prints figures; `cargo bench -p executor --bench flood`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const ORDINARY: usize = 20;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(bench());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The image's plugin configuration, pinned, beside the plugins built here.
+fn image_plugins(dir: &Path) -> std::path::PathBuf {
+    let built = executor_tests::components();
+    for name in ["annotate", "scheduling-policy", "pull-secrets", "redact"] {
+        let file = built.path(name);
+        std::fs::copy(&file, dir.join(file.file_name().unwrap())).unwrap();
+    }
+    let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/image");
+    let status = std::process::Command::new(image.join("pin-plugins"))
+        .arg(image.join("plugins.yaml"))
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dir.join("plugins.yaml")
+}
+
+/// `VmHWM` (peak resident set) of process `pid`, in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+async fn bench() {
+    let sim = sim::Sim::start("127.0.0.1:0".parse().unwrap(), sim::Options::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let config = image_plugins(&plugins);
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let token = "flood-bench-token";
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_executor"))
+        .arg("serve")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .env("EXECUTOR_PLUGINS_CONFIG", &config)
+        .env("EXECUTOR_DATA_DIR", dir.path().join("state"))
+        .env("EXECUTOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EXECUTOR_API_TOKEN", token)
+        .env("EXECUTOR_DEBUG_LISTEN", "off")
+        .env("EXECUTOR_MAXIMUM_NUM_JOBS", (ORDINARY + 2).to_string())
+        .env("EXECUTOR_QUEUE_POLL_INTERVAL", "100ms")
+        .env("EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY", "1Mi")
+        .env("EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY", "64Mi")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = serve.id().unwrap();
+    let cli = |args: Vec<String>| {
+        let server = server.clone();
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_executor"))
+                .args(&args)
+                .env("EXECUTOR_SERVER", server)
+                .env("EXECUTOR_API_TOKEN", token)
+                .output()
+                .await
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        }
+    };
+    // The queue answers once serve has started.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !cli(vec!["jobs".into()]).await.0 {
+        assert!(Instant::now() < deadline, "serve never answered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let submit = |script: &str| {
+        let args = vec![
+            "submit".into(),
+            "--image".into(),
+            "alpine:3".into(),
+            "--".into(),
+            script.to_owned(),
+        ];
+        async move {
+            let (ok, out) = cli(args).await;
+            assert!(ok, "submit failed");
+            out.trim().to_owned()
+        }
+    };
+    let started = Instant::now();
+    let flood = submit("head -c 1000000000 /dev/zero | tr '\\0' a").await;
+    let yes = submit("timeout 60 yes || true").await;
+    let mut ordinary = Vec::new();
+    for _ in 0..ORDINARY {
+        ordinary.push(
+            submit("for i in $(seq 1 30); do echo \"ordinary line $i\"; sleep 1; done").await,
+        );
+    }
+    let all: Vec<String> = [flood.clone(), yes.clone()]
+        .into_iter()
+        .chain(ordinary.iter().cloned())
+        .collect();
+    let mut states = Vec::new();
+    for id in &all {
+        let (_, out) = cli(vec!["logs".into(), "-f".into(), id.clone()]).await;
+        drop(out);
+        let (_, shown) = cli(vec!["show".into(), "-o".into(), "json".into(), id.clone()]).await;
+        let job: Value = serde_json::from_str(&shown).unwrap_or_default();
+        let sizes: Vec<usize> = job["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["out"].as_str().map_or(0, str::len))
+            .collect();
+        states.push((
+            id.clone(),
+            job["state"].as_str().unwrap_or("?").to_owned(),
+            sizes,
+        ));
+    }
+    let elapsed = started.elapsed();
+    let peak = peak_kib(pid);
+    serve.start_kill().unwrap();
+    let _ = serve.wait().await;
+    drop(sim);
+
+    for (id, state, sizes) in &states {
+        let what = if *id == flood {
+            "1 GB without a newline"
+        } else if *id == yes {
+            "yes for 60 s"
+        } else {
+            "ordinary"
+        };
+        if what != "ordinary" {
+            println!("job {id} ({what}): {state}; entry sizes {sizes:?} bytes");
+        }
+    }
+    let done = states[2..]
+        .iter()
+        .filter(|(_, s, _)| s == "completed")
+        .count();
+    println!("ordinary jobs completed: {done} of {ORDINARY}");
+    println!(
+        "executor serve peak RSS (VmHWM): {:.1} MiB; all {} jobs ended after {:.1} s",
+        peak as f64 / 1024.0,
+        all.len(),
+        elapsed.as_secs_f64()
+    );
+}
