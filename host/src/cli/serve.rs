@@ -189,6 +189,7 @@ async fn start_queue(
         db_path: dir.join("queue.db"),
         executor_password: config.queue.frontend_password.clone(),
         api_token: config.embedded.api_token.clone(),
+        retention: config.embedded.retention,
         ..EmbeddedOptions::default()
     })?;
     let listener = tokio::net::TcpListener::bind(config.embedded.listen)

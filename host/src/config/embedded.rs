@@ -10,6 +10,7 @@ const LISTEN: &str = "EXECUTOR_LISTEN";
 const DATA_DIR: &str = "EXECUTOR_DATA_DIR";
 const API_TOKEN: &str = "EXECUTOR_API_TOKEN";
 const ADVERTISE_URL: &str = "EXECUTOR_ADVERTISE_URL";
+const RETENTION: &str = "EXECUTOR_JOB_RETENTION";
 
 /// The embedded queue's settings as text, from a flag or else its environment variable.
 #[derive(Debug, Clone, Default, Args)]
@@ -23,6 +24,9 @@ pub struct RawEmbedded {
     /// Where the embedded queue keeps its database and `executor serve` its address file (default: $XDG_STATE_HOME/executor, else ~/.local/state/executor).
     #[arg(long, env = DATA_DIR)]
     pub data_dir: Option<String>,
+    /// How long the embedded queue keeps a job that ended, with its log (0: for ever).
+    #[arg(long, env = RETENTION, default_value = "30d")]
+    pub job_retention: String,
     /// Token of the embedded queue's user API (default: generated at first start, kept in the data directory, printed).
     #[arg(long, env = API_TOKEN, hide_env_values = true)]
     pub api_token: Option<String>,
@@ -41,6 +45,8 @@ pub struct EmbeddedConfig {
     pub data_dir: Option<PathBuf>,
     /// The user API token, when configured.
     pub api_token: Option<String>,
+    /// How long ended jobs are kept; `None`: for ever.
+    pub retention: Option<std::time::Duration>,
 }
 
 impl RawEmbedded {
@@ -82,6 +88,13 @@ impl RawEmbedded {
             None => Some(None),
             Some(result) => c.check(ADVERTISE_URL, result).map(Some),
         };
+        let retention = c.check(
+            RETENTION,
+            super::parse::duration_in(
+                &self.job_retention,
+                std::time::Duration::ZERO..=super::parse::YEAR * 10,
+            ),
+        );
         let data_dir = match self.data_dir.as_deref().map(str::trim) {
             Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
             _ => default_data_dir().ok(),
@@ -89,6 +102,7 @@ impl RawEmbedded {
         Some(EmbeddedConfig {
             listen: listen?,
             advertise_url: advertise_url?,
+            retention: retention.filter(|d| !d.is_zero()),
             data_dir,
             api_token: self.api_token.clone().filter(|t| !t.trim().is_empty()),
         })

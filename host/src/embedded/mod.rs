@@ -37,6 +37,8 @@ pub struct EmbeddedOptions {
     pub max_attempts: u32,
     /// How often silent jobs are looked for.
     pub reaper_interval: Duration,
+    /// How long a job that ended is kept, with its log (`None`: for ever).
+    pub retention: Option<Duration>,
 }
 
 impl Default for EmbeddedOptions {
@@ -48,6 +50,7 @@ impl Default for EmbeddedOptions {
             heartbeat_timeout: Duration::from_secs(25),
             max_attempts: 3,
             reaper_interval: Duration::from_secs(5),
+            retention: None,
         }
     }
 }
@@ -63,6 +66,7 @@ impl fmt::Debug for EmbeddedOptions {
             .field("heartbeat_timeout", &self.heartbeat_timeout)
             .field("max_attempts", &self.max_attempts)
             .field("reaper_interval", &self.reaper_interval)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -93,6 +97,7 @@ struct Inner {
     api_token: String,
     generated: bool,
     reaper_interval: Duration,
+    retention: Option<Duration>,
     /// Cancelled when `serve` shuts down, so long polls answer instead of holding it up.
     stop: CancellationToken,
 }
@@ -122,6 +127,7 @@ impl Embedded {
                 api_token,
                 generated: new_password || new_token,
                 reaper_interval: opts.reaper_interval,
+                retention: opts.retention,
                 stop: CancellationToken::new(),
             }),
         })
@@ -178,6 +184,7 @@ impl Embedded {
         let reaper = tokio::spawn(reap(
             self.store().clone(),
             self.inner.reaper_interval,
+            self.inner.retention,
             done.clone(),
         ));
         let stop = self.inner.stop.clone();
@@ -213,7 +220,11 @@ fn secret(
     }
 }
 
-async fn reap(store: Store, every: Duration, done: CancellationToken) {
+/// How often ended jobs past their retention are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+async fn reap(store: Store, every: Duration, retention: Option<Duration>, done: CancellationToken) {
+    let mut pruned_at: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -221,8 +232,8 @@ async fn reap(store: Store, every: Duration, done: CancellationToken) {
             () = done.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let store = store.clone();
-        match tokio::task::spawn_blocking(move || store.reset_stale(SystemTime::now())).await {
+        let resetting = store.clone();
+        match tokio::task::spawn_blocking(move || resetting.reset_stale(SystemTime::now())).await {
             Ok(Ok(resets)) => {
                 for reset in resets {
                     tracing::warn!(job = reset.id, queue = %reset.queue, executor = %reset.executor,
@@ -231,6 +242,24 @@ async fn reap(store: Store, every: Duration, done: CancellationToken) {
             }
             Ok(Err(e)) => tracing::error!(error = %e, "the reaper could not reset silent jobs"),
             Err(e) => tracing::error!(error = %e, "the reaper's store task failed"),
+        }
+        let due = pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
+        if let Some(keep) = retention
+            && due
+        {
+            pruned_at = Some(tokio::time::Instant::now());
+            let store = store.clone();
+            let cutoff = SystemTime::now()
+                .checked_sub(keep)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            match tokio::task::spawn_blocking(move || store.prune(cutoff)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    tracing::info!(jobs = n, retention = ?keep, "deleted jobs that ended longer ago than their retention")
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "the reaper could not delete old jobs"),
+                Err(e) => tracing::error!(error = %e, "the reaper's store task failed"),
+            }
         }
     }
 }

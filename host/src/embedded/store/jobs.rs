@@ -255,6 +255,21 @@ impl Store {
         })
     }
 
+    /// Deletes the jobs that ended (completed, failed, cancelled) before
+    /// `cutoff`, with their log entries; how many.
+    pub fn prune(&self, cutoff: SystemTime) -> Result<usize, StoreError> {
+        let cutoff = millis(cutoff);
+        self.write(|tx| {
+            let ended = "SELECT id FROM jobs WHERE state IN ('completed', 'failed', 'cancelled') AND finished_at < ?1";
+            tx.execute(
+                &format!("DELETE FROM entries WHERE job_id IN ({ended})"),
+                [cutoff],
+            )?;
+            let jobs = tx.execute(&format!("DELETE FROM jobs WHERE id IN ({ended})"), [cutoff])?;
+            Ok(jobs)
+        })
+    }
+
     /// Resets the processing jobs whose last heartbeat is older than the
     /// policy's timeout at `now`: requeued while they have attempts left,
     /// else failed (cancelled if a user asked for it).

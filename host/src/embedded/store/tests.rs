@@ -402,3 +402,34 @@ fn reopening_keeps_everything_and_a_newer_schema_is_refused() {
     .unwrap();
     assert!(err.to_string().contains("schema version 99"), "{err}");
 }
+
+#[test]
+fn jobs_that_ended_before_the_retention_go_with_their_log_and_the_rest_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let day = Duration::from_secs(86_400);
+    let long_ago = SystemTime::now() - 40 * day;
+    let old = store.enqueue("q", "{}", long_ago).unwrap();
+    store.dequeue(&queues(&["q"]), "e", long_ago).unwrap();
+    store.add_entry("q", old, "e", &entry("old log")).unwrap();
+    store
+        .finish("q", old, "e", Finish::Complete, long_ago)
+        .unwrap();
+    // Queued as long ago, still waiting: never pruned.
+    let waiting = store.enqueue("q", "{}", long_ago).unwrap();
+    let now = SystemTime::now();
+    let recent = store.enqueue("r", "{}", now).unwrap();
+    store.dequeue(&queues(&["r"]), "e", now).unwrap();
+    store
+        .finish("r", recent, "e", Finish::Complete, now)
+        .unwrap();
+
+    assert_eq!(store.prune(now - 30 * day).unwrap(), 1);
+    assert!(
+        store.job(old).unwrap().is_none(),
+        "the old job and its log are gone"
+    );
+    assert!(store.job(waiting).unwrap().is_some());
+    assert!(store.job(recent).unwrap().is_some());
+    assert_eq!(store.prune(now - 30 * day).unwrap(), 0);
+}
