@@ -3,6 +3,7 @@
 mod api;
 mod auth;
 mod git;
+pub mod listen;
 pub mod model;
 mod reply;
 mod server;
@@ -39,6 +40,8 @@ pub struct EmbeddedOptions {
     pub reaper_interval: Duration,
     /// How long a job that ended is kept, with its log (`None`: for ever).
     pub retention: Option<Duration>,
+    /// Connections at once and the time a request's headers may take.
+    pub limits: listen::Limits,
 }
 
 impl Default for EmbeddedOptions {
@@ -51,6 +54,7 @@ impl Default for EmbeddedOptions {
             max_attempts: 3,
             reaper_interval: Duration::from_secs(5),
             retention: None,
+            limits: listen::Limits::default(),
         }
     }
 }
@@ -67,6 +71,7 @@ impl fmt::Debug for EmbeddedOptions {
             .field("max_attempts", &self.max_attempts)
             .field("reaper_interval", &self.reaper_interval)
             .field("retention", &self.retention)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -98,6 +103,7 @@ struct Inner {
     generated: bool,
     reaper_interval: Duration,
     retention: Option<Duration>,
+    limits: listen::Limits,
     /// Cancelled when `serve` shuts down, so long polls answer instead of holding it up.
     stop: CancellationToken,
 }
@@ -128,6 +134,7 @@ impl Embedded {
                 generated: new_password || new_token,
                 reaper_interval: opts.reaper_interval,
                 retention: opts.retention,
+                limits: opts.limits,
                 stop: CancellationToken::new(),
             }),
         })
@@ -188,12 +195,13 @@ impl Embedded {
             done.clone(),
         ));
         let stop = self.inner.stop.clone();
-        let served = axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move {
-                shutdown.cancelled().await;
-                stop.cancel();
-            })
-            .await;
+        let stopping = shutdown.clone();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            // Long polls answer now rather than hold the shutdown up.
+            stop.cancel();
+        });
+        let served = listen::serve(listener, self.router(), self.inner.limits, shutdown).await;
         done.cancel();
         if let Err(e) = reaper.await {
             tracing::error!(error = %e, "the embedded queue's reaper panicked");
