@@ -235,21 +235,31 @@ async fn show(
     // Subscribed before the read, so a write between the read and the wait still wakes us.
     let mut changes = e.store().subscribe();
     loop {
-        let detail = blocking(&e, move |s| s.job(id))
+        // Every write anywhere wakes every poll: check this job's version
+        // (one row) before reading it whole (up to 32 MiB an entry).
+        let version = blocking(&e, move |s| s.version(id))
             .await?
             .ok_or_else(|| unknown_job(id))?;
-        if detail.version > since || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(detail));
+        if version > since || tokio::time::Instant::now() >= deadline {
+            return whole(&e, id).await;
         }
         tokio::select! {
             changed = tokio::time::timeout_at(deadline, changes.changed()) => {
                 if !matches!(changed, Ok(Ok(()))) {
-                    return Ok(Json(detail));
+                    // The deadline: the job as it is.
+                    return whole(&e, id).await;
                 }
             }
-            () = e.stopping() => return Ok(Json(detail)),
+            () = e.stopping() => return whole(&e, id).await,
         }
     }
+}
+
+async fn whole(e: &Embedded, id: i64) -> Result<Json<JobDetail>, HttpError> {
+    let detail = blocking(e, move |s| s.job(id))
+        .await?
+        .ok_or_else(|| unknown_job(id))?;
+    Ok(Json(detail))
 }
 
 async fn cancel(

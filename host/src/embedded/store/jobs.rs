@@ -358,6 +358,16 @@ impl Store {
         self.read(|conn| summary(conn, id))
     }
 
+    /// A job's version alone (bumped by every change of it or its entries):
+    /// what a long poll checks before it reads the whole job again.
+    pub fn version(&self, id: i64) -> Result<Option<i64>, StoreError> {
+        self.read(|conn| {
+            Ok(conn
+                .query_row("SELECT version FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
     /// A job with its version, entries and payload (without token).
     pub fn job(&self, id: i64) -> Result<Option<JobDetail>, StoreError> {
         self.read(|conn| {
