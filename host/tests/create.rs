@@ -44,7 +44,6 @@ fn objects(executor_name: &str, id: i64) -> JobObjects {
             executor_name,
             instance: "create-test",
             routes: None,
-            frontend_password: None,
         },
         &payload,
     )

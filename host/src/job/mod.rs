@@ -238,7 +238,6 @@ impl Runner {
             executor_name: &self.executor_name,
             instance: &self.settings.instance,
             routes: self.settings.routes.as_ref(),
-            frontend_password: self.settings.frontend_password.as_deref(),
         }
     }
 
