@@ -19,6 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::store::{Store, StoreError};
 
+/// How long the git route waits to connect to a remote repository's host
+/// (a fetch itself may take as long as it needs).
+const REMOTE_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The largest request body: log entries carry a step's whole output so far.
 const BODY_LIMIT: usize = 64 << 20;
 
@@ -93,6 +97,8 @@ struct Inner {
     api_token: String,
     generated: bool,
     reaper_interval: Duration,
+    /// The git route's client to remote repositories.
+    remote_http: reqwest::Client,
     /// Cancelled when `serve` shuts down, so long polls answer instead of holding it up.
     stop: CancellationToken,
 }
@@ -115,6 +121,14 @@ impl Embedded {
         let (executor_password, new_password) =
             secret(&store, "executor_password", opts.executor_password)?;
         let (api_token, new_token) = secret(&store, "api_token", opts.api_token)?;
+        let remote_http = reqwest::Client::builder()
+            .connect_timeout(REMOTE_CONNECT_TIMEOUT)
+            .build()
+            .map_err(|e| {
+                EmbeddedError::Options(format!(
+                    "cannot set up the client for remote repositories: {e}"
+                ))
+            })?;
         Ok(Embedded {
             inner: Arc::new(Inner {
                 store,
@@ -122,6 +136,7 @@ impl Embedded {
                 api_token,
                 generated: new_password || new_token,
                 reaper_interval: opts.reaper_interval,
+                remote_http,
                 stop: CancellationToken::new(),
             }),
         })
@@ -140,6 +155,11 @@ impl Embedded {
     /// Whether this `open` generated a secret (the first start): the caller shows it.
     pub fn generated(&self) -> bool {
         self.inner.generated
+    }
+
+    /// The git route's client to remote repositories.
+    fn remote_http(&self) -> &reqwest::Client {
+        &self.inner.remote_http
     }
 
     /// The store.
