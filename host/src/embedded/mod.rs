@@ -9,7 +9,7 @@ mod server;
 pub mod store;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -80,9 +80,42 @@ pub enum EmbeddedError {
     /// An option cannot work.
     #[error("embedded queue: {0}")]
     Options(String),
+    /// The data directory could not be created or read.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The listener failed.
     #[error("embedded queue: serving failed: {0}")]
     Serve(#[source] std::io::Error),
+}
+
+/// Creates the data directory (and its parents) readable by its owner only,
+/// or makes an existing one so: it holds the queue's database, the user API
+/// token and the simulator's kubeconfig. A directory this user may not
+/// change (a volume's root owned by another user) stays as it is, with a
+/// warning: the files inside are private anyway.
+pub fn private_dir(dir: &Path) -> Result<(), EmbeddedError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let failed = |source| EmbeddedError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(failed)?;
+    let mode = std::fs::metadata(dir).map_err(failed)?.permissions().mode();
+    if mode & 0o077 != 0
+        && let Err(error) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    {
+        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), %error, "the data directory stays open to others; its files are private (0600)");
+    }
+    Ok(())
 }
 
 /// The embedded queue; cheap to clone.
@@ -251,6 +284,33 @@ async fn reap(store: Store, every: Duration, done: CancellationToken) {
             }
             Ok(Err(e)) => tracing::error!(error = %e, "the reaper could not reset silent jobs"),
             Err(e) => tracing::error!(error = %e, "the reaper's store task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_data_directory_is_readable_by_its_owner_only() {
+        let root = tempfile::tempdir().unwrap();
+        let fresh = root.path().join("state/executor");
+        let old = root.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for dir in [&fresh, &old] {
+            private_dir(dir).unwrap();
+            let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+            assert_eq!(
+                mode,
+                0o700,
+                "{} (the queue's secrets) is open to others",
+                dir.display()
+            );
         }
     }
 }

@@ -402,3 +402,36 @@ fn reopening_keeps_everything_and_a_newer_schema_is_refused() {
     .unwrap();
     assert!(err.to_string().contains("schema version 99"), "{err}");
 }
+
+#[test]
+fn the_database_and_its_companions_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("queue.db");
+    // As an older executor left them: readable by everyone.
+    for name in ["queue.db", "queue.db-wal"] {
+        std::fs::write(dir.path().join(name), "").unwrap();
+        std::fs::set_permissions(
+            dir.path().join(name),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+    }
+    let store = open(&dir);
+    store
+        .enqueue("a", r#"{"token": "secret"}"#, SystemTime::now())
+        .unwrap();
+    for name in ["queue.db", "queue.db-wal", "queue.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "{name} (secrets and payloads) is readable by others: {mode:o}"
+        );
+    }
+    drop(store);
+    assert!(db.exists());
+}
