@@ -234,8 +234,10 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
 impl JobPayload {
     /// Parses and validates a payload; every problem is reported together.
     pub fn parse(text: &str) -> Result<JobPayload, PayloadError> {
-        let wire: Wire =
-            serde_json::from_str(text).map_err(|e| PayloadError::Syntax(e.to_string()))?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let wire: Wire = serde_path_to_error::deserialize(&mut de).map_err(without_values)?;
+        de.end()
+            .map_err(|e| PayloadError::Syntax(describe(&e, None)))?;
         let mut problems = Vec::new();
         let id = id(wire.id.as_ref(), &mut problems);
         let version = wire.version.unwrap_or(1);
@@ -263,6 +265,46 @@ impl JobPayload {
             redacted_values: wire.redacted_values.unwrap_or_default(),
             docker_auth_config: wire.docker_auth_config.filter(|d| !d.auths.is_empty()),
         })
+    }
+}
+
+/// The parser's complaint without the value it complains about: serde
+/// quotes a string of the wrong type (`invalid type: string "TOKEN=hunter2"`),
+/// and the message goes to the queue (`markFailed`) and the executor's log.
+fn without_values(e: serde_path_to_error::Error<serde_json::Error>) -> PayloadError {
+    let path = e.path().to_string();
+    PayloadError::Syntax(describe(e.inner(), Some(&path)))
+}
+
+/// `e` told by its position (and the field's path, when known); for data
+/// errors, only serde's fixed words: the kind of problem and what was
+/// expected, never the offending value.
+fn describe(e: &serde_json::Error, path: Option<&str>) -> String {
+    use serde_json::error::Category;
+    let at = format!("line {} column {}", e.line(), e.column());
+    if !matches!(e.classify(), Category::Data) {
+        // Syntax errors name characters and positions, never values.
+        return e.to_string();
+    }
+    let message = e.to_string();
+    let message = message
+        .strip_suffix(&format!(" at {at}"))
+        .unwrap_or(&message);
+    let kind = ["invalid type", "invalid value", "invalid length"]
+        .into_iter()
+        .find(|k| message.starts_with(k))
+        .unwrap_or("invalid data");
+    // What serde expected comes last and is written by the type, not the
+    // input; one with a quote in it is not serde's own words.
+    let expected = message
+        .rsplit_once(", expected ")
+        .map(|(_, expected)| expected)
+        .filter(|expected| !expected.contains('"'))
+        .map(|expected| format!("; expected {expected}"))
+        .unwrap_or_default();
+    match path.filter(|p| *p != ".") {
+        Some(path) => format!("{kind} at `{path}` ({at}){expected}"),
+        None => format!("{kind} at {at}{expected}"),
     }
 }
 
@@ -529,6 +571,28 @@ mod tests {
                 .to_string()
                 .contains("`id` is -1")
         );
+    }
+
+    #[test]
+    fn a_malformed_payload_is_refused_without_quoting_its_values() {
+        let err = JobPayload::parse(
+            r#"{"id": 1, "dockerSteps": [{"image": "x", "env": "TOKEN=hunter2"}], "redactedValues": {"hunter2": "x"}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            !err.contains("hunter2"),
+            "the secret reaches markFailed and the log: {err}"
+        );
+        assert_eq!(
+            err,
+            "the job payload is not valid JSON: invalid type at `dockerSteps[0].env` (line 1 column 63); expected a sequence"
+        );
+        let err = JobPayload::parse(r#"{"id": 1, "token": ["hunter2"]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("invalid type at `token`"), "{err}");
     }
 
     #[test]

@@ -48,7 +48,6 @@ fn objects_with_token(executor_name: &str, id: i64, token: &str) -> JobObjects {
             executor_name,
             instance: "create-test",
             routes: None,
-            frontend_password: None,
         },
         &payload,
     )

@@ -1193,15 +1193,13 @@ async fn git_fetches_a_registered_repository_with_the_token_of_its_job_only() {
         "application/x-git-upload-pack-advertisement"
     );
 
-    // A remote repository is a redirect; git follows it.
+    // A remote repository is fetched by the queue (see the test below);
+    // this one does not exist.
     let resp = refs(&remote_job, "github.com/acme/remote", "git-upload-pack")
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::FOUND);
-    assert_eq!(
-        resp.headers()["location"],
-        "https://git.example.com/acme/remote.git/info/refs?service=git-upload-pack"
-    );
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    assert!(resp.headers().get("location").is_none());
 
     // The shared secret opens any repository; an unregistered one is 404.
     let executor = |repo: &str| {
@@ -1279,5 +1277,142 @@ async fn the_files_route_says_the_embedded_queue_stores_no_files() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    s.stop().await;
+}
+
+/// What a remote git host saw: each request's path and headers.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, axum::http::HeaderMap)>>>;
+
+/// A remote git host that answers the smart protocol's two calls with fixed
+/// bodies and remembers what it was sent.
+async fn remote_git_host() -> (String, Seen) {
+    use axum::routing::get;
+    let seen = Seen::default();
+    let (refs_seen, pack_seen) = (seen.clone(), seen.clone());
+    let app = axum::Router::new()
+        .route(
+            "/acme/remote.git/info/refs",
+            get(move |headers: axum::http::HeaderMap| async move {
+                refs_seen
+                    .lock()
+                    .unwrap()
+                    .push(("info/refs".into(), headers));
+                (
+                    [(
+                        "content-type",
+                        "application/x-git-upload-pack-advertisement",
+                    )],
+                    "001e# service=git-upload-pack\n0000",
+                )
+            }),
+        )
+        .route(
+            "/acme/remote.git/git-upload-pack",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: String| async move {
+                    pack_seen
+                        .lock()
+                        .unwrap()
+                        .push(("git-upload-pack".into(), headers));
+                    (
+                        [("content-type", "application/x-git-upload-pack-result")],
+                        format!("got {body}"),
+                    )
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://bot:p%40ss@{addr}/acme/remote.git"), seen)
+}
+
+#[tokio::test]
+async fn a_remote_repository_is_fetched_by_the_queue_and_the_job_token_never_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, seen) = remote_git_host().await;
+    let s = start(options(dir.path())).await;
+    let resp = s
+        .api(Method::POST, "repositories")
+        .json(&json!({"name": "github.com/acme/remote", "url": remote}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let listed = s
+        .api(Method::GET, "repositories")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        listed.contains("http://***@127.0.0.1:") && !listed.contains("p%40ss"),
+        "the repository's password is shown: {listed}"
+    );
+    s.submit(
+        json!({"queue": "batches", "image": "alpine", "commands": ["true"],
+                    "repository": "github.com/acme/remote", "commit": "main"}),
+    )
+    .await;
+    let job = s.dequeue("batches", "e1").await.unwrap();
+    let call = |method: Method, path: &str| {
+        s.http
+            .request(
+                method,
+                format!("{}/.executors/git/github.com/acme/remote/{path}", s.url),
+            )
+            .bearer_auth(&job.token)
+            .header("X-Sourcegraph-Job-ID", job.id.to_string())
+            .header("X-Sourcegraph-Executor-Name", "e1")
+            .header("Git-Protocol", "version=2")
+    };
+    let refs = call(Method::GET, "info/refs?service=git-upload-pack")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refs.status(),
+        StatusCode::OK,
+        "the git route sent the job to the remote host ({:?}), and git takes the job token along",
+        refs.headers().get("location")
+    );
+    assert_eq!(
+        refs.headers()["content-type"],
+        "application/x-git-upload-pack-advertisement"
+    );
+    assert_eq!(
+        refs.text().await.unwrap(),
+        "001e# service=git-upload-pack\n0000"
+    );
+    let pack = call(Method::POST, "git-upload-pack")
+        .header("content-type", "application/x-git-upload-pack-request")
+        .body("0009done\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pack.status(), StatusCode::OK);
+    assert_eq!(pack.text().await.unwrap(), "got 0009done\n");
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter()
+            .map(|(path, _)| path.as_str())
+            .collect::<Vec<_>>(),
+        ["info/refs", "git-upload-pack"]
+    );
+    for (path, headers) in &seen {
+        for (name, value) in headers {
+            let value = value.to_str().unwrap_or_default();
+            assert!(
+                !value.contains(&job.token) && !name.as_str().starts_with("x-sourcegraph"),
+                "the remote host got the job's {name}: {value} ({path})"
+            );
+        }
+        // The registered URL's own credentials: bot, p@ss.
+        assert_eq!(headers["authorization"], "Basic Ym90OnBAc3M=", "{path}");
+        assert_eq!(headers["git-protocol"], "version=2", "{path}");
+    }
     s.stop().await;
 }

@@ -82,7 +82,6 @@ async fn a_rendered_job_runs_its_steps_on_its_workspace_files_with_its_secrets()
             executor_name: "sim-test",
             instance: "sim-test",
             routes: None,
-            frontend_password: None,
         },
         &payload,
     )

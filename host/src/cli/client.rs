@@ -31,7 +31,7 @@ impl AddressFile {
 
     /// Writes it to `dir`, readable by its owner only (it holds the token).
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let path = dir.join(Self::NAME);
         let text = serde_json::to_string_pretty(self)?;
         let mut file = std::fs::OpenOptions::new()
@@ -41,6 +41,9 @@ impl AddressFile {
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("cannot write {}", path.display()))?;
+        // `mode` only applies to a new file.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} private", path.display()))?;
         file.write_all(text.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())

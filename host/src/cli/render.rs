@@ -66,7 +66,6 @@ fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
         executor_name: &executor_name,
         instance: &config.instance(),
         routes: config.queue.frontend_url.as_ref(),
-        frontend_password: config.queue.frontend_password.as_deref(),
     };
     let built = match spec::build(&inputs, &payload) {
         Ok(b) => b,

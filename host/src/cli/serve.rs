@@ -183,8 +183,7 @@ async fn start_queue(
         );
     };
     let dir = &dir;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("EXECUTOR_DATA_DIR: cannot create {}", dir.display()))?;
+    crate::embedded::private_dir(dir).context("EXECUTOR_DATA_DIR")?;
     let embedded = Embedded::open(EmbeddedOptions {
         db_path: dir.join("queue.db"),
         executor_password: config.queue.frontend_password.clone(),

@@ -306,8 +306,15 @@ async fn put_repository(
     };
     let stored = repo.clone();
     blocking(&e, move |s| s.put_repository(&stored)).await?;
-    tracing::info!(repository = %repo.name, url = %repo.url, "repository registered");
-    Ok((StatusCode::CREATED, Json(repo)))
+    let url = git::shown(&repo.url);
+    tracing::info!(repository = %repo.name, url = %url, "repository registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(Repository {
+            name: repo.name,
+            url,
+        }),
+    ))
 }
 
 async fn list_repositories(
@@ -315,6 +322,15 @@ async fn list_repositories(
     _: ApiAuth,
 ) -> Result<Json<RepositoryList>, HttpError> {
     let repositories = blocking(&e, |s| s.repositories()).await?;
+    // The URLs' credentials are for the git route only: answers end up in
+    // terminals and CI logs.
+    let repositories = repositories
+        .into_iter()
+        .map(|r| Repository {
+            url: git::shown(&r.url),
+            name: r.name,
+        })
+        .collect();
     Ok(Json(RepositoryList { repositories }))
 }
 

@@ -1,4 +1,4 @@
-//! The git route: fetches of registered repositories for the job that is bound to them, through `git http-backend` for local ones and a redirect for remote ones.
+//! The git route: fetches of registered repositories for the job that is bound to them, through `git http-backend` for local ones and a proxy for remote ones, so that a job token never leaves for another host.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -43,6 +43,29 @@ pub(super) enum Source {
     Remote(String),
 }
 
+/// `url` fit for a log or an error message: without the user and password a
+/// remote repository's URL may carry, nor its query.
+pub(super) fn shown(url: &str) -> String {
+    match url::Url::parse(url.trim()) {
+        Ok(mut parsed) if parsed.has_host() => {
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                // Neither fails on a URL with a host.
+                let _ = parsed.set_password(None);
+                let _ = parsed.set_username("***");
+            }
+            if parsed.query().is_some() {
+                parsed.set_query(Some("***"));
+            }
+            parsed.to_string()
+        }
+        _ if url.trim_start().starts_with('/') => url.to_owned(),
+        _ => match url.rsplit_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => url.to_owned(),
+        },
+    }
+}
+
 impl Source {
     pub(super) fn of(url: &str) -> Result<Source, String> {
         let url = url.trim();
@@ -54,13 +77,14 @@ impl Source {
                 .ok()
                 .and_then(|u| u.to_file_path().ok())
                 .map(Source::Local)
-                .ok_or_else(|| format!("{url:?} is not a local file URL"));
+                .ok_or_else(|| format!("{:?} is not a local file URL", shown(url)));
         }
         if url.starts_with('/') {
             return Ok(Source::Local(PathBuf::from(url)));
         }
         Err(format!(
-            "repository URL {url:?} is not supported; expected an absolute path, file://, http:// or https://"
+            "repository URL {:?} is not supported; expected an absolute path, file://, http:// or https://",
+            shown(url)
         ))
     }
 }
@@ -134,23 +158,104 @@ async fn fetch(
     match Source::of(&registered.url)
         .map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?
     {
-        Source::Remote(url) => {
-            // git follows the redirect of `info/refs` and sends its POSTs to
-            // the new base; a POST that still arrives here keeps its method.
-            let (status, location) = match call {
-                Call::Refs => (
-                    StatusCode::FOUND,
-                    format!("{url}/info/refs?service=git-upload-pack"),
-                ),
-                Call::UploadPack => (
-                    StatusCode::TEMPORARY_REDIRECT,
-                    format!("{url}/git-upload-pack"),
-                ),
-            };
-            Ok((status, [(header::LOCATION, location)]).into_response())
-        }
+        // Not a redirect: git would take the job's headers (its token
+        // included, in clear text for http://) to the other host.
+        Source::Remote(url) => proxy(&e, &url, call, &method, &headers, body).await,
         Source::Local(dir) => backend(&dir, call, &method, &query, &headers, body).await,
     }
+}
+
+/// The request headers of git's smart protocol that the remote needs; never
+/// `Authorization` (the job's token) nor the `X-Sourcegraph-*` headers.
+const FORWARDED: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::ACCEPT,
+    header::USER_AGENT,
+];
+
+/// The response headers of the remote that git needs.
+const RETURNED: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::CACHE_CONTROL,
+    header::EXPIRES,
+];
+
+/// Forwards one request of git's smart protocol to a remote repository, with
+/// the credentials of its registered URL (if any) and none of the job's.
+async fn proxy(
+    e: &Embedded,
+    url: &str,
+    call: Call,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let failed = |what: String| {
+        tracing::warn!(repository = %shown(url), error = %what, "remote repository");
+        HttpError::new(StatusCode::BAD_GATEWAY, what)
+    };
+    let mut target = url::Url::parse(url)
+        .map_err(|err| failed(format!("{:?} is not a URL: {err}", shown(url))))?;
+    let user = target.username().to_owned();
+    let password = target.password().map(str::to_owned);
+    // Given to the client as basic auth, not in the URL, so that no error
+    // of the client quotes them.
+    let _ = target.set_password(None);
+    let _ = target.set_username("");
+    let target = match call {
+        Call::Refs => format!("{target}/info/refs?service=git-upload-pack"),
+        Call::UploadPack => format!("{target}/git-upload-pack"),
+    };
+    let mut request = e
+        .remote_http()
+        .request(method.clone(), &target)
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    for name in FORWARDED
+        .iter()
+        .chain(std::iter::once(&HeaderName::from_static("git-protocol")))
+    {
+        if let Some(value) = headers.get(name) {
+            request = request.header(name, value);
+        }
+    }
+    if !user.is_empty() || password.is_some() {
+        let user = percent_decoded(&user);
+        let password = password.as_deref().map(percent_decoded);
+        request = request.basic_auth(user, password);
+    }
+    let reply = request.send().await.map_err(|err| {
+        failed(format!(
+            "cannot reach {}: {}",
+            shown(url),
+            err.without_url()
+        ))
+    })?;
+    let status = reply.status();
+    if !status.is_success() {
+        return Err(failed(format!(
+            "{} answered {status} to {}",
+            shown(url),
+            call.path_info()
+        )));
+    }
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    for name in RETURNED {
+        if let Some(value) = reply.headers().get(&name) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    *response.body_mut() = Body::from_stream(reply.bytes_stream());
+    Ok(response)
+}
+
+/// A URL's user or password as the remote expects it.
+fn percent_decoded(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Runs `git http-backend` as a CGI program for one request.
@@ -317,6 +422,22 @@ mod tests {
                 .unwrap_err()
                 .contains("not supported")
         );
+    }
+
+    #[test]
+    fn credentials_in_repository_urls_are_never_shown() {
+        assert_eq!(
+            shown("https://x-access-token:ghs_Secret99@github.com/acme/api.git?token=abc"),
+            "https://***@github.com/acme/api.git?***"
+        );
+        assert_eq!(
+            shown("https://github.com/acme/api.git"),
+            "https://github.com/acme/api.git"
+        );
+        assert_eq!(shown("user:ghs_Secret99@host:x"), "***@host:x");
+        let err = Source::of("ftp://bot:ghs_Secret99@example.com/x").unwrap_err();
+        assert!(!err.contains("ghs_Secret99"), "{err}");
+        assert_eq!(percent_decoded("p%40ss+w"), "p@ss+w");
     }
 
     #[test]

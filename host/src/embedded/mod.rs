@@ -10,7 +10,7 @@ mod server;
 pub mod store;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -19,6 +19,10 @@ use axum::extract::DefaultBodyLimit;
 use tokio_util::sync::CancellationToken;
 
 pub use self::store::{Store, StoreError};
+
+/// How long the git route waits to connect to a remote repository's host
+/// (a fetch itself may take as long as it needs).
+const REMOTE_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The largest request body: log entries carry a step's whole output so far.
 const BODY_LIMIT: usize = 64 << 20;
@@ -85,9 +89,42 @@ pub enum EmbeddedError {
     /// An option cannot work.
     #[error("embedded queue: {0}")]
     Options(String),
+    /// The data directory could not be created or read.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The listener failed.
     #[error("embedded queue: serving failed: {0}")]
     Serve(#[source] std::io::Error),
+}
+
+/// Creates the data directory (and its parents) readable by its owner only,
+/// or makes an existing one so: it holds the queue's database, the user API
+/// token and the simulator's kubeconfig. A directory this user may not
+/// change (a volume's root owned by another user) stays as it is, with a
+/// warning: the files inside are private anyway.
+pub fn private_dir(dir: &Path) -> Result<(), EmbeddedError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let failed = |source| EmbeddedError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(failed)?;
+    let mode = std::fs::metadata(dir).map_err(failed)?.permissions().mode();
+    if mode & 0o077 != 0
+        && let Err(error) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    {
+        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), %error, "the data directory stays open to others; its files are private (0600)");
+    }
+    Ok(())
 }
 
 /// The embedded queue; cheap to clone.
@@ -104,6 +141,8 @@ struct Inner {
     reaper_interval: Duration,
     retention: Option<Duration>,
     limits: listen::Limits,
+    /// The git route's client to remote repositories.
+    remote_http: reqwest::Client,
     /// Cancelled when `serve` shuts down, so long polls answer instead of holding it up.
     stop: CancellationToken,
 }
@@ -126,6 +165,14 @@ impl Embedded {
         let (executor_password, new_password) =
             secret(&store, "executor_password", opts.executor_password)?;
         let (api_token, new_token) = secret(&store, "api_token", opts.api_token)?;
+        let remote_http = reqwest::Client::builder()
+            .connect_timeout(REMOTE_CONNECT_TIMEOUT)
+            .build()
+            .map_err(|e| {
+                EmbeddedError::Options(format!(
+                    "cannot set up the client for remote repositories: {e}"
+                ))
+            })?;
         Ok(Embedded {
             inner: Arc::new(Inner {
                 store,
@@ -135,6 +182,7 @@ impl Embedded {
                 reaper_interval: opts.reaper_interval,
                 retention: opts.retention,
                 limits: opts.limits,
+                remote_http,
                 stop: CancellationToken::new(),
             }),
         })
@@ -153,6 +201,11 @@ impl Embedded {
     /// Whether this `open` generated a secret (the first start): the caller shows it.
     pub fn generated(&self) -> bool {
         self.inner.generated
+    }
+
+    /// The git route's client to remote repositories.
+    fn remote_http(&self) -> &reqwest::Client {
+        &self.inner.remote_http
     }
 
     /// The store.
@@ -268,6 +321,33 @@ async fn reap(store: Store, every: Duration, retention: Option<Duration>, done: 
                 Ok(Err(e)) => tracing::error!(error = %e, "the reaper could not delete old jobs"),
                 Err(e) => tracing::error!(error = %e, "the reaper's store task failed"),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_data_directory_is_readable_by_its_owner_only() {
+        let root = tempfile::tempdir().unwrap();
+        let fresh = root.path().join("state/executor");
+        let old = root.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for dir in [&fresh, &old] {
+            private_dir(dir).unwrap();
+            let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+            assert_eq!(
+                mode,
+                0o700,
+                "{} (the queue's secrets) is open to others",
+                dir.display()
+            );
         }
     }
 }

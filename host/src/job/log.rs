@@ -82,8 +82,7 @@ pub enum Input {
 
 struct Batch {
     entry: usize,
-    records: Vec<LogRecord>,
-    written: Vec<Timestamp>,
+    lines: Vec<Line>,
     bytes: usize,
     opened: Instant,
 }
@@ -106,6 +105,7 @@ pub fn spawn(
         redactor,
         filters,
         keys: HashMap::new(),
+        held: HashMap::new(),
         out,
         batch: None,
         failed: None,
@@ -119,6 +119,9 @@ struct Pipeline {
     filters: LogSession,
     /// Each open entry's key, which its log plugins are told.
     keys: HashMap<usize, String>,
+    /// Each entry's lines that may begin a secret spanning lines, until
+    /// the next lines (or the entry's end) tell.
+    held: HashMap<usize, Vec<Line>>,
     out: mpsc::Sender<LogEvent>,
     batch: Option<Batch>,
     failed: Option<PluginError>,
@@ -141,6 +144,11 @@ impl Pipeline {
             };
             let Some(next) = next else {
                 self.flush().await;
+                let mut entries: Vec<usize> = self.held.keys().copied().collect();
+                entries.sort_unstable();
+                for entry in entries {
+                    self.send_lines(entry, Vec::new(), true).await;
+                }
                 return self.failed.map_or(Ok(()), Err);
             };
             match next {
@@ -168,6 +176,7 @@ impl Pipeline {
                     duration,
                 } => {
                     self.flush().await;
+                    self.send_lines(entry, Vec::new(), true).await;
                     self.send(LogEvent::Closed {
                         entry,
                         exit_code,
@@ -187,18 +196,13 @@ impl Pipeline {
         }
         let b = self.batch.get_or_insert_with(|| Batch {
             entry,
-            records: Vec::new(),
-            written: Vec::new(),
+            lines: Vec::new(),
             bytes: 0,
             opened: Instant::now(),
         });
         b.bytes += line.text.len();
-        b.written.push(line.at);
-        b.records.push(LogRecord {
-            stream: Stream::Stdout,
-            text: line.text,
-        });
-        if b.records.len() >= BATCH_LINES || b.bytes >= BATCH_BYTES {
+        b.lines.push(line);
+        if b.lines.len() >= BATCH_LINES || b.bytes >= BATCH_BYTES {
             self.flush().await;
         }
     }
@@ -213,20 +217,35 @@ impl Pipeline {
         let Some(b) = self.batch.take() else {
             return;
         };
+        self.send_lines(b.entry, b.lines, false).await;
+    }
+
+    /// Redacts `lines` of `entry` after those held back for it, then
+    /// filters and sends what the redactor lets go; all of it when this is
+    /// the entry's `last` call.
+    async fn send_lines(&mut self, entry: usize, lines: Vec<Line>, last: bool) {
         if self.failed.is_some() {
             return;
         }
-        let redacted: Vec<LogRecord> = b
-            .records
+        let held = self.held.entry(entry).or_default();
+        let released = self.redactor.lines(held, lines, last);
+        if held.is_empty() {
+            self.held.remove(&entry);
+        }
+        if released.texts.is_empty() {
+            return;
+        }
+        let redacted: Vec<LogRecord> = released
+            .texts
             .into_iter()
-            .map(|r| LogRecord {
-                stream: r.stream,
-                text: self.redactor.apply(&r.text),
+            .map(|text| LogRecord {
+                stream: Stream::Stdout,
+                text,
             })
             .collect();
         let key = self
             .keys
-            .get(&b.entry)
+            .get(&entry)
             .map(String::as_str)
             .unwrap_or_default();
         // Plugin calls are bounded by their deadlines (milliseconds); running
@@ -239,10 +258,96 @@ impl Pipeline {
             }
         };
         self.send(LogEvent::Lines {
-            entry: b.entry,
+            entry,
             records,
-            written: b.written,
+            written: released.written,
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::plugins::{JobContext, Plugins, Runtime, RuntimeOptions};
+
+    fn session() -> LogSession {
+        let runtime = Runtime::new(&RuntimeOptions {
+            max_instances: 4,
+            cache_dir: None,
+        })
+        .unwrap();
+        Plugins::none(runtime).log_session(JobContext {
+            job_id: "1".into(),
+            queue: "q".into(),
+            repository: None,
+            commit: None,
+            step_images: Vec::new(),
+            executor_name: "e".into(),
+        })
+    }
+
+    fn line(text: &str) -> Input {
+        Input::Line(
+            1,
+            Line {
+                at: Timestamp::UNIX_EPOCH,
+                text: text.to_owned(),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_secret_whose_lines_fall_in_two_batches_is_redacted() {
+        let secret = "{\n  \"private_key\": \"-----BEGIN PRIVATE KEY-----MIIEv\"\n}".to_owned();
+        let values = BTreeMap::from([(secret, "[gcp credential]".to_owned())]);
+        let (out, mut events) = mpsc::channel(16);
+        let (input, pipeline) = spawn(Redactor::new(&values).unwrap(), session(), out);
+        input
+            .send(Input::Open {
+                entry: 1,
+                key: "step.kubernetes.0".into(),
+                command: Vec::new(),
+                start: Timestamp::UNIX_EPOCH,
+            })
+            .await
+            .unwrap();
+        // The first batch closes when full, with the secret's first line last.
+        for i in 0..BATCH_LINES - 1 {
+            input.send(line(&format!("line {i}"))).await.unwrap();
+        }
+        for text in [
+            "{",
+            "  \"private_key\": \"-----BEGIN PRIVATE KEY-----MIIEv\"",
+            "}",
+            "done",
+        ] {
+            input.send(line(text)).await.unwrap();
+        }
+        input
+            .send(Input::Close {
+                entry: 1,
+                exit_code: 0,
+                duration: Duration::ZERO,
+            })
+            .await
+            .unwrap();
+        drop(input);
+        pipeline.await.unwrap().unwrap();
+        let mut texts = Vec::new();
+        while let Some(event) = events.recv().await {
+            if let LogEvent::Lines { records, .. } = event {
+                texts.extend(records.into_iter().map(|r| r.text));
+            }
+        }
+        assert!(
+            !texts.iter().any(|t| t.contains("MIIEv")),
+            "the credential reached the upload: {:?}",
+            &texts[texts.len().saturating_sub(4)..]
+        );
+        assert_eq!(texts[texts.len() - 2..], ["[gcp credential]", "done"]);
+        assert_eq!(texts.len(), BATCH_LINES + 1);
     }
 }

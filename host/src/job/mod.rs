@@ -173,6 +173,12 @@ impl Runner {
             teardown,
             created,
         };
+        // Built first: a job whose secrets cannot be redacted must not run.
+        let redactor = match Redactor::for_job(payload, self.settings.frontend_password.as_deref())
+        {
+            Ok(redactor) => redactor,
+            Err(e) => return (report(Outcome::Refused(e.to_string()), Ok(()), None), None),
+        };
         let inputs = self.inputs(queue);
         let built = match prepare::build(&inputs, payload) {
             Ok(built) => built,
@@ -180,11 +186,7 @@ impl Runner {
         };
         let ctx = spec::plugin_context(&inputs, payload);
         let admission = prepare::admit(self.plugins.clone(), ctx.clone(), built).await;
-        let (input, pipeline) = log::spawn(
-            self.redactor(payload),
-            self.plugins.log_session(ctx),
-            events,
-        );
+        let (input, pipeline) = log::spawn(redactor, self.plugins.log_session(ctx), events);
         for step in trail::inputs(&admission.trail, admission.result.is_ok()) {
             // A closed pipeline only means nobody reads the log.
             let _ = input.send(step).await;
@@ -244,7 +246,6 @@ impl Runner {
             executor_name: &self.executor_name,
             instance: &self.settings.instance,
             routes: self.settings.routes.as_ref(),
-            frontend_password: self.settings.frontend_password.as_deref(),
         }
     }
 
@@ -255,19 +256,5 @@ impl Runner {
             pull_grace: k.image_pull_grace,
             max_runtime: self.settings.maximum_runtime,
         }
-    }
-
-    /// The job's `redactedValues` and the queue's shared secret, which must
-    /// never reach an uploaded log either.
-    fn redactor(&self, payload: &JobPayload) -> Redactor {
-        let mut values = payload.redacted_values.clone();
-        if let Some(password) = self.settings.frontend_password.as_deref()
-            && !password.is_empty()
-        {
-            values
-                .entry(password.to_owned())
-                .or_insert_with(|| "********".to_owned());
-        }
-        Redactor::new(&values)
     }
 }

@@ -122,17 +122,26 @@ impl Runtime {
             return Ok((Component::new(&self.engine, wasm)?, false));
         };
         let path = dir.join(format!("{digest}-{:016x}.cwasm", self.compatibility()));
-        if path.is_file() {
-            // SAFETY: the file was written by `Component::serialize` of an
-            // engine with the same compatibility hash (it is in the name) into
-            // a directory only this user can write; wasmtime re-checks the
-            // header and refuses artifacts of another configuration.
-            #[allow(unsafe_code)]
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(component) => return Ok((component, true)),
-                Err(err) => {
-                    tracing::warn!(path = %path.display(), error = %err, "ignoring unusable cached plugin")
+        match trusted_artifact(dir, &path) {
+            Ok(bytes) => {
+                // SAFETY: deserializing runs the file's native code, so it must
+                // be what `Component::serialize` of an engine with the same
+                // compatibility hash (in the name) wrote for this digest:
+                // `trusted_artifact` read it from a file that only this user
+                // can have written, in directories only this user can change.
+                // wasmtime re-checks the header and refuses artifacts of
+                // another configuration.
+                #[allow(unsafe_code)]
+                match unsafe { Component::deserialize(&self.engine, &bytes) } {
+                    Ok(component) => return Ok((component, true)),
+                    Err(err) => {
+                        tracing::warn!(path = %path.display(), error = %err, "ignoring unusable cached plugin")
+                    }
                 }
+            }
+            Err(Untrusted::Missing) => {}
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "ignoring a cached plugin that others could have written; compiling it again")
             }
         }
         let component = Component::new(&self.engine, wasm)?;
@@ -149,6 +158,101 @@ impl Runtime {
             .hash(&mut hasher);
         hasher.finish()
     }
+}
+
+/// Why a cached artifact is not loaded.
+#[derive(Debug, thiserror::Error)]
+enum Untrusted {
+    /// There is none yet.
+    #[error("not cached")]
+    Missing,
+    /// It, or a directory it is in, belongs to another user.
+    #[error("{path} belongs to uid {owner}, not to this process's uid {uid}")]
+    Owner {
+        /// The file or directory.
+        path: String,
+        /// Its owner.
+        owner: u32,
+        /// This process's effective uid.
+        uid: u32,
+    },
+    /// It, or a directory it is in, may be written by group or others.
+    #[error("{path} has mode {mode:o}; expected no write permission for group and others")]
+    Writable {
+        /// The file or directory.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// It is not a regular file.
+    #[error("{0} is not a regular file")]
+    NotAFile(String),
+    /// It could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Whether only this user can have written what `meta` describes.
+fn owned_and_private(path: &Path, meta: &std::fs::Metadata) -> Result<(), Untrusted> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = rustix::process::geteuid().as_raw();
+    if meta.uid() != uid {
+        return Err(Untrusted::Owner {
+            path: path.display().to_string(),
+            owner: meta.uid(),
+            uid,
+        });
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(Untrusted::Writable {
+            path: path.display().to_string(),
+            mode: meta.mode() & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+/// The bytes of the cached artifact at `path` inside `dir`, if only this
+/// user can have written it: the directories from `dir` down to the file
+/// first (so that no one else can replace the file meanwhile), then the
+/// file as opened, which is what is read.
+fn trusted_artifact(dir: &Path, path: &Path) -> Result<Vec<u8>, Untrusted> {
+    use std::io::Read;
+    let read = |source| Untrusted::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Untrusted::Missing),
+        Err(e) => return Err(read(e)),
+    };
+    let mut chain: Vec<&Path> = path
+        .ancestors()
+        .skip(1)
+        .take_while(|d| d.starts_with(dir))
+        .collect();
+    chain.reverse();
+    for d in chain {
+        let meta = std::fs::metadata(d).map_err(|source| Untrusted::Read {
+            path: d.display().to_string(),
+            source,
+        })?;
+        owned_and_private(d, &meta)?;
+    }
+    let meta = file.metadata().map_err(read)?;
+    if !meta.is_file() {
+        return Err(Untrusted::NotAFile(path.display().to_string()));
+    }
+    owned_and_private(path, &meta)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(read)?;
+    Ok(bytes)
 }
 
 fn store_in_cache(dir: &Path, path: &Path, component: &Component) -> std::io::Result<()> {
@@ -223,6 +327,68 @@ impl Drop for Ticker {
         if let Some(t) = self.thread.take() {
             t.thread().unpark();
             let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// The smallest component: its preamble and nothing else.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_cached_plugin_others_could_have_written_is_compiled_again() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("plugins");
+        let runtime = Runtime::new(&RuntimeOptions {
+            max_instances: 4,
+            cache_dir: Some(dir.clone()),
+        })
+        .unwrap();
+        let digest = "0".repeat(64);
+        let cached = || runtime.compile(EMPTY_COMPONENT, &digest).unwrap().1;
+        assert!(!cached(), "compiled the first time");
+        assert!(cached(), "then taken from the cache");
+        let file = std::fs::read_dir(&dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+
+        // A directory the group may write: anyone in it could have put
+        // native code in place of the compiled plugin.
+        chmod(&dir, 0o770);
+        assert!(
+            !cached(),
+            "an artifact in a group-writable directory was loaded"
+        );
+        chmod(&dir, 0o700);
+        assert!(cached());
+
+        chmod(&file, 0o666);
+        assert!(!cached(), "a world-writable artifact was loaded");
+        assert!(cached(), "the recompiled artifact replaced it");
+
+        // Another user's file (only root can make one here).
+        if rustix::process::geteuid().is_root() {
+            let file = std::fs::read_dir(&dir)
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path();
+            std::os::unix::fs::chown(&file, Some(65534), None).unwrap();
+            assert!(!cached(), "another user's artifact was loaded");
         }
     }
 }

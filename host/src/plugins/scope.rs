@@ -108,6 +108,69 @@ pub fn default_scope() -> Vec<PathPattern> {
         .collect()
 }
 
+/// Pod-template annotation keys (by prefix) that change how the pod is
+/// confined: AppArmor and seccomp profiles, and the container runtimes'
+/// own settings (CRI-O, Kata). The default scope's grant of the pod
+/// template's annotations stops short of them, so that a plugin meant to
+/// label pods cannot unconfine them; a plugin needs a grant of its own that
+/// reaches the key (`.../annotations/*`, or the key's path).
+pub const CONFINEMENT_ANNOTATIONS: &[&str] = &[
+    "container.apparmor.security.beta.kubernetes.io/",
+    "seccomp.security.alpha.kubernetes.io/",
+    "container.seccomp.security.alpha.kubernetes.io/",
+    "io.kubernetes.cri-o.",
+    "io.katacontainers.",
+];
+
+const POD_ANNOTATIONS: &str = "/spec/template/metadata/annotations";
+
+/// The changes to confinement annotations of the pod template that no
+/// pattern beyond the default scope grants.
+fn confinement_violations(
+    before: &Value,
+    after: &Value,
+    allowed: &[PathPattern],
+) -> Vec<Violation> {
+    let annotations = |doc: &Value| {
+        doc.pointer(POD_ANNOTATIONS)
+            .and_then(Value::as_object)
+            .cloned()
+    };
+    let (b, a) = (
+        annotations(before).unwrap_or_default(),
+        annotations(after).unwrap_or_default(),
+    );
+    let granted = |key: &str| {
+        let mut segments: Vec<&str> = POD_ANNOTATIONS.split('/').skip(1).collect();
+        segments.push(key);
+        allowed
+            .iter()
+            .filter(|p| !DEFAULT_SCOPE.contains(&p.raw.as_str()))
+            .any(|p| {
+                segments
+                    .iter()
+                    .enumerate()
+                    .all(|(depth, k)| p.matches_at(depth, k))
+            })
+    };
+    let keys = b.keys().chain(a.keys().filter(|k| !b.contains_key(*k)));
+    keys.filter(|k| {
+        CONFINEMENT_ANNOTATIONS
+            .iter()
+            .any(|prefix| k.starts_with(prefix))
+    })
+    .filter(|k| b.get(*k) != a.get(*k) && !granted(k))
+    .map(|k| Violation {
+        op: match (b.contains_key(k), a.contains_key(k)) {
+            (false, _) => "add",
+            (true, false) => "remove",
+            (true, true) => "replace",
+        },
+        path: format!("{POD_ANNOTATIONS}/{}", escape(k)),
+    })
+    .collect()
+}
+
 /// One change outside the allowed paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -138,6 +201,7 @@ pub fn violations(before: &Value, after: &Value, allowed: &[PathPattern]) -> Vec
         &live,
         &mut out,
     );
+    out.extend(confinement_violations(before, after, allowed));
     out
 }
 
@@ -287,6 +351,44 @@ mod tests {
         ];
         assert_eq!(violations(&job(), &after, &only), vec![]);
         assert_eq!(violations(&job(), &after, &[]).len(), 2);
+    }
+
+    #[test]
+    fn confinement_annotations_of_the_pod_need_a_grant_of_their_own() {
+        let mut before = job();
+        before["spec"]["template"]["metadata"] =
+            json!({"annotations": {"seccomp.security.alpha.kubernetes.io/pod": "runtime/default"}});
+        let mut after = before.clone();
+        after["spec"]["template"]["metadata"]["annotations"] = json!({
+            "team": "infra",
+            "container.apparmor.security.beta.kubernetes.io/step-0": "unconfined",
+        });
+        let v: Vec<String> = violations(&before, &after, &default_scope())
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        assert_eq!(
+            v,
+            [
+                "remove /spec/template/metadata/annotations/seccomp.security.alpha.kubernetes.io~1pod",
+                "add /spec/template/metadata/annotations/container.apparmor.security.beta.kubernetes.io~1step-0",
+            ],
+            "a plugin in the default scope could unconfine the job's pod"
+        );
+        let mut granted = default_scope();
+        granted.push(PathPattern::parse("/spec/template/metadata/annotations/*").unwrap());
+        assert_eq!(violations(&before, &after, &granted), vec![]);
+        let one = PathPattern::parse(
+            "/spec/template/metadata/annotations/container.apparmor.security.beta.kubernetes.io~1step-0",
+        )
+        .unwrap();
+        let mut partly = default_scope();
+        partly.push(one);
+        assert_eq!(
+            violations(&before, &after, &partly).len(),
+            1,
+            "the seccomp removal is still out of scope"
+        );
     }
 
     #[test]

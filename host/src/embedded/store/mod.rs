@@ -27,6 +27,14 @@ pub enum StoreError {
         /// Why.
         source: rusqlite::Error,
     },
+    /// The database file could not be made readable by its owner only.
+    #[error("cannot make the queue database {path} private (mode 0600): {source}")]
+    Private {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A statement failed.
     #[error("queue database: {0}")]
     Sql(#[from] rusqlite::Error),
@@ -65,6 +73,39 @@ struct Shared {
     policy: Policy,
 }
 
+/// The files SQLite keeps beside the database, by suffix.
+const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Makes the database (created if missing) and the companions that exist
+/// readable and writable by their owner only, whatever the umask: they hold
+/// the queue's secrets and the jobs' payloads in plain text. SQLite gives the
+/// companions it creates later the database's mode.
+fn private_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let private = || std::fs::Permissions::from_mode(0o600);
+    let failed = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| StoreError::Private { path, source }
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|file| file.set_permissions(private()))
+        .map_err(failed(path))?;
+    for suffix in COMPANIONS {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        let companion = Path::new(&companion);
+        match std::fs::set_permissions(companion, private()) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            other => other.map_err(failed(companion))?,
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path, policy: Policy) -> Result<Store, StoreError> {
@@ -72,6 +113,7 @@ impl Store {
             path: path.display().to_string(),
             source,
         };
+        private_files(path)?;
         let mut conn = Connection::open(path).map_err(opened)?;
         // WAL lets the CLI read while the server writes; the busy timeout
         // covers another process's write transaction.

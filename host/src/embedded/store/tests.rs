@@ -433,3 +433,36 @@ fn jobs_that_ended_before_the_retention_go_with_their_log_and_the_rest_stay() {
     assert!(store.job(recent).unwrap().is_some());
     assert_eq!(store.prune(now - 30 * day).unwrap(), 0);
 }
+
+#[test]
+fn the_database_and_its_companions_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("queue.db");
+    // As an older executor left them: readable by everyone.
+    for name in ["queue.db", "queue.db-wal"] {
+        std::fs::write(dir.path().join(name), "").unwrap();
+        std::fs::set_permissions(
+            dir.path().join(name),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+    }
+    let store = open(&dir);
+    store
+        .enqueue("a", r#"{"token": "secret"}"#, SystemTime::now())
+        .unwrap();
+    for name in ["queue.db", "queue.db-wal", "queue.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "{name} (secrets and payloads) is readable by others: {mode:o}"
+        );
+    }
+    drop(store);
+    assert!(db.exists());
+}

@@ -83,8 +83,6 @@ pub struct Inputs<'a> {
     /// Base URL of the git and files routes (the frontend, or the embedded
     /// queue); needed only by jobs that clone or download files.
     pub routes: Option<&'a Url>,
-    /// The shared secret, the credential of jobs that bring no token.
-    pub frontend_password: Option<&'a str>,
 }
 
 /// Every object one job needs, in creation order: the Secrets, then the Job.
@@ -108,9 +106,11 @@ pub enum SpecError {
         /// What it needed.
         what: String,
     },
-    /// The job needs a credential for the routes and has none.
+    /// The job needs a credential for the routes and has none. The shared
+    /// secret is no stand-in: it is valid for every queue, and a job's
+    /// Secret is readable by whoever may read Secrets in its namespace.
     #[error(
-        "job {job} needs {what} but has no token, and EXECUTOR_FRONTEND_PASSWORD is not set to fall back on"
+        "job {job} needs {what} but its payload has no job token; the executor never gives a job the shared EXECUTOR_FRONTEND_PASSWORD, so the queue must issue job tokens (Sourcegraph 5.1 or later, or the embedded queue)"
     )]
     NoCredential {
         /// The job's name.
@@ -368,21 +368,16 @@ pub fn build(inputs: &Inputs<'_>, payload: &JobPayload) -> Result<JobObjects, Sp
             job: name.clone(),
             what: what(),
         })?;
-        let (scheme, credential) = match (&payload.token, inputs.frontend_password) {
-            (Some(token), _) => ("Bearer", token.as_str()),
-            (None, Some(password)) if !password.is_empty() => ("token-executor", password),
-            _ => {
-                return Err(SpecError::NoCredential {
-                    job: name,
-                    what: what(),
-                });
-            }
+        let Some(token) = &payload.token else {
+            return Err(SpecError::NoCredential {
+                job: name,
+                what: what(),
+            });
         };
-        let source = secret.put(TOKEN_KEY.into(), credential.as_bytes().to_vec());
+        let source = secret.put(TOKEN_KEY.into(), token.as_bytes().to_vec());
         setup_env.push(env_from(TOKEN_ENV, source));
         Some(Routes {
             base,
-            scheme,
             job_id: payload.id,
             executor_name: inputs.executor_name,
         })

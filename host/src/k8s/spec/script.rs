@@ -30,8 +30,6 @@ pub fn quote(s: &str) -> String {
 pub struct Routes<'a> {
     /// The base URL of the routes (the frontend, or the embedded queue).
     pub base: &'a Url,
-    /// `Bearer` for a job token, `token-executor` for the shared secret.
-    pub scheme: &'a str,
     /// The job id header.
     pub job_id: i64,
     /// The executor name header.
@@ -68,7 +66,7 @@ impl Routes<'_> {
     /// shell from the environment so that it never appears in the Job.
     fn headers(&self) -> [String; 3] {
         [
-            format!("\"Authorization: {} ${TOKEN_ENV}\"", self.scheme),
+            format!("\"Authorization: Bearer ${TOKEN_ENV}\""),
             quote(&format!("X-Sourcegraph-Job-ID: {}", self.job_id)),
             quote(&format!(
                 "X-Sourcegraph-Executor-Name: {}",
@@ -271,7 +269,6 @@ mod tests {
         let base = Url::parse("https://sg.example.com/prefix/").unwrap();
         let routes = Routes {
             base: &base,
-            scheme: "Bearer",
             job_id: 1,
             executor_name: "e",
         };

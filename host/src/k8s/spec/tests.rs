@@ -42,7 +42,6 @@ fn objects(vars: &[(&str, &str)], payload: &str) -> Result<JobObjects, SpecError
             executor_name: "exec-1",
             instance: "exec-1",
             routes: c.queue.frontend_url.as_ref(),
-            frontend_password: c.queue.frontend_password.as_deref(),
         },
         &payload,
     )
@@ -295,26 +294,18 @@ fn additional_volumes_are_added_and_mounted_in_every_container() {
 }
 
 #[test]
-fn the_frontend_password_is_the_credential_of_a_job_without_token() {
+fn a_job_without_token_never_gets_the_shared_secret() {
     let payload = EXAMPLE.replace(r#""token":"9f2c4e6a8b0d1f3e5a7c9b1d3f5e7a9c1b3d5f70","#, "");
-    let l = list(&[("EXECUTOR_FRONTEND_PASSWORD", "hunter2")], &payload);
-    let secret = &l["items"][0];
-    assert_eq!(
-        secret["data"]["token"],
-        json!(ByteString(b"hunter2".to_vec()))
-    );
-    let script = pod(&l["items"][1])["initContainers"][0]["command"][2]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(script.contains("Authorization: token-executor $EXECUTOR_JOB_TOKEN"));
-
-    let err = objects(&[], &payload).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("has no token, and EXECUTOR_FRONTEND_PASSWORD is not set"),
-        "{err}"
-    );
+    let built = objects(&[("EXECUTOR_FRONTEND_PASSWORD", "hunter2")], &payload);
+    let err = match built {
+        Ok(objects) => panic!(
+            "a job without token was built, with the queue's shared secret readable in its namespace: {}",
+            serde_json::to_string(&objects.to_list(true)).unwrap()
+        ),
+        Err(err) => err.to_string(),
+    };
+    assert!(err.contains("its payload has no job token"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
 }
 
 #[test]
@@ -496,7 +487,6 @@ fn jobs_that_cannot_be_built_fail_with_the_reason() {
             executor_name: "e",
             instance: "e",
             routes: None,
-            frontend_password: None,
         },
         &payload,
     )
@@ -585,7 +575,6 @@ fn the_clone_checks_out_the_commit_with_a_real_git() {
             executor_name: "exec-1",
             instance: "exec-1",
             routes: Some(&base),
-            frontend_password: None,
         },
         &payload,
     )
@@ -742,7 +731,6 @@ fn the_plugin_context_describes_the_job() {
             executor_name: "exec-1",
             instance: "exec-1",
             routes: None,
-            frontend_password: None,
         },
         &payload,
     );
