@@ -464,3 +464,51 @@ fn monitor_log_plugins_do_not_change_the_log() {
         ["kept"]
     );
 }
+
+/// The longest a plugin's message may be once the host has bounded it: the
+/// cap, a note of what was cut, and the host's own words around it.
+const BOUNDED: usize = 4096 + 200;
+
+#[test]
+fn deny_messages_warnings_and_errors_are_capped_like_log_messages() {
+    let out =
+        load(vec![misbehave("flood-deny", FailurePolicy::Fail)]).admit(&ctx(), realistic_job());
+    let Decision::Denied { message, .. } = &out.decision else {
+        panic!("the plugin denies the job, got {:?}", out.decision)
+    };
+    assert!(
+        message.len() <= BOUNDED && message.ends_with("more bytes)"),
+        "a deny message of 8 MiB was kept as {} bytes",
+        message.len()
+    );
+    assert!(out.message().unwrap().len() <= BOUNDED);
+
+    let out =
+        load(vec![misbehave("flood-warnings", FailurePolicy::Fail)]).admit(&ctx(), realistic_job());
+    assert!(out.allowed(), "{:?}", out.decision);
+    assert!(
+        out.warnings.len() <= 101 && out.trail[0].warnings.len() <= 101,
+        "200 000 warnings were kept as {}",
+        out.warnings.len()
+    );
+    assert_eq!(
+        out.warnings.last().map(String::as_str),
+        Some("misbehave: (199900 more messages dropped)")
+    );
+
+    let out =
+        load(vec![misbehave("flood-error", FailurePolicy::Fail)]).admit(&ctx(), realistic_job());
+    let msg = out.message().unwrap();
+    assert!(
+        msg.starts_with("plugin `misbehave` failed in admit: eee") && msg.len() <= BOUNDED,
+        "an error of 8 MiB was kept as {} bytes",
+        msg.len()
+    );
+
+    let err = load_err(spec("misbehave", json!({"init": "flood"}))).to_string();
+    assert!(
+        err.starts_with("plugin `misbehave` refused its settings: eee") && err.len() <= BOUNDED,
+        "an init error of 8 MiB was kept as {} bytes",
+        err.len()
+    );
+}

@@ -13,6 +13,7 @@ use super::engine::Runtime;
 use super::error::{Hook, PluginError};
 use super::loader::LoadedPlugin;
 use super::scope::violations;
+use super::text::{bounded, bounded_list};
 use crate::ops::metrics::{JOBS_DENIED, PLUGIN_ADMISSIONS, PLUGIN_FAILURES};
 
 /// What the chain decided.
@@ -243,7 +244,8 @@ fn judge(
     current: &Value,
     response: AdmissionResponse,
 ) -> Result<Judged, PluginError> {
-    let warnings = response.warnings;
+    // Bounded before anything keeps or prints them, as `log` messages are.
+    let warnings = bounded_list(response.warnings);
     let empty = || json_patch::Patch(vec![]);
     match response.decision {
         WitDecision::Allow => Ok(Judged {
@@ -253,7 +255,9 @@ fn judge(
             warnings,
         }),
         WitDecision::Deny(message) => Ok(Judged {
-            step: Step::Denied { message },
+            step: Step::Denied {
+                message: bounded(&message),
+            },
             replacement: None,
             patch: empty(),
             warnings,

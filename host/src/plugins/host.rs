@@ -13,15 +13,17 @@ use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::executor::plugin::host::{self, Level};
+use super::text::{MAX_MESSAGES, MAX_TEXT};
+
+/// At most this many `log` calls per call into the plugin; the rest are counted.
+const LOG_CALLS_PER_CALL: u32 = MAX_MESSAGES as u32;
+/// Longest message kept from one `log` call or one output line.
+const MAX_MESSAGE: usize = MAX_TEXT;
 
 /// The WASI poll interface as wasmtime-wasi names it; its blocking calls are
 /// replaced so that a plugin cannot park the host thread where the epoch
 /// deadline cannot reach it.
 const WASI_POLL: &str = "wasi:io/poll@0.2.12";
-/// At most this many `log` calls per call into the plugin; the rest are counted.
-const LOG_CALLS_PER_CALL: u32 = 100;
-/// Longest message kept from one `log` call or one output line.
-const MAX_MESSAGE: usize = 4096;
 /// Output kept per stream and call; the rest is dropped and counted.
 const MAX_OUTPUT: usize = 64 * 1024;
 

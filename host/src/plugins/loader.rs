@@ -15,6 +15,7 @@ use super::engine::{Runtime, TICK};
 use super::error::{Hook, LoadError, PluginError};
 use super::host::HostState;
 use super::scope::{PathPattern, default_scope};
+use super::text::bounded;
 use crate::ops::metrics::{PLUGIN_CALL_DURATION, PLUGIN_CALLS};
 
 /// What is known about a loaded plugin.
@@ -200,7 +201,7 @@ impl LoadedPlugin {
                 Err(PluginError::Returned {
                     plugin: self.spec.name.clone(),
                     hook,
-                    message,
+                    message: bounded(&message),
                 })
             }
             Err(err) => Err(self.classify(&mut live.store, hook, timeout, err)),

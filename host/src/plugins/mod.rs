@@ -9,6 +9,7 @@ mod filter;
 mod host;
 mod loader;
 mod scope;
+mod text;
 
 use std::sync::Arc;
 

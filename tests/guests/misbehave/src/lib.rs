@@ -26,6 +26,12 @@ fn setting(key: &str, default: &str) -> String {
     })
 }
 
+/// Bytes of text the `flood` modes return: far more than anyone should print.
+const FLOOD: usize = 8 << 20;
+/// Text that would forge a line of the job's log and drive a terminal
+/// (clear the screen, set the window title) if printed raw.
+const FORGED: &str = "nope\nmisbehave: the job succeeded\r\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}";
+
 fn spin() -> ! {
     let mut x = 0u64;
     loop {
@@ -55,6 +61,8 @@ impl lifecycle::Guest for Guest {
         match setting("init", "ok").as_str() {
             "reject" => Err("setting `threshold` must be a number, got \"high\"".into()),
             "trap" => panic!("init exploded"),
+            "flood" => Err("e".repeat(FLOOD)),
+            "forge" => Err(FORGED.into()),
             _ => Ok(()),
         }
     }
@@ -76,6 +84,21 @@ impl admission::Guest for Guest {
                 ctx.job_id, ctx.queue
             ))),
             "error" => Err("cannot decide".into()),
+            "flood-error" => Err("e".repeat(FLOOD)),
+            "flood-deny" => allow(Decision::Deny("d".repeat(FLOOD))),
+            "flood-warnings" => Ok(AdmissionResponse {
+                decision: Decision::Allow,
+                warnings: vec!["w".repeat(64); 200_000],
+            }),
+            "forge" => {
+                host::log(Level::Warn, FORGED);
+                println!("{FORGED}");
+                Ok(AdmissionResponse {
+                    decision: Decision::Deny(FORGED.into()),
+                    warnings: vec![FORGED.into()],
+                })
+            }
+            "forge-error" => Err(FORGED.into()),
             "loop" => spin(),
             "hog" => hog(),
             "trap" => panic!("admit exploded"),
@@ -97,6 +120,28 @@ impl admission::Guest for Guest {
             "env" => {
                 pod["containers"][0]["env"] =
                     serde_json::json!([{"name": "INJECTED", "value": "1"}]);
+                allow(Decision::AllowMutated(doc.to_string()))
+            }
+            // In scope, but the API server would refuse the result.
+            "annotations-number" => {
+                doc["metadata"]["annotations"] = serde_json::json!(42);
+                allow(Decision::AllowMutated(doc.to_string()))
+            }
+            "annotations-huge" => {
+                doc["metadata"]["annotations"]["misbehave/big"] =
+                    serde_json::json!("a".repeat(300 * 1024));
+                allow(Decision::AllowMutated(doc.to_string()))
+            }
+            // Whole new objects whose keys alone would look in scope.
+            "new-init-container" => {
+                pod["initContainers"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({"resources": {"limits": {"cpu": "1"}}}));
+                allow(Decision::AllowMutated(doc.to_string()))
+            }
+            "empty-dns-config" => {
+                pod["dnsConfig"] = serde_json::json!({});
                 allow(Decision::AllowMutated(doc.to_string()))
             }
             "annotate" => {
@@ -130,6 +175,18 @@ impl log_filter::Guest for Guest {
             "hog" => hog(),
             "trap" => panic!("filter exploded"),
             "error" => Err("cannot filter".into()),
+            // What a plugin prints goes through WASI's output streams.
+            "chatty" => {
+                println!("filtering {} records", records.len());
+                eprintln!("to stderr too");
+                Ok(records)
+            }
+            // Says it has started (through the `log` import, which the host
+            // handles at once), then never returns.
+            "announce-loop" => {
+                host::log(Level::Info, "filter started");
+                spin()
+            }
             // Fails on an instance's second batch, so recovery is observable.
             "trap-second" if call == 2 => panic!("second batch exploded"),
             "drop-all" => Ok(vec![]),
