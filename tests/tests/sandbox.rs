@@ -512,3 +512,74 @@ fn deny_messages_warnings_and_errors_are_capped_like_log_messages() {
         err.len()
     );
 }
+
+/// Every message the host logs while `f` runs on this thread.
+fn logged<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    struct Messages(Arc<Mutex<Vec<String>>>);
+    struct Message(Option<String>);
+    impl tracing::field::Visit for Message {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                self.0 = Some(format!("{value:?}"));
+            }
+        }
+    }
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Messages {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut message = Message(None);
+            event.record(&mut message);
+            self.0.lock().unwrap().extend(message.0);
+        }
+    }
+    let messages = Arc::new(Mutex::new(Vec::new()));
+    let subscriber = tracing_subscriber::registry().with(Messages(messages.clone()));
+    let result = tracing::subscriber::with_default(subscriber, f);
+    let messages = messages.lock().unwrap().clone();
+    (result, messages)
+}
+
+/// Whether `text` could start a line or drive a terminal when printed.
+fn forges(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c))
+}
+
+#[test]
+fn plugin_text_cannot_forge_log_lines_or_terminal_sequences() {
+    let plugins = load(vec![misbehave("forge", FailurePolicy::Fail)]);
+    let (out, logs) = logged(|| plugins.admit(&ctx(), realistic_job()));
+    let Decision::Denied { message, .. } = &out.decision else {
+        panic!("the plugin denies the job, got {:?}", out.decision)
+    };
+    assert_eq!(
+        message, r"nope\nmisbehave: the job succeeded\r\x1b[2J\x1b]0;pwned\x07\u{202e}",
+        "control characters are shown escaped"
+    );
+    for text in out.warnings.iter().chain(&out.trail[0].warnings) {
+        assert!(!forges(text), "warning {text:?}");
+    }
+    let from_plugin: Vec<&String> = logs.iter().filter(|l| l.contains("pwned")).collect();
+    assert_eq!(
+        from_plugin.len(),
+        2,
+        "the log call and the printed line: {logs:?}"
+    );
+    for line in from_plugin {
+        assert!(!forges(line), "logged {line:?}");
+    }
+
+    let out =
+        load(vec![misbehave("forge-error", FailurePolicy::Fail)]).admit(&ctx(), realistic_job());
+    let msg = out.message().unwrap();
+    assert!(msg.contains("pwned") && !forges(&msg), "{msg:?}");
+
+    let err = load_err(spec("misbehave", json!({"init": "forge"}))).to_string();
+    assert!(err.contains("pwned") && !forges(&err), "{err:?}");
+}

@@ -13,7 +13,7 @@ use super::engine::Runtime;
 use super::error::{Hook, PluginError};
 use super::loader::LoadedPlugin;
 use super::scope::violations;
-use super::text::{bounded, bounded_list};
+use super::text::{printable, printable_list};
 use crate::ops::metrics::{JOBS_DENIED, PLUGIN_ADMISSIONS, PLUGIN_FAILURES};
 
 /// What the chain decided.
@@ -245,7 +245,7 @@ fn judge(
     response: AdmissionResponse,
 ) -> Result<Judged, PluginError> {
     // Bounded before anything keeps or prints them, as `log` messages are.
-    let warnings = bounded_list(response.warnings);
+    let warnings = printable_list(response.warnings);
     let empty = || json_patch::Patch(vec![]);
     match response.decision {
         WitDecision::Allow => Ok(Judged {
@@ -256,7 +256,7 @@ fn judge(
         }),
         WitDecision::Deny(message) => Ok(Judged {
             step: Step::Denied {
-                message: bounded(&message),
+                message: printable(&message),
             },
             replacement: None,
             patch: empty(),

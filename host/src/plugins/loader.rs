@@ -15,7 +15,7 @@ use super::engine::{Runtime, TICK};
 use super::error::{Hook, LoadError, PluginError};
 use super::host::HostState;
 use super::scope::{PathPattern, default_scope};
-use super::text::bounded;
+use super::text::printable;
 use crate::ops::metrics::{PLUGIN_CALL_DURATION, PLUGIN_CALLS};
 
 /// What is known about a loaded plugin.
@@ -201,7 +201,7 @@ impl LoadedPlugin {
                 Err(PluginError::Returned {
                     plugin: self.spec.name.clone(),
                     hook,
-                    message: bounded(&message),
+                    message: printable(&message),
                 })
             }
             Err(err) => Err(self.classify(&mut live.store, hook, timeout, err)),
