@@ -60,6 +60,14 @@ const FAILURES: &[(&str, &str)] = &[
         "privileged",
         "add /spec/template/spec/containers/0/securityContext/privileged",
     ),
+    (
+        "new-init-container",
+        "outside its allowed paths in admit: add /spec/template/spec/initContainers/3;",
+    ),
+    (
+        "empty-dns-config",
+        "outside its allowed paths in admit: add /spec/template/spec/dnsConfig;",
+    ),
 ];
 
 #[test]
