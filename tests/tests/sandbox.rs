@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{ctx, load, runtime, spec};
+use executor::k8s::spec::validate;
 use executor::plugins::{
     Decision, FailurePolicy, LoadError, LogRecord, Mode, PathPattern, PluginError, PluginSpec,
     Plugins, PluginsConfig, Runtime, RuntimeOptions, Step, Stream,
@@ -75,7 +76,7 @@ fn failures_under_policy_fail_refuse_the_job_and_name_plugin_and_hook() {
     for (mode, words) in FAILURES {
         let plugins = load(vec![misbehave(mode, FailurePolicy::Fail), annotate()]);
         for attempt in 0..2 {
-            let out = plugins.admit(&ctx(), realistic_job());
+            let out = plugins.admit(&ctx(), realistic_job(), &validate);
             let Decision::Failed(err) = &out.decision else {
                 panic!(
                     "{mode}: a failing plugin with policy fail must refuse the job, got {:?}",
@@ -102,7 +103,7 @@ fn failures_under_policy_fail_refuse_the_job_and_name_plugin_and_hook() {
 fn failures_under_policy_ignore_skip_the_plugin_with_a_warning() {
     for (mode, words) in FAILURES {
         let plugins = load(vec![misbehave(mode, FailurePolicy::Ignore), annotate()]);
-        let out = plugins.admit(&ctx(), realistic_job());
+        let out = plugins.admit(&ctx(), realistic_job(), &validate);
         assert!(out.allowed(), "{mode}: {:?}", out.decision);
         assert!(
             annotated(&out.job),
@@ -134,16 +135,18 @@ fn the_host_keeps_serving_after_many_failures() {
         misbehave("hog", FailurePolicy::Ignore),
     ]);
     for _ in 0..80 {
-        assert!(plugins.admit(&ctx(), realistic_job()).allowed());
+        assert!(plugins.admit(&ctx(), realistic_job(), &validate).allowed());
     }
     let fine = load(vec![annotate()]);
-    assert!(annotated(&fine.admit(&ctx(), realistic_job()).job));
+    assert!(annotated(
+        &fine.admit(&ctx(), realistic_job(), &validate).job
+    ));
 }
 
 #[test]
 fn a_deny_stops_the_chain_with_the_plugin_message() {
     let plugins = load(vec![misbehave("deny", FailurePolicy::Fail), annotate()]);
-    let out = plugins.admit(&ctx(), realistic_job());
+    let out = plugins.admit(&ctx(), realistic_job(), &validate);
     assert_eq!(
         out.decision,
         Decision::Denied {
@@ -169,7 +172,7 @@ fn monitor_mode_records_but_never_applies() {
     fail.name = "monitored-trap".into();
     fail.mode = Mode::Monitor;
     let plugins = load(vec![deny, change, fail]);
-    let out = plugins.admit(&ctx(), realistic_job());
+    let out = plugins.admit(&ctx(), realistic_job(), &validate);
     assert!(out.allowed(), "{:?}", out.decision);
     assert_eq!(
         out.job,
@@ -190,9 +193,44 @@ fn monitor_mode_records_but_never_applies() {
 }
 
 #[test]
+fn a_change_the_api_server_would_refuse_fails_the_plugin_that_made_it() {
+    for (mode, words) in [
+        (
+            "annotations-huge",
+            "returned from admit a Job the API server would refuse: metadata.annotations: Too long: may not be more than 262144 bytes (got 307",
+        ),
+        (
+            "annotations-number",
+            "returned from admit a Job the API server would refuse: it is not a batch/v1 Job at metadata.annotations: invalid type: integer `42`",
+        ),
+    ] {
+        let plugins = load(vec![misbehave(mode, FailurePolicy::Fail), annotate()]);
+        let out = plugins.admit(&ctx(), realistic_job(), &validate);
+        let Decision::Failed(err) = &out.decision else {
+            panic!("{mode}: the job must fail, got {:?}", out.decision)
+        };
+        assert_eq!(err.kind(), "invalid");
+        let msg = out.message().unwrap();
+        assert!(
+            msg.starts_with("plugin `misbehave` returned from admit") && msg.contains(words),
+            "{mode}: {msg}"
+        );
+        // Under policy ignore the change is dropped and the chain goes on.
+        let plugins = load(vec![misbehave(mode, FailurePolicy::Ignore), annotate()]);
+        let out = plugins.admit(&ctx(), realistic_job(), &validate);
+        assert!(
+            out.allowed() && annotated(&out.job),
+            "{mode}: {:?}",
+            out.decision
+        );
+        assert_eq!(validate(&out.job.to_string()), Ok(()), "{mode}");
+    }
+}
+
+#[test]
 fn mutations_are_applied_and_recorded_as_patches() {
     let plugins = load(vec![spec("misbehave", json!({"admit": "annotate"}))]);
-    let out = plugins.admit(&ctx(), realistic_job());
+    let out = plugins.admit(&ctx(), realistic_job(), &validate);
     assert!(out.allowed());
     assert_eq!(out.job["metadata"]["annotations"]["misbehave/seen"], "1234");
     let patch = serde_json::to_value(&out.trail[0].patch).unwrap();
@@ -208,11 +246,11 @@ fn grants_widen_the_scope() {
     let mut env = misbehave("env", FailurePolicy::Fail);
     assert!(
         !load(vec![env.clone()])
-            .admit(&ctx(), realistic_job())
+            .admit(&ctx(), realistic_job(), &validate)
             .allowed()
     );
     env.allowed_paths = vec![PathPattern::parse("/spec/template/spec/containers/*/env").unwrap()];
-    let out = load(vec![env]).admit(&ctx(), realistic_job());
+    let out = load(vec![env]).admit(&ctx(), realistic_job(), &validate);
     assert!(out.allowed(), "{:?}", out.message());
     assert_eq!(
         out.job["spec"]["template"]["spec"]["containers"][0]["env"][0]["name"],
@@ -222,7 +260,11 @@ fn grants_widen_the_scope() {
 
 #[test]
 fn plugin_output_and_logs_are_captured_without_failing_the_call() {
-    let out = load(vec![misbehave("chatty", FailurePolicy::Fail)]).admit(&ctx(), realistic_job());
+    let out = load(vec![misbehave("chatty", FailurePolicy::Fail)]).admit(
+        &ctx(),
+        realistic_job(),
+        &validate,
+    );
     assert!(out.allowed(), "{:?}", out.message());
 }
 
@@ -349,7 +391,9 @@ fn compiled_plugins_are_cached_by_digest() {
     assert_eq!(cached.len(), 1);
     // A cached plugin behaves exactly like a freshly compiled one.
     let plugins = Plugins::load(Runtime::new(&options).unwrap(), &config).unwrap();
-    assert!(annotated(&plugins.admit(&ctx(), realistic_job()).job));
+    assert!(annotated(
+        &plugins.admit(&ctx(), realistic_job(), &validate).job
+    ));
 }
 
 #[test]
@@ -365,7 +409,9 @@ fn a_plugin_that_fails_to_load_is_skipped_under_policy_ignore() {
     .unwrap();
     assert_eq!(plugins.skipped().len(), 1);
     assert_eq!(plugins.info().len(), 1);
-    assert!(annotated(&plugins.admit(&ctx(), realistic_job()).job));
+    assert!(annotated(
+        &plugins.admit(&ctx(), realistic_job(), &validate).job
+    ));
 }
 
 #[test]
@@ -479,8 +525,11 @@ const BOUNDED: usize = 4096 + 200;
 
 #[test]
 fn deny_messages_warnings_and_errors_are_capped_like_log_messages() {
-    let out =
-        load(vec![misbehave("flood-deny", FailurePolicy::Fail)]).admit(&ctx(), realistic_job());
+    let out = load(vec![misbehave("flood-deny", FailurePolicy::Fail)]).admit(
+        &ctx(),
+        realistic_job(),
+        &validate,
+    );
     let Decision::Denied { message, .. } = &out.decision else {
         panic!("the plugin denies the job, got {:?}", out.decision)
     };
@@ -491,8 +540,11 @@ fn deny_messages_warnings_and_errors_are_capped_like_log_messages() {
     );
     assert!(out.message().unwrap().len() <= BOUNDED);
 
-    let out =
-        load(vec![misbehave("flood-warnings", FailurePolicy::Fail)]).admit(&ctx(), realistic_job());
+    let out = load(vec![misbehave("flood-warnings", FailurePolicy::Fail)]).admit(
+        &ctx(),
+        realistic_job(),
+        &validate,
+    );
     assert!(out.allowed(), "{:?}", out.decision);
     assert!(
         out.warnings.len() <= 101 && out.trail[0].warnings.len() <= 101,
@@ -504,8 +556,11 @@ fn deny_messages_warnings_and_errors_are_capped_like_log_messages() {
         Some("misbehave: (199900 more messages dropped)")
     );
 
-    let out =
-        load(vec![misbehave("flood-error", FailurePolicy::Fail)]).admit(&ctx(), realistic_job());
+    let out = load(vec![misbehave("flood-error", FailurePolicy::Fail)]).admit(
+        &ctx(),
+        realistic_job(),
+        &validate,
+    );
     let msg = out.message().unwrap();
     assert!(
         msg.starts_with("plugin `misbehave` failed in admit: eee") && msg.len() <= BOUNDED,
@@ -562,7 +617,7 @@ fn forges(text: &str) -> bool {
 #[test]
 fn plugin_text_cannot_forge_log_lines_or_terminal_sequences() {
     let plugins = load(vec![misbehave("forge", FailurePolicy::Fail)]);
-    let (out, logs) = logged(|| plugins.admit(&ctx(), realistic_job()));
+    let (out, logs) = logged(|| plugins.admit(&ctx(), realistic_job(), &validate));
     let Decision::Denied { message, .. } = &out.decision else {
         panic!("the plugin denies the job, got {:?}", out.decision)
     };
@@ -583,8 +638,11 @@ fn plugin_text_cannot_forge_log_lines_or_terminal_sequences() {
         assert!(!forges(line), "logged {line:?}");
     }
 
-    let out =
-        load(vec![misbehave("forge-error", FailurePolicy::Fail)]).admit(&ctx(), realistic_job());
+    let out = load(vec![misbehave("forge-error", FailurePolicy::Fail)]).admit(
+        &ctx(),
+        realistic_job(),
+        &validate,
+    );
     let msg = out.message().unwrap();
     assert!(msg.contains("pwned") && !forges(&msg), "{msg:?}");
 

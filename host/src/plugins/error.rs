@@ -106,6 +106,16 @@ pub enum PluginError {
         /// The offending changes, e.g. `replace /spec/template/spec/containers/0/command/0`.
         changes: String,
     },
+    /// The hook returned a Job the cluster would refuse.
+    #[error("plugin `{plugin}` returned from {hook} a Job the API server would refuse: {reason}")]
+    Invalid {
+        /// The plugin.
+        plugin: String,
+        /// The hook.
+        hook: Hook,
+        /// Why, as the API server would say it.
+        reason: String,
+    },
     /// A new instance could not be made (pool exhausted, start function trapped).
     #[error("plugin `{plugin}` could not be instantiated for {hook}: {detail}")]
     Instantiate {
@@ -129,6 +139,7 @@ impl PluginError {
             PluginError::Returned { .. } => "error",
             PluginError::BadOutput { .. } => "bad_output",
             PluginError::OutOfScope { .. } => "out_of_scope",
+            PluginError::Invalid { .. } => "invalid",
             PluginError::Instantiate { .. } => "instantiate",
         }
     }

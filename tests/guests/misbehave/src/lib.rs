@@ -26,6 +26,22 @@ fn setting(key: &str, default: &str) -> String {
     })
 }
 
+/// What to do in `hook`: the setting, or with `by-image`, what the job's
+/// first step image asks for (`misbehave/<mode>:<tag>`, else nothing), so
+/// that one plugin chain can misbehave differently per job.
+fn mode(hook: &str, ctx: &JobContext) -> String {
+    let mode = setting(hook, "");
+    if mode != "by-image" {
+        return mode;
+    }
+    ctx.step_images
+        .first()
+        .and_then(|image| image.strip_prefix("misbehave/"))
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Bytes of text the `flood` modes return: far more than anyone should print.
 const FLOOD: usize = 8 << 20;
 /// Text that would forge a line of the job's log and drive a terminal
@@ -78,7 +94,7 @@ impl admission::Guest for Guest {
         };
         let mut doc: serde_json::Value = serde_json::from_str(&job).map_err(|e| e.to_string())?;
         let pod = &mut doc["spec"]["template"]["spec"];
-        match setting("admit", "allow").as_str() {
+        match mode("admit", &ctx).as_str() {
             "deny" => allow(Decision::Deny(format!(
                 "job {} of queue {} is not welcome",
                 ctx.job_id, ctx.queue
@@ -165,12 +181,12 @@ impl admission::Guest for Guest {
 }
 
 impl log_filter::Guest for Guest {
-    fn filter(_ctx: LogContext, records: Vec<LogRecord>) -> Result<Vec<LogRecord>, String> {
+    fn filter(ctx: LogContext, records: Vec<LogRecord>) -> Result<Vec<LogRecord>, String> {
         let call = CALLS.with(|c| {
             c.set(c.get() + 1);
             c.get()
         });
-        match setting("filter", "keep").as_str() {
+        match mode("filter", &ctx.job).as_str() {
             "loop" => spin(),
             "hog" => hog(),
             "trap" => panic!("filter exploded"),
