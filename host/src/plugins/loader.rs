@@ -114,7 +114,7 @@ impl LoadedPlugin {
         store.set_epoch_deadline(ticks(timeout));
         let instance = {
             let _guard = runtime.call_guard();
-            self.pre.instantiate(&mut store)
+            unwound(|| self.pre.instantiate(&mut store))
         };
         let instance = match instance {
             Ok(instance) => instance,
@@ -183,7 +183,7 @@ impl LoadedPlugin {
         let started = Instant::now();
         let result = {
             let _guard = runtime.call_guard();
-            f(&mut live.store)
+            unwound(|| f(&mut live.store))
         };
         let labels = [
             ("plugin", self.spec.name.clone()),
@@ -244,6 +244,23 @@ impl LoadedPlugin {
             detail,
         }
     }
+}
+
+/// Runs `f`, which runs plugin code, turning a panic of the host code it
+/// calls (a WASI import, say) into an error: the plugin's call fails and is
+/// handled by its policy, while the host carries on. The store is dropped
+/// after any failure, so its state after a panic does not matter.
+fn unwound<T>(f: impl FnOnce() -> wasmtime::Result<T>) -> wasmtime::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(wasmtime::format_err!(
+            "the host failed while serving the plugin: {what}"
+        ))
+    })
 }
 
 /// Epoch ticks for `timeout`; one more than the exact count because the
