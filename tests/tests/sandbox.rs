@@ -649,3 +649,58 @@ fn plugin_text_cannot_forge_log_lines_or_terminal_sequences() {
     let err = load_err(spec("misbehave", json!({"init": "forge"}))).to_string();
     assert!(err.contains("pwned") && !forges(&err), "{err:?}");
 }
+
+#[test]
+fn a_component_without_the_contracts_exports_is_refused_without_compiling_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = RuntimeOptions {
+        max_instances: 8,
+        cache_dir: Some(dir.path().join("cache")),
+    };
+    for (name, words) in [
+        ("other-world", "is not an executor plugin"),
+        ("no-hooks", "implements neither hook"),
+    ] {
+        let refused = Plugins::load(
+            Runtime::new(&options).unwrap(),
+            &PluginsConfig {
+                plugins: vec![spec(name, json!(null))],
+            },
+        );
+        let err = refused
+            .err()
+            .expect("the plugin must be refused")
+            .to_string();
+        assert!(err.contains(words), "{name}: {err}");
+    }
+    // Whatever is compiled is cached: nothing was.
+    let compiled = std::fs::read_dir(dir.path().join("cache"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(
+        compiled, 0,
+        "the components were compiled before being refused"
+    );
+}
+
+#[test]
+fn a_plugin_file_over_the_size_limit_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = b"\0asm\x0d\0\x01\0";
+    let big = dir.path().join("big.wasm");
+    let mut bytes = header.to_vec();
+    bytes.resize(9 << 20, 0);
+    std::fs::write(&big, bytes).unwrap();
+    let err = load_err(PluginSpec::new("big", &big)).to_string();
+    assert!(
+        err.contains("is 9437184 bytes; a plugin may be at most 8388608 bytes (8 MiB)"),
+        "{err}"
+    );
+    // A file far larger than memory is refused as quickly: it is never read.
+    let huge = dir.path().join("huge.wasm");
+    let file = std::fs::File::create(&huge).unwrap();
+    std::io::Write::write_all(&mut &file, header).unwrap();
+    file.set_len(1 << 40).unwrap();
+    let err = load_err(PluginSpec::new("huge", &huge)).to_string();
+    assert!(err.contains("is 1099511627776 bytes"), "{err}");
+}

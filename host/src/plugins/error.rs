@@ -158,6 +158,18 @@ pub enum LoadError {
         /// Why.
         source: std::io::Error,
     },
+    /// The file is larger than a plugin may be.
+    #[error("plugin `{plugin}`: {} is {bytes} bytes; a plugin may be at most {limit} bytes ({} MiB)", path.display(), limit >> 20)]
+    TooLarge {
+        /// The plugin.
+        plugin: String,
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The file's digest is not the pinned one.
     #[error("plugin `{plugin}`: {} has SHA-256 {actual}, but the configuration pins {expected}; refusing it", path.display())]
     Digest {
@@ -185,6 +197,16 @@ pub enum LoadError {
         plugin: String,
         /// The file.
         path: PathBuf,
+    },
+    /// Its structure cannot be read.
+    #[error("plugin `{plugin}`: {} is not a valid WebAssembly component: {detail}", path.display())]
+    Malformed {
+        /// The plugin.
+        plugin: String,
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        detail: String,
     },
     /// wasmtime could not compile it.
     #[error("plugin `{plugin}`: {} does not compile: {detail}", path.display())]
