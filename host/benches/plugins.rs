@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
+use executor::k8s::spec::validate;
 use executor::plugins::{
     JobContext, LogRecord, PluginSpec, Plugins, PluginsConfig, Runtime, RuntimeOptions, Stream,
 };
@@ -137,17 +138,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn admission(c: &mut Criterion) {
     let plugins = chain();
     let job = realistic_job();
-    let out = plugins.admit(&ctx(), job.clone());
+    let out = plugins.admit(&ctx(), job.clone(), &validate);
     assert!(out.allowed() && out.trail.len() == 3, "{:?}", out.message());
     c.bench_function(
         "admission chain (annotate, scheduling-policy, pull-secrets)",
-        |b| b.iter(|| black_box(plugins.admit(&ctx(), job.clone()))),
+        |b| b.iter(|| black_box(plugins.admit(&ctx(), job.clone(), &validate))),
     );
     // Criterion reports the mean and median; the issue asks for p50 and p99.
     let mut samples: Vec<Duration> = (0..3000)
         .map(|_| {
             let start = Instant::now();
-            black_box(plugins.admit(&ctx(), job.clone()));
+            black_box(plugins.admit(&ctx(), job.clone(), &validate));
             start.elapsed()
         })
         .collect();

@@ -177,7 +177,9 @@ fn all_out(job: &Value) -> String {
         .collect()
 }
 
-/// The first-party annotate, scheduling-policy and redact plugins, built from source.
+/// The first-party annotate, scheduling-policy and redact plugins, built from
+/// source, and the test plugin that misbehaves as a job's image asks
+/// (`misbehave/<mode>:1`).
 fn plugins(dir: &std::path::Path) -> Plugins {
     let c = components();
     let yaml = format!(
@@ -195,10 +197,14 @@ fn plugins(dir: &std::path::Path) -> Plugins {
       allowedRegistries: [docker.io]
   - name: redact
     path: {redact}
+  - name: misbehave
+    path: {misbehave}
+    settings: {{admit: by-image, filter: by-image}}
 "#,
         annotate = c.path("annotate").display(),
         policy = c.path("scheduling-policy").display(),
         redact = c.path("redact").display(),
+        misbehave = c.path("misbehave").display(),
     );
     let path = dir.join("plugins.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -339,6 +345,38 @@ async fn a_job_denied_by_a_plugin_fails_with_the_plugins_message() {
     assert!(out(&job, "setup.admission").contains("scheduling-policy (enforce): denied"));
     stop.cancel();
     assert_eq!(worker.await.unwrap().failed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_makes_the_job_invalid_fails_it_naming_the_plugin() {
+    let stack = stack().await;
+    let (stop, worker) = worker(&stack, &[], |_| {}).await;
+    for (mode, words) in [
+        (
+            "annotations-huge",
+            "metadata.annotations: Too long: may not be more than 262144 bytes",
+        ),
+        (
+            "annotations-number",
+            "at metadata.annotations: invalid type",
+        ),
+    ] {
+        let id = stack
+            .queue
+            .submit(json!({"image": format!("misbehave/{mode}:1"), "commands": ["true"]}))
+            .await;
+        let job = stack.queue.ended(id).await;
+        assert_eq!(job["state"], "failed", "{mode}: {job:#}");
+        let message = job["message"].as_str().unwrap();
+        assert!(
+            message.contains("plugin `misbehave`")
+                && message.contains("returned from admit")
+                && message.contains(words),
+            "{mode}: {message}"
+        );
+    }
+    stop.cancel();
+    assert_eq!(worker.await.unwrap().failed, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,7 @@ use crate::resources::Resource;
 use crate::selector::{validate_label_key, validate_label_value};
 use crate::status::{ApiError, Cause, cause};
 use k8s_rules::field_path::dotted;
+use k8s_rules::metadata::TOTAL_ANNOTATION_SIZE_LIMIT;
 use k8s_rules::names::is_dns1123_subdomain_shape;
 
 /// A decoded body: the object as the server stores it, and the warnings
@@ -293,11 +294,13 @@ fn metadata(resource: &Resource, object: &Value, causes: &mut Vec<Cause>) {
             .iter()
             .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
             .sum();
-        if size > 256 * 1024 {
+        if size > TOTAL_ANNOTATION_SIZE_LIMIT {
             causes.push(cause(
                 "FieldValueTooLong",
                 "metadata.annotations",
-                format!("Too long: may not be more than 262144 bytes (got {size})"),
+                format!(
+                    "Too long: may not be more than {TOTAL_ANNOTATION_SIZE_LIMIT} bytes (got {size})"
+                ),
             ));
         }
         for k in annotations.keys() {

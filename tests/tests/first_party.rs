@@ -4,6 +4,7 @@
 mod common;
 
 use common::{ctx, load, spec};
+use executor::k8s::spec::validate;
 use executor::plugins::{Decision, LogRecord, Step, Stream};
 use executor_tests::realistic_job;
 use serde_json::json;
@@ -35,7 +36,7 @@ fn chain() -> executor::plugins::Plugins {
 
 #[test]
 fn the_admission_chain_applies_each_plugin_in_scope() {
-    let out = chain().admit(&ctx(), realistic_job());
+    let out = chain().admit(&ctx(), realistic_job(), &validate);
     assert!(out.allowed(), "{:?}", out.message());
     let job = &out.job;
     assert_eq!(
@@ -87,7 +88,7 @@ fn the_admission_chain_applies_each_plugin_in_scope() {
 fn an_image_from_another_registry_is_denied_by_name() {
     let mut job = realistic_job();
     job["spec"]["template"]["spec"]["initContainers"][2]["image"] = json!("quay.io/evil/miner:1");
-    let out = chain().admit(&ctx(), job);
+    let out = chain().admit(&ctx(), job, &validate);
     let Decision::Denied { plugin, message } = &out.decision else {
         panic!("{:?}", out.decision)
     };

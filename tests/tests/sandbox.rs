@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{ctx, load, runtime, spec};
+use executor::k8s::spec::validate;
 use executor::plugins::{
     Decision, FailurePolicy, LoadError, LogRecord, Mode, PathPattern, PluginError, PluginSpec,
     Plugins, PluginsConfig, Runtime, RuntimeOptions, Step, Stream,
@@ -60,6 +61,14 @@ const FAILURES: &[(&str, &str)] = &[
         "privileged",
         "add /spec/template/spec/containers/0/securityContext/privileged",
     ),
+    (
+        "new-init-container",
+        "outside its allowed paths in admit: add /spec/template/spec/initContainers/3;",
+    ),
+    (
+        "empty-dns-config",
+        "outside its allowed paths in admit: add /spec/template/spec/dnsConfig;",
+    ),
 ];
 
 #[test]
@@ -67,7 +76,7 @@ fn failures_under_policy_fail_refuse_the_job_and_name_plugin_and_hook() {
     for (mode, words) in FAILURES {
         let plugins = load(vec![misbehave(mode, FailurePolicy::Fail), annotate()]);
         for attempt in 0..2 {
-            let out = plugins.admit(&ctx(), realistic_job());
+            let out = plugins.admit(&ctx(), realistic_job(), &validate);
             let Decision::Failed(err) = &out.decision else {
                 panic!(
                     "{mode}: a failing plugin with policy fail must refuse the job, got {:?}",
@@ -94,7 +103,7 @@ fn failures_under_policy_fail_refuse_the_job_and_name_plugin_and_hook() {
 fn failures_under_policy_ignore_skip_the_plugin_with_a_warning() {
     for (mode, words) in FAILURES {
         let plugins = load(vec![misbehave(mode, FailurePolicy::Ignore), annotate()]);
-        let out = plugins.admit(&ctx(), realistic_job());
+        let out = plugins.admit(&ctx(), realistic_job(), &validate);
         assert!(out.allowed(), "{mode}: {:?}", out.decision);
         assert!(
             annotated(&out.job),
@@ -126,16 +135,18 @@ fn the_host_keeps_serving_after_many_failures() {
         misbehave("hog", FailurePolicy::Ignore),
     ]);
     for _ in 0..80 {
-        assert!(plugins.admit(&ctx(), realistic_job()).allowed());
+        assert!(plugins.admit(&ctx(), realistic_job(), &validate).allowed());
     }
     let fine = load(vec![annotate()]);
-    assert!(annotated(&fine.admit(&ctx(), realistic_job()).job));
+    assert!(annotated(
+        &fine.admit(&ctx(), realistic_job(), &validate).job
+    ));
 }
 
 #[test]
 fn a_deny_stops_the_chain_with_the_plugin_message() {
     let plugins = load(vec![misbehave("deny", FailurePolicy::Fail), annotate()]);
-    let out = plugins.admit(&ctx(), realistic_job());
+    let out = plugins.admit(&ctx(), realistic_job(), &validate);
     assert_eq!(
         out.decision,
         Decision::Denied {
@@ -161,7 +172,7 @@ fn monitor_mode_records_but_never_applies() {
     fail.name = "monitored-trap".into();
     fail.mode = Mode::Monitor;
     let plugins = load(vec![deny, change, fail]);
-    let out = plugins.admit(&ctx(), realistic_job());
+    let out = plugins.admit(&ctx(), realistic_job(), &validate);
     assert!(out.allowed(), "{:?}", out.decision);
     assert_eq!(
         out.job,
@@ -182,9 +193,44 @@ fn monitor_mode_records_but_never_applies() {
 }
 
 #[test]
+fn a_change_the_api_server_would_refuse_fails_the_plugin_that_made_it() {
+    for (mode, words) in [
+        (
+            "annotations-huge",
+            "returned from admit a Job the API server would refuse: metadata.annotations: Too long: may not be more than 262144 bytes (got 307",
+        ),
+        (
+            "annotations-number",
+            "returned from admit a Job the API server would refuse: it is not a batch/v1 Job at metadata.annotations: invalid type: integer `42`",
+        ),
+    ] {
+        let plugins = load(vec![misbehave(mode, FailurePolicy::Fail), annotate()]);
+        let out = plugins.admit(&ctx(), realistic_job(), &validate);
+        let Decision::Failed(err) = &out.decision else {
+            panic!("{mode}: the job must fail, got {:?}", out.decision)
+        };
+        assert_eq!(err.kind(), "invalid");
+        let msg = out.message().unwrap();
+        assert!(
+            msg.starts_with("plugin `misbehave` returned from admit") && msg.contains(words),
+            "{mode}: {msg}"
+        );
+        // Under policy ignore the change is dropped and the chain goes on.
+        let plugins = load(vec![misbehave(mode, FailurePolicy::Ignore), annotate()]);
+        let out = plugins.admit(&ctx(), realistic_job(), &validate);
+        assert!(
+            out.allowed() && annotated(&out.job),
+            "{mode}: {:?}",
+            out.decision
+        );
+        assert_eq!(validate(&out.job.to_string()), Ok(()), "{mode}");
+    }
+}
+
+#[test]
 fn mutations_are_applied_and_recorded_as_patches() {
     let plugins = load(vec![spec("misbehave", json!({"admit": "annotate"}))]);
-    let out = plugins.admit(&ctx(), realistic_job());
+    let out = plugins.admit(&ctx(), realistic_job(), &validate);
     assert!(out.allowed());
     assert_eq!(out.job["metadata"]["annotations"]["misbehave/seen"], "1234");
     let patch = serde_json::to_value(&out.trail[0].patch).unwrap();
@@ -200,11 +246,11 @@ fn grants_widen_the_scope() {
     let mut env = misbehave("env", FailurePolicy::Fail);
     assert!(
         !load(vec![env.clone()])
-            .admit(&ctx(), realistic_job())
+            .admit(&ctx(), realistic_job(), &validate)
             .allowed()
     );
     env.allowed_paths = vec![PathPattern::parse("/spec/template/spec/containers/*/env").unwrap()];
-    let out = load(vec![env]).admit(&ctx(), realistic_job());
+    let out = load(vec![env]).admit(&ctx(), realistic_job(), &validate);
     assert!(out.allowed(), "{:?}", out.message());
     assert_eq!(
         out.job["spec"]["template"]["spec"]["containers"][0]["env"][0]["name"],
@@ -214,7 +260,11 @@ fn grants_widen_the_scope() {
 
 #[test]
 fn plugin_output_and_logs_are_captured_without_failing_the_call() {
-    let out = load(vec![misbehave("chatty", FailurePolicy::Fail)]).admit(&ctx(), realistic_job());
+    let out = load(vec![misbehave("chatty", FailurePolicy::Fail)]).admit(
+        &ctx(),
+        realistic_job(),
+        &validate,
+    );
     assert!(out.allowed(), "{:?}", out.message());
 }
 
@@ -341,7 +391,9 @@ fn compiled_plugins_are_cached_by_digest() {
     assert_eq!(cached.len(), 1);
     // A cached plugin behaves exactly like a freshly compiled one.
     let plugins = Plugins::load(Runtime::new(&options).unwrap(), &config).unwrap();
-    assert!(annotated(&plugins.admit(&ctx(), realistic_job()).job));
+    assert!(annotated(
+        &plugins.admit(&ctx(), realistic_job(), &validate).job
+    ));
 }
 
 #[test]
@@ -357,7 +409,9 @@ fn a_plugin_that_fails_to_load_is_skipped_under_policy_ignore() {
     .unwrap();
     assert_eq!(plugins.skipped().len(), 1);
     assert_eq!(plugins.info().len(), 1);
-    assert!(annotated(&plugins.admit(&ctx(), realistic_job()).job));
+    assert!(annotated(
+        &plugins.admit(&ctx(), realistic_job(), &validate).job
+    ));
 }
 
 #[test]
@@ -463,4 +517,190 @@ fn monitor_log_plugins_do_not_change_the_log() {
         texts(&session.filter("e", lines(&["kept"])).unwrap()),
         ["kept"]
     );
+}
+
+/// The longest a plugin's message may be once the host has bounded it: the
+/// cap, a note of what was cut, and the host's own words around it.
+const BOUNDED: usize = 4096 + 200;
+
+#[test]
+fn deny_messages_warnings_and_errors_are_capped_like_log_messages() {
+    let out = load(vec![misbehave("flood-deny", FailurePolicy::Fail)]).admit(
+        &ctx(),
+        realistic_job(),
+        &validate,
+    );
+    let Decision::Denied { message, .. } = &out.decision else {
+        panic!("the plugin denies the job, got {:?}", out.decision)
+    };
+    assert!(
+        message.len() <= BOUNDED && message.ends_with("more bytes)"),
+        "a deny message of 8 MiB was kept as {} bytes",
+        message.len()
+    );
+    assert!(out.message().unwrap().len() <= BOUNDED);
+
+    let out = load(vec![misbehave("flood-warnings", FailurePolicy::Fail)]).admit(
+        &ctx(),
+        realistic_job(),
+        &validate,
+    );
+    assert!(out.allowed(), "{:?}", out.decision);
+    assert!(
+        out.warnings.len() <= 101 && out.trail[0].warnings.len() <= 101,
+        "200 000 warnings were kept as {}",
+        out.warnings.len()
+    );
+    assert_eq!(
+        out.warnings.last().map(String::as_str),
+        Some("misbehave: (199900 more messages dropped)")
+    );
+
+    let out = load(vec![misbehave("flood-error", FailurePolicy::Fail)]).admit(
+        &ctx(),
+        realistic_job(),
+        &validate,
+    );
+    let msg = out.message().unwrap();
+    assert!(
+        msg.starts_with("plugin `misbehave` failed in admit: eee") && msg.len() <= BOUNDED,
+        "an error of 8 MiB was kept as {} bytes",
+        msg.len()
+    );
+
+    let err = load_err(spec("misbehave", json!({"init": "flood"}))).to_string();
+    assert!(
+        err.starts_with("plugin `misbehave` refused its settings: eee") && err.len() <= BOUNDED,
+        "an init error of 8 MiB was kept as {} bytes",
+        err.len()
+    );
+}
+
+/// Every message the host logs while `f` runs on this thread.
+fn logged<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    struct Messages(Arc<Mutex<Vec<String>>>);
+    struct Message(Option<String>);
+    impl tracing::field::Visit for Message {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                self.0 = Some(format!("{value:?}"));
+            }
+        }
+    }
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Messages {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut message = Message(None);
+            event.record(&mut message);
+            self.0.lock().unwrap().extend(message.0);
+        }
+    }
+    let messages = Arc::new(Mutex::new(Vec::new()));
+    let subscriber = tracing_subscriber::registry().with(Messages(messages.clone()));
+    let result = tracing::subscriber::with_default(subscriber, f);
+    let messages = messages.lock().unwrap().clone();
+    (result, messages)
+}
+
+/// Whether `text` could start a line or drive a terminal when printed.
+fn forges(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c))
+}
+
+#[test]
+fn plugin_text_cannot_forge_log_lines_or_terminal_sequences() {
+    let plugins = load(vec![misbehave("forge", FailurePolicy::Fail)]);
+    let (out, logs) = logged(|| plugins.admit(&ctx(), realistic_job(), &validate));
+    let Decision::Denied { message, .. } = &out.decision else {
+        panic!("the plugin denies the job, got {:?}", out.decision)
+    };
+    assert_eq!(
+        message, r"nope\nmisbehave: the job succeeded\r\x1b[2J\x1b]0;pwned\x07\u{202e}",
+        "control characters are shown escaped"
+    );
+    for text in out.warnings.iter().chain(&out.trail[0].warnings) {
+        assert!(!forges(text), "warning {text:?}");
+    }
+    let from_plugin: Vec<&String> = logs.iter().filter(|l| l.contains("pwned")).collect();
+    assert_eq!(
+        from_plugin.len(),
+        2,
+        "the log call and the printed line: {logs:?}"
+    );
+    for line in from_plugin {
+        assert!(!forges(line), "logged {line:?}");
+    }
+
+    let out = load(vec![misbehave("forge-error", FailurePolicy::Fail)]).admit(
+        &ctx(),
+        realistic_job(),
+        &validate,
+    );
+    let msg = out.message().unwrap();
+    assert!(msg.contains("pwned") && !forges(&msg), "{msg:?}");
+
+    let err = load_err(spec("misbehave", json!({"init": "forge"}))).to_string();
+    assert!(err.contains("pwned") && !forges(&err), "{err:?}");
+}
+
+#[test]
+fn a_component_without_the_contracts_exports_is_refused_without_compiling_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = RuntimeOptions {
+        max_instances: 8,
+        cache_dir: Some(dir.path().join("cache")),
+    };
+    for (name, words) in [
+        ("other-world", "is not an executor plugin"),
+        ("no-hooks", "implements neither hook"),
+    ] {
+        let refused = Plugins::load(
+            Runtime::new(&options).unwrap(),
+            &PluginsConfig {
+                plugins: vec![spec(name, json!(null))],
+            },
+        );
+        let err = refused
+            .err()
+            .expect("the plugin must be refused")
+            .to_string();
+        assert!(err.contains(words), "{name}: {err}");
+    }
+    // Whatever is compiled is cached: nothing was.
+    let compiled = std::fs::read_dir(dir.path().join("cache"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(
+        compiled, 0,
+        "the components were compiled before being refused"
+    );
+}
+
+#[test]
+fn a_plugin_file_over_the_size_limit_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = b"\0asm\x0d\0\x01\0";
+    let big = dir.path().join("big.wasm");
+    let mut bytes = header.to_vec();
+    bytes.resize(9 << 20, 0);
+    std::fs::write(&big, bytes).unwrap();
+    let err = load_err(PluginSpec::new("big", &big)).to_string();
+    assert!(
+        err.contains("is 9437184 bytes; a plugin may be at most 8388608 bytes (8 MiB)"),
+        "{err}"
+    );
+    // A file far larger than memory is refused as quickly: it is never read.
+    let huge = dir.path().join("huge.wasm");
+    let file = std::fs::File::create(&huge).unwrap();
+    std::io::Write::write_all(&mut &file, header).unwrap();
+    file.set_len(1 << 40).unwrap();
+    let err = load_err(PluginSpec::new("huge", &huge)).to_string();
+    assert!(err.contains("is 1099511627776 bytes"), "{err}");
 }

@@ -118,8 +118,16 @@ fn termination_message(path: &std::path::Path, message: &str) {
 /// The plugins of a configuration file, or none, for the commands that run
 /// jobs (`run`, `serve`), with an instance pool no load of `max_jobs` jobs
 /// exhausts: each running job holds one instance per log plugin for its
-/// whole life, and admission calls take one each on top.
-fn job_plugins(
+/// whole life, and admission calls take one each on top. Loading compiles
+/// and runs plugin code, so it runs on a blocking thread, not the runtime's.
+async fn job_plugins(
+    file: Option<std::path::PathBuf>,
+    max_jobs: u32,
+) -> anyhow::Result<crate::plugins::Plugins> {
+    tokio::task::spawn_blocking(move || load_job_plugins(file.as_deref(), max_jobs)).await?
+}
+
+fn load_job_plugins(
     file: Option<&std::path::Path>,
     max_jobs: u32,
 ) -> anyhow::Result<crate::plugins::Plugins> {

@@ -286,7 +286,12 @@ fn read_job(path: &Path) -> anyhow::Result<Value> {
     let job: Value = serde_norway::from_str(&text)
         .with_context(|| format!("--job: {} is not valid JSON or YAML", path.display()))?;
     match job.get("kind").and_then(Value::as_str) {
-        Some("Job") => Ok(job),
+        // Checked as each plugin's result will be, so that no plugin is
+        // blamed for what was wrong with the input.
+        Some("Job") => match crate::k8s::spec::validate(&job.to_string()) {
+            Ok(()) => Ok(job),
+            Err(e) => bail!("--job: {}: {e}", path.display()),
+        },
         Some(other) => bail!(
             "--job: {} is a {other}; expected a batch/v1 Job",
             path.display()
@@ -302,7 +307,7 @@ fn admit(args: RunArgs) -> anyhow::Result<ExitCode> {
     let job = read_job(&args.job)?;
     let plugins = load(&args.target)?;
     let ctx = context(&args.context, &job);
-    let outcome = plugins.admit(&ctx, job);
+    let outcome = plugins.admit(&ctx, job, &crate::k8s::spec::validate);
     let allowed = outcome.allowed();
     match args.output {
         Output::Json => {

@@ -45,7 +45,7 @@ async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     else {
         return Ok(ExitCode::from(EXIT_BAD_INPUT));
     };
-    let plugins = super::job_plugins(config.plugins_config.as_deref(), 1)?;
+    let plugins = super::job_plugins(config.plugins_config.clone(), 1).await?;
     let client = client::client(
         config.kubernetes.config_path.as_deref(),
         &config.kubernetes.api,

@@ -306,7 +306,7 @@ async fn load_plugins(config: &Config, banner: &mut Vec<String>) -> anyhow::Resu
         Some(path) => Some(path.clone()),
         None => shipped_plugins().await?,
     };
-    let plugins = super::job_plugins(plugins_file.as_deref(), config.queue.maximum_num_jobs)?;
+    let plugins = super::job_plugins(plugins_file.clone(), config.queue.maximum_num_jobs).await?;
     banner.push(match &plugins_file {
         Some(path) => format!(
             "plugins: {} from {}",

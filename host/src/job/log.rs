@@ -103,7 +103,7 @@ pub fn spawn(
     let (input, lines) = mpsc::channel(INPUT_CAPACITY);
     let pipeline = Pipeline {
         redactor,
-        filters,
+        filters: Some(filters),
         keys: HashMap::new(),
         held: HashMap::new(),
         out,
@@ -116,7 +116,8 @@ pub fn spawn(
 /// The state of one job's pipeline between inputs.
 struct Pipeline {
     redactor: Redactor,
-    filters: LogSession,
+    /// `None` only while a batch is being filtered on a blocking thread.
+    filters: Option<LogSession>,
     /// Each open entry's key, which its log plugins are told.
     keys: HashMap<usize, String>,
     /// Each entry's lines that may begin a secret spanning lines, until
@@ -243,14 +244,8 @@ impl Pipeline {
                 text,
             })
             .collect();
-        let key = self
-            .keys
-            .get(&entry)
-            .map(String::as_str)
-            .unwrap_or_default();
-        // Plugin calls are bounded by their deadlines (milliseconds); running
-        // them here keeps one job's batches in order without a thread hop.
-        let records = match self.filters.filter(key, redacted) {
+        let key = self.keys.get(&entry).cloned().unwrap_or_default();
+        let records = match self.filter(key, redacted).await {
             Ok(records) => records,
             Err(e) => {
                 self.failed = Some(e);
@@ -263,6 +258,41 @@ impl Pipeline {
             written: released.written,
         })
         .await;
+    }
+
+    /// Runs `records` through the log plugins. A plugin call blocks its
+    /// thread for up to its deadline, and WASI's output streams block on the
+    /// runtime: on a worker thread it would stall every other job and the
+    /// heartbeats, and a plugin that prints would panic. So it runs on a
+    /// blocking thread, awaited here to keep the job's batches in order.
+    async fn filter(
+        &mut self,
+        key: String,
+        records: Vec<LogRecord>,
+    ) -> Result<Vec<LogRecord>, PluginError> {
+        let Some(mut filters) = self.filters.take() else {
+            return Ok(records);
+        };
+        if filters.is_empty() {
+            self.filters = Some(filters);
+            return Ok(records);
+        }
+        let filtered = tokio::task::spawn_blocking(move || {
+            let result = filters.filter(&key, records);
+            (filters, result)
+        })
+        .await;
+        match filtered {
+            Ok((filters, result)) => {
+                self.filters = Some(filters);
+                result
+            }
+            // Plugin failures, panics included, come back as `Err` above;
+            // this is the host's own bug: let it be one.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The runtime is shutting down; nothing will be uploaded.
+            Err(_) => Ok(Vec::new()),
+        }
     }
 }
 

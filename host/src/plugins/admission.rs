@@ -13,7 +13,13 @@ use super::engine::Runtime;
 use super::error::{Hook, PluginError};
 use super::loader::LoadedPlugin;
 use super::scope::violations;
+use super::text::{printable, printable_list};
 use crate::ops::metrics::{JOBS_DENIED, PLUGIN_ADMISSIONS, PLUGIN_FAILURES};
+
+/// Judges a Job document (JSON text) a plugin returned: `Err` with the
+/// reasons when the cluster would refuse it. The plugins module knows the
+/// Job only as JSON; what makes one valid is the caller's knowledge.
+pub type JobCheck = dyn Fn(&str) -> Result<(), String> + Sync;
 
 /// What the chain decided.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +116,7 @@ pub(crate) fn run(
     plugins: &[std::sync::Arc<LoadedPlugin>],
     ctx: &JobContext,
     job: Value,
+    check: &JobCheck,
 ) -> AdmissionOutcome {
     let mut outcome = AdmissionOutcome {
         decision: Decision::Allowed,
@@ -126,7 +133,7 @@ pub(crate) fn run(
         let started = Instant::now();
         let job_text = text.get_or_insert_with(|| outcome.job.to_string());
         let result = admit_one(runtime, plugin, indices, ctx, job_text)
-            .and_then(|response| judge(plugin, &outcome.job, response));
+            .and_then(|response| judge(plugin, &outcome.job, response, check));
         let name = plugin.spec.name.clone();
         let mode = plugin.spec.mode;
         let mut entry = TrailEntry {
@@ -236,14 +243,17 @@ struct Judged {
     warnings: Vec<String>,
 }
 
-/// Checks a response: a mutated document must be a JSON object and change
-/// nothing outside the plugin's allowed paths.
+/// Checks a response: a mutated document must be a JSON object, change
+/// nothing outside the plugin's allowed paths, and pass `check`, so that a
+/// change the cluster would refuse is blamed on the plugin that made it.
 fn judge(
     plugin: &LoadedPlugin,
     current: &Value,
     response: AdmissionResponse,
+    check: &JobCheck,
 ) -> Result<Judged, PluginError> {
-    let warnings = response.warnings;
+    // Bounded before anything keeps or prints them, as `log` messages are.
+    let warnings = printable_list(response.warnings);
     let empty = || json_patch::Patch(vec![]);
     match response.decision {
         WitDecision::Allow => Ok(Judged {
@@ -253,7 +263,9 @@ fn judge(
             warnings,
         }),
         WitDecision::Deny(message) => Ok(Judged {
-            step: Step::Denied { message },
+            step: Step::Denied {
+                message: printable(&message),
+            },
             replacement: None,
             patch: empty(),
             warnings,
@@ -285,6 +297,11 @@ fn judge(
             let step = if patch.0.is_empty() {
                 Step::Allowed
             } else {
+                check(&text).map_err(|reason| PluginError::Invalid {
+                    plugin: plugin.spec.name.clone(),
+                    hook: Hook::Admit,
+                    reason: printable(&reason),
+                })?;
                 Step::Mutated
             };
             Ok(Judged {

@@ -106,6 +106,16 @@ pub enum PluginError {
         /// The offending changes, e.g. `replace /spec/template/spec/containers/0/command/0`.
         changes: String,
     },
+    /// The hook returned a Job the cluster would refuse.
+    #[error("plugin `{plugin}` returned from {hook} a Job the API server would refuse: {reason}")]
+    Invalid {
+        /// The plugin.
+        plugin: String,
+        /// The hook.
+        hook: Hook,
+        /// Why, as the API server would say it.
+        reason: String,
+    },
     /// A new instance could not be made (pool exhausted, start function trapped).
     #[error("plugin `{plugin}` could not be instantiated for {hook}: {detail}")]
     Instantiate {
@@ -129,6 +139,7 @@ impl PluginError {
             PluginError::Returned { .. } => "error",
             PluginError::BadOutput { .. } => "bad_output",
             PluginError::OutOfScope { .. } => "out_of_scope",
+            PluginError::Invalid { .. } => "invalid",
             PluginError::Instantiate { .. } => "instantiate",
         }
     }
@@ -146,6 +157,18 @@ pub enum LoadError {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// The file is larger than a plugin may be.
+    #[error("plugin `{plugin}`: {} is {bytes} bytes; a plugin may be at most {limit} bytes ({} MiB)", path.display(), limit >> 20)]
+    TooLarge {
+        /// The plugin.
+        plugin: String,
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
     },
     /// The file's digest is not the pinned one.
     #[error("plugin `{plugin}`: {} has SHA-256 {actual}, but the configuration pins {expected}; refusing it", path.display())]
@@ -174,6 +197,16 @@ pub enum LoadError {
         plugin: String,
         /// The file.
         path: PathBuf,
+    },
+    /// Its structure cannot be read.
+    #[error("plugin `{plugin}`: {} is not a valid WebAssembly component: {detail}", path.display())]
+    Malformed {
+        /// The plugin.
+        plugin: String,
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        detail: String,
     },
     /// wasmtime could not compile it.
     #[error("plugin `{plugin}`: {} does not compile: {detail}", path.display())]

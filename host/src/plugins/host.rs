@@ -13,15 +13,15 @@ use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::executor::plugin::host::{self, Level};
+use super::text::{MAX_MESSAGES, printable};
+
+/// At most this many `log` calls per call into the plugin; the rest are counted.
+const LOG_CALLS_PER_CALL: u32 = MAX_MESSAGES as u32;
 
 /// The WASI poll interface as wasmtime-wasi names it; its blocking calls are
 /// replaced so that a plugin cannot park the host thread where the epoch
 /// deadline cannot reach it.
 const WASI_POLL: &str = "wasi:io/poll@0.2.12";
-/// At most this many `log` calls per call into the plugin; the rest are counted.
-const LOG_CALLS_PER_CALL: u32 = 100;
-/// Longest message kept from one `log` call or one output line.
-const MAX_MESSAGE: usize = 4096;
 /// Output kept per stream and call; the rest is dropped and counted.
 const MAX_OUTPUT: usize = 64 * 1024;
 
@@ -103,7 +103,7 @@ impl host::Host for HostState {
         if self.log_calls > LOG_CALLS_PER_CALL {
             return;
         }
-        let message = truncate(&message);
+        let message = printable(&message);
         let plugin = &*self.plugin;
         match level {
             Level::Debug => tracing::debug!(plugin, "{message}"),
@@ -112,17 +112,6 @@ impl host::Host for HostState {
             Level::Error => tracing::error!(plugin, "{message}"),
         }
     }
-}
-
-fn truncate(s: &str) -> &str {
-    if s.len() <= MAX_MESSAGE {
-        return s;
-    }
-    let mut end = MAX_MESSAGE;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// The linker every plugin is instantiated with: the contract's `host`
@@ -233,7 +222,7 @@ impl Capture {
         let mut lines: Vec<String> = String::from_utf8_lossy(&bytes)
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| truncate(l).to_owned())
+            .map(printable)
             .collect();
         if dropped > 0 {
             lines.push(format!("({dropped} more bytes of output dropped)"));

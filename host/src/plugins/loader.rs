@@ -1,5 +1,6 @@
 //! Turns a plugin spec into a ready plugin (read, verify the pin, compile, check the contract, pre-instantiate, validate the settings) and makes and calls its instances.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,12 +10,13 @@ use wasmtime::component::{Component, Instance, InstancePre};
 use wasmtime::{Store, Trap};
 
 use super::bindings::exports::executor::plugin::{admission, lifecycle, log_filter};
-use super::bindings::{ADMISSION, CONTRACT_VERSION, LOG_FILTER};
+use super::bindings::{ADMISSION, CONTRACT_VERSION, LIFECYCLE, LOG_FILTER};
 use super::config::PluginSpec;
 use super::engine::{Runtime, TICK};
 use super::error::{Hook, LoadError, PluginError};
 use super::host::HostState;
 use super::scope::{PathPattern, default_scope};
+use super::text::printable;
 use crate::ops::metrics::{PLUGIN_CALL_DURATION, PLUGIN_CALLS};
 
 /// What is known about a loaded plugin.
@@ -66,7 +68,8 @@ impl LoadedPlugin {
     /// bad settings are reported at start-up, not at the first job.
     pub(crate) fn load(runtime: &Runtime, spec: PluginSpec) -> Result<LoadedPlugin, LoadError> {
         let (wasm, sha256) = read_pinned(&spec)?;
-        let compiled = compile(runtime, &spec, &wasm, &sha256)?;
+        let exports = contract_exports(&spec, &wasm)?;
+        let compiled = compile(runtime, &spec, &wasm, &sha256, exports)?;
         let linked = link(runtime, &spec.name, &compiled)?;
         let mut allowed = default_scope();
         allowed.extend(spec.allowed_paths.iter().cloned());
@@ -113,7 +116,7 @@ impl LoadedPlugin {
         store.set_epoch_deadline(ticks(timeout));
         let instance = {
             let _guard = runtime.call_guard();
-            self.pre.instantiate(&mut store)
+            unwound(|| self.pre.instantiate(&mut store))
         };
         let instance = match instance {
             Ok(instance) => instance,
@@ -182,7 +185,7 @@ impl LoadedPlugin {
         let started = Instant::now();
         let result = {
             let _guard = runtime.call_guard();
-            f(&mut live.store)
+            unwound(|| f(&mut live.store))
         };
         let labels = [
             ("plugin", self.spec.name.clone()),
@@ -200,7 +203,7 @@ impl LoadedPlugin {
                 Err(PluginError::Returned {
                     plugin: self.spec.name.clone(),
                     hook,
-                    message,
+                    message: printable(&message),
                 })
             }
             Err(err) => Err(self.classify(&mut live.store, hook, timeout, err)),
@@ -245,6 +248,23 @@ impl LoadedPlugin {
     }
 }
 
+/// Runs `f`, which runs plugin code, turning a panic of the host code it
+/// calls (a WASI import, say) into an error: the plugin's call fails and is
+/// handled by its policy, while the host carries on. The store is dropped
+/// after any failure, so its state after a panic does not matter.
+fn unwound<T>(f: impl FnOnce() -> wasmtime::Result<T>) -> wasmtime::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(wasmtime::format_err!(
+            "the host failed while serving the plugin: {what}"
+        ))
+    })
+}
+
 /// Epoch ticks for `timeout`; one more than the exact count because the
 /// current tick is already partly over.
 fn ticks(timeout: Duration) -> u64 {
@@ -269,16 +289,42 @@ struct Linked {
     hooks: Vec<&'static str>,
 }
 
-/// The plugin's file and its SHA-256, checked against the pin and for being
-/// a component (a core module is named as such, being a common mistake).
+/// The largest plugin file accepted. Compiling costs time and memory in
+/// proportion to the code (a 79 MB component took 88 s and 5.6 GB), so
+/// this bounds both: about ten seconds and half a GiB at worst, within the
+/// executor pod's 1 GiB, and five times the largest first-party plugin.
+pub const MAX_PLUGIN_BYTES: u64 = 8 << 20;
+
+/// The plugin's file and its SHA-256, checked for size before it is read,
+/// then against the pin and for being a component (a core module is named
+/// as such, being a common mistake).
 fn read_pinned(spec: &PluginSpec) -> Result<(Vec<u8>, String), LoadError> {
     let plugin = spec.name.clone();
     let path = spec.path.clone();
-    let wasm = std::fs::read(&path).map_err(|source| LoadError::Read {
+    let unreadable = |source| LoadError::Read {
         plugin: plugin.clone(),
         path: path.clone(),
         source,
-    })?;
+    };
+    let file = std::fs::File::open(&path).map_err(unreadable)?;
+    let bytes = file.metadata().map_err(unreadable)?.len();
+    let too_large = |bytes| LoadError::TooLarge {
+        plugin: plugin.clone(),
+        path: path.clone(),
+        bytes,
+        limit: MAX_PLUGIN_BYTES,
+    };
+    if bytes > MAX_PLUGIN_BYTES {
+        return Err(too_large(bytes));
+    }
+    // The file may grow between the size check and the read.
+    let mut wasm = Vec::with_capacity(bytes as usize);
+    file.take(MAX_PLUGIN_BYTES + 1)
+        .read_to_end(&mut wasm)
+        .map_err(unreadable)?;
+    if wasm.len() as u64 > MAX_PLUGIN_BYTES {
+        return Err(too_large(wasm.len() as u64));
+    }
     let sha256 = hex::encode(Sha256::digest(&wasm));
     if let Some(expected) = &spec.sha256
         && *expected != sha256
@@ -297,12 +343,71 @@ fn read_pinned(spec: &PluginSpec) -> Result<(Vec<u8>, String), LoadError> {
     }
 }
 
-/// Compiles the component and checks that it speaks this contract's version.
+/// The names the component exports, read from its export section without
+/// compiling it, after checking that they are those of a plugin of this
+/// contract's version: compiling is the expensive part of loading, and a
+/// component of another world or version should not pay for it.
+fn contract_exports(spec: &PluginSpec, wasm: &[u8]) -> Result<Vec<String>, LoadError> {
+    use wasmtime::wasmparser::{Parser, Payload};
+    let plugin = || spec.name.clone();
+    let malformed = |e: wasmtime::wasmparser::BinaryReaderError| LoadError::Malformed {
+        plugin: plugin(),
+        path: spec.path.clone(),
+        detail: e.to_string(),
+    };
+    let mut exports = Vec::new();
+    // Nested modules and components have exports of their own; only the
+    // outermost component's are the plugin's.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.map_err(malformed)? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentExportSection(section) if depth == 0 => {
+                for export in section {
+                    exports.push(export.map_err(malformed)?.name.name.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(found) = exports.iter().find_map(|e| {
+        let version = e.strip_prefix("executor:plugin/")?.split_once('@')?.1;
+        (version != CONTRACT_VERSION).then(|| version.to_owned())
+    }) {
+        return Err(LoadError::Version {
+            plugin: plugin(),
+            found,
+        });
+    }
+    if !exports.iter().any(|e| e == LIFECYCLE) {
+        return Err(LoadError::NotAPlugin {
+            plugin: plugin(),
+            exports: listed(&exports),
+        });
+    }
+    if !exports.iter().any(|e| e == ADMISSION || e == LOG_FILTER) {
+        return Err(LoadError::NoHooks { plugin: plugin() });
+    }
+    Ok(exports)
+}
+
+fn listed(exports: &[String]) -> String {
+    if exports.is_empty() {
+        "none".into()
+    } else {
+        exports.join(", ")
+    }
+}
+
+/// Compiles the component (whose `exports` were checked) or takes it from
+/// the cache.
 fn compile(
     runtime: &Runtime,
     spec: &PluginSpec,
     wasm: &[u8],
     sha256: &str,
+    exports: Vec<String>,
 ) -> Result<Compiled, LoadError> {
     let started = Instant::now();
     let (component, cached) = runtime
@@ -313,20 +418,6 @@ fn compile(
             detail: format!("{e:#}"),
         })?;
     let compile_time = started.elapsed();
-    let exports: Vec<String> = component
-        .component_type()
-        .exports(&runtime.engine)
-        .map(|(name, _)| name.to_owned())
-        .collect();
-    if let Some(found) = exports.iter().find_map(|e| {
-        let version = e.strip_prefix("executor:plugin/")?.split_once('@')?.1;
-        (version != CONTRACT_VERSION).then(|| version.to_owned())
-    }) {
-        return Err(LoadError::Version {
-            plugin: spec.name.clone(),
-            found,
-        });
-    }
     Ok(Compiled {
         component,
         exports,
@@ -347,11 +438,7 @@ fn link(runtime: &Runtime, plugin: &str, compiled: &Compiled) -> Result<Linked, 
         })?;
     let lifecycle = lifecycle::GuestIndices::new(&pre).map_err(|_| LoadError::NotAPlugin {
         plugin: plugin.to_owned(),
-        exports: if exports.is_empty() {
-            "none".into()
-        } else {
-            exports.join(", ")
-        },
+        exports: listed(exports),
     })?;
     let admission = exports
         .iter()

@@ -9,12 +9,13 @@ mod filter;
 mod host;
 mod loader;
 mod scope;
+mod text;
 
 use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use admission::{AdmissionOutcome, Decision, Step, TrailEntry};
+pub use admission::{AdmissionOutcome, Decision, JobCheck, Step, TrailEntry};
 pub use bindings::executor::plugin::host::{JobContext, LogContext, LogRecord, Stream};
 pub use config::{
     ConfigError, DEFAULT_ADMISSION_TIMEOUT, DEFAULT_LOG_TIMEOUT, DEFAULT_MEMORY_MIB, FailurePolicy,
@@ -90,11 +91,13 @@ impl Plugins {
         &self.skipped
     }
 
-    /// Runs the admission chain on `job` (a `batch/v1` Job as JSON). Blocks
-    /// for as long as the plugins run (bounded by their deadlines): call it
-    /// from a blocking thread in async code.
-    pub fn admit(&self, ctx: &JobContext, job: Value) -> AdmissionOutcome {
-        admission::run(&self.runtime, &self.plugins, ctx, job)
+    /// Runs the admission chain on `job` (a `batch/v1` Job as JSON). Every
+    /// change a plugin makes must pass `check` (e.g.
+    /// `crate::k8s::spec::validate`); one that does not is a failure of that
+    /// plugin. Blocks for as long as the plugins run (bounded by their
+    /// deadlines): call it from a blocking thread in async code.
+    pub fn admit(&self, ctx: &JobContext, job: Value, check: &JobCheck) -> AdmissionOutcome {
+        admission::run(&self.runtime, &self.plugins, ctx, job, check)
     }
 
     /// Starts the log filtering of one job.

@@ -187,9 +187,13 @@ impl fmt::Display for Violation {
 }
 
 /// Lists every change from `before` to `after` outside `allowed`, down to the
-/// leaves: creating an object on the way to an allowed path (e.g. the pod
-/// template's `metadata`) is not a violation, anything inside it that is not
-/// allowed is.
+/// leaves. A change is in scope only if every path it creates (or removes)
+/// is, with one exception: a new object member that holds something, on the
+/// way to an allowed path (e.g. the pod template's `metadata` for its
+/// labels), is judged by what it holds. A new array element is a new thing
+/// in its own right (a container holding only `resources` is still a new
+/// container), and an empty object holds nothing that could be allowed, so
+/// each is judged at its own path.
 pub fn violations(before: &Value, after: &Value, allowed: &[PathPattern]) -> Vec<Violation> {
     let mut out = Vec::new();
     let live: Vec<&PathPattern> = allowed.iter().collect();
@@ -199,6 +203,7 @@ pub fn violations(before: &Value, after: &Value, allowed: &[PathPattern]) -> Vec
         &mut String::new(),
         0,
         &live,
+        false,
         &mut out,
     );
     out.extend(confinement_violations(before, after, allowed));
@@ -209,53 +214,58 @@ fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
+/// Checks the change at `path`, whose value is an array element when `element`.
 fn walk(
     before: Option<&Value>,
     after: Option<&Value>,
     path: &mut String,
     depth: usize,
     live: &[&PathPattern],
+    element: bool,
     out: &mut Vec<Violation>,
 ) {
     if live.iter().any(|p| p.segments.len() == depth) {
         return; // a pattern ends here: the whole subtree is granted
     }
-    let mut descend =
-        |key: &str, b: Option<&Value>, a: Option<&Value>, out: &mut Vec<Violation>| {
-            let next: Vec<&PathPattern> = live
-                .iter()
-                .copied()
-                .filter(|p| p.matches_at(depth, key))
-                .collect();
-            let len = path.len();
-            path.push('/');
-            path.push_str(&escape(key));
-            walk(b, a, path, depth + 1, &next, out);
-            path.truncate(len);
-        };
+    let mut descend = |key: &str,
+                       b: Option<&Value>,
+                       a: Option<&Value>,
+                       element: bool,
+                       out: &mut Vec<Violation>| {
+        let next: Vec<&PathPattern> = live
+            .iter()
+            .copied()
+            .filter(|p| p.matches_at(depth, key))
+            .collect();
+        let len = path.len();
+        path.push('/');
+        path.push_str(&escape(key));
+        walk(b, a, path, depth + 1, &next, element, out);
+        path.truncate(len);
+    };
     match (before, after) {
         (Some(b), Some(a)) if b == a => {}
         (Some(Value::Object(b)), Some(Value::Object(a))) => {
             for (k, bv) in b {
-                descend(k, Some(bv), a.get(k), out);
+                descend(k, Some(bv), a.get(k), false, out);
             }
             for (k, av) in a.iter().filter(|(k, _)| !b.contains_key(*k)) {
-                descend(k, None, Some(av), out);
+                descend(k, None, Some(av), false, out);
             }
         }
         (Some(Value::Array(b)), Some(Value::Array(a))) => {
             for i in 0..b.len().max(a.len()) {
-                descend(&i.to_string(), b.get(i), a.get(i), out);
+                descend(&i.to_string(), b.get(i), a.get(i), true, out);
             }
         }
-        (None, Some(Value::Object(a))) => {
+        (None, Some(Value::Object(a))) if !a.is_empty() && !element => {
             for (k, av) in a {
-                descend(k, None, Some(av), out);
+                descend(k, None, Some(av), false, out);
             }
         }
-        (Some(Value::Object(b)), None) => {
+        (Some(Value::Object(b)), None) if !b.is_empty() && !element => {
             for (k, bv) in b {
-                descend(k, Some(bv), None, out);
+                descend(k, Some(bv), None, false, out);
             }
         }
         (None, Some(_)) => out.push(Violation {
@@ -334,8 +344,60 @@ mod tests {
             v,
             [
                 "remove /metadata/name",
-                "add /spec/template/spec/containers/1/name"
+                "add /spec/template/spec/containers/1"
             ]
+        );
+    }
+
+    fn listed(before: &Value, after: &Value, allowed: &[PathPattern]) -> Vec<String> {
+        violations(before, after, allowed)
+            .iter()
+            .map(|v| v.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_new_array_element_is_out_of_scope_even_when_its_keys_are_in() {
+        let mut before = job();
+        before["spec"]["template"]["spec"]["initContainers"] =
+            json!([{"name": "setup", "image": "x"}]);
+        let mut after = before.clone();
+        after["spec"]["template"]["spec"]["initContainers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"resources": {"limits": {"cpu": "1"}}}));
+        assert_eq!(
+            listed(&before, &after, &default_scope()),
+            ["add /spec/template/spec/initContainers/1"]
+        );
+        // And the other way round: removing one is out of scope too.
+        assert_eq!(
+            listed(&after, &before, &default_scope()),
+            ["remove /spec/template/spec/initContainers/1"]
+        );
+        // A grant of the list itself allows it.
+        let grant = [PathPattern::parse("/spec/template/spec/initContainers").unwrap()];
+        assert_eq!(listed(&before, &after, &grant), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_empty_object_added_or_removed_out_of_scope_is_a_violation() {
+        let mut after = job();
+        after["spec"]["template"]["spec"]["dnsConfig"] = json!({});
+        assert_eq!(
+            listed(&job(), &after, &default_scope()),
+            ["add /spec/template/spec/dnsConfig"]
+        );
+        assert_eq!(
+            listed(&after, &job(), &default_scope()),
+            ["remove /spec/template/spec/dnsConfig"]
+        );
+        // In scope, an empty object is as good as any other value.
+        let mut after = job();
+        after["spec"]["template"]["spec"]["nodeSelector"] = json!({});
+        assert_eq!(
+            listed(&job(), &after, &default_scope()),
+            Vec::<String>::new()
         );
     }
 

@@ -11,6 +11,7 @@ mod invariants;
 pub mod script;
 #[cfg(test)]
 mod tests;
+mod valid;
 
 use std::collections::BTreeMap;
 
@@ -36,6 +37,7 @@ use crate::plugins::{AdmissionOutcome, JobContext, Plugins};
 
 pub use invariants::{Enforced, enforce};
 use script::{FILES_DIR, Routes, SetupFile, TOKEN_ENV};
+pub use valid::validate;
 
 /// Prefix of every object name: `sg-executor-<queue>-<id>`.
 pub const NAME_PREFIX: &str = "sg-executor";
@@ -274,7 +276,7 @@ pub fn admit(plugins: &Plugins, ctx: &JobContext, built: JobObjects) -> Admissio
             };
         }
     };
-    let outcome = plugins.admit(ctx, job);
+    let outcome = plugins.admit(ctx, job, &validate);
     let result = if outcome.allowed() {
         enforce(&built.job, outcome.job.clone())
             .map(|enforced| Admitted {

@@ -26,6 +26,28 @@ fn setting(key: &str, default: &str) -> String {
     })
 }
 
+/// What to do in `hook`: the setting, or with `by-image`, what the job's
+/// first step image asks for (`misbehave/<mode>:<tag>`, else nothing), so
+/// that one plugin chain can misbehave differently per job.
+fn mode(hook: &str, ctx: &JobContext) -> String {
+    let mode = setting(hook, "");
+    if mode != "by-image" {
+        return mode;
+    }
+    ctx.step_images
+        .first()
+        .and_then(|image| image.strip_prefix("misbehave/"))
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Bytes of text the `flood` modes return: far more than anyone should print.
+const FLOOD: usize = 8 << 20;
+/// Text that would forge a line of the job's log and drive a terminal
+/// (clear the screen, set the window title) if printed raw.
+const FORGED: &str = "nope\nmisbehave: the job succeeded\r\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}";
+
 fn spin() -> ! {
     let mut x = 0u64;
     loop {
@@ -55,6 +77,8 @@ impl lifecycle::Guest for Guest {
         match setting("init", "ok").as_str() {
             "reject" => Err("setting `threshold` must be a number, got \"high\"".into()),
             "trap" => panic!("init exploded"),
+            "flood" => Err("e".repeat(FLOOD)),
+            "forge" => Err(FORGED.into()),
             _ => Ok(()),
         }
     }
@@ -70,12 +94,27 @@ impl admission::Guest for Guest {
         };
         let mut doc: serde_json::Value = serde_json::from_str(&job).map_err(|e| e.to_string())?;
         let pod = &mut doc["spec"]["template"]["spec"];
-        match setting("admit", "allow").as_str() {
+        match mode("admit", &ctx).as_str() {
             "deny" => allow(Decision::Deny(format!(
                 "job {} of queue {} is not welcome",
                 ctx.job_id, ctx.queue
             ))),
             "error" => Err("cannot decide".into()),
+            "flood-error" => Err("e".repeat(FLOOD)),
+            "flood-deny" => allow(Decision::Deny("d".repeat(FLOOD))),
+            "flood-warnings" => Ok(AdmissionResponse {
+                decision: Decision::Allow,
+                warnings: vec!["w".repeat(64); 200_000],
+            }),
+            "forge" => {
+                host::log(Level::Warn, FORGED);
+                println!("{FORGED}");
+                Ok(AdmissionResponse {
+                    decision: Decision::Deny(FORGED.into()),
+                    warnings: vec![FORGED.into()],
+                })
+            }
+            "forge-error" => Err(FORGED.into()),
             "loop" => spin(),
             "hog" => hog(),
             "trap" => panic!("admit exploded"),
@@ -99,6 +138,28 @@ impl admission::Guest for Guest {
                     serde_json::json!([{"name": "INJECTED", "value": "1"}]);
                 allow(Decision::AllowMutated(doc.to_string()))
             }
+            // In scope, but the API server would refuse the result.
+            "annotations-number" => {
+                doc["metadata"]["annotations"] = serde_json::json!(42);
+                allow(Decision::AllowMutated(doc.to_string()))
+            }
+            "annotations-huge" => {
+                doc["metadata"]["annotations"]["misbehave/big"] =
+                    serde_json::json!("a".repeat(300 * 1024));
+                allow(Decision::AllowMutated(doc.to_string()))
+            }
+            // Whole new objects whose keys alone would look in scope.
+            "new-init-container" => {
+                pod["initContainers"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({"resources": {"limits": {"cpu": "1"}}}));
+                allow(Decision::AllowMutated(doc.to_string()))
+            }
+            "empty-dns-config" => {
+                pod["dnsConfig"] = serde_json::json!({});
+                allow(Decision::AllowMutated(doc.to_string()))
+            }
             "annotate" => {
                 doc["metadata"]["annotations"]["misbehave/seen"] = serde_json::json!(ctx.job_id);
                 Ok(AdmissionResponse {
@@ -120,16 +181,28 @@ impl admission::Guest for Guest {
 }
 
 impl log_filter::Guest for Guest {
-    fn filter(_ctx: LogContext, records: Vec<LogRecord>) -> Result<Vec<LogRecord>, String> {
+    fn filter(ctx: LogContext, records: Vec<LogRecord>) -> Result<Vec<LogRecord>, String> {
         let call = CALLS.with(|c| {
             c.set(c.get() + 1);
             c.get()
         });
-        match setting("filter", "keep").as_str() {
+        match mode("filter", &ctx.job).as_str() {
             "loop" => spin(),
             "hog" => hog(),
             "trap" => panic!("filter exploded"),
             "error" => Err("cannot filter".into()),
+            // What a plugin prints goes through WASI's output streams.
+            "chatty" => {
+                println!("filtering {} records", records.len());
+                eprintln!("to stderr too");
+                Ok(records)
+            }
+            // Says it has started (through the `log` import, which the host
+            // handles at once), then never returns.
+            "announce-loop" => {
+                host::log(Level::Info, "filter started");
+                spin()
+            }
             // Fails on an instance's second batch, so recovery is observable.
             "trap-second" if call == 2 => panic!("second batch exploded"),
             "drop-all" => Ok(vec![]),
