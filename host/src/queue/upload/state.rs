@@ -65,6 +65,10 @@ impl Tail {
     }
 }
 
+/// What a kept tail line costs beside its text (its `String` and the
+/// allocator's share), so that millions of tiny lines stay within bounds.
+const LINE_OVERHEAD: usize = 32;
+
 /// The length of `text` as a JSON string's content: what the entry costs on
 /// the wire and in the queue's request limit.
 fn escaped_len(text: &str) -> usize {
@@ -123,13 +127,15 @@ impl Entry {
             return;
         }
         self.tail.half = half;
+        // A line's own bookkeeping counts too: `yes` writes two bytes a line.
+        let len = len + LINE_OVERHEAD;
         self.tail.bytes += len;
         self.tail.lines.push_back(line);
         while self.tail.bytes > half {
             let Some(old) = self.tail.lines.pop_front() else {
                 break;
             };
-            let old_len = escaped_len(&old);
+            let old_len = escaped_len(&old) + LINE_OVERHEAD;
             self.tail.bytes -= old_len;
             self.tail.dropped_lines += 1;
             self.tail.dropped_bytes += old.len() as u64;
