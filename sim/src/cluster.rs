@@ -40,9 +40,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            nodes: (1..=3)
-                .map(|i| node(&format!("sim-node-{i}"), "4", "16Gi"))
-                .collect(),
+            nodes: crate::nodes::default_nodes(),
             bookmark_interval: Duration::from_secs(1),
             faults: FaultConfig::default(),
             missing_images: Vec::new(),

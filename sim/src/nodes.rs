@@ -21,6 +21,13 @@ pub fn node(name: &str, cpu: &str, memory: &str) -> Value {
     })
 }
 
+/// The simulator's nodes when none are given: three of 4 CPUs and 16 GiB.
+pub fn default_nodes() -> Vec<Value> {
+    (1..=3)
+        .map(|i| node(&format!("sim-node-{i}"), "4", "16Gi"))
+        .collect()
+}
+
 /// The `--nodes` file: the cluster's nodes.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -79,7 +86,7 @@ impl NodesFile {
     /// The Node objects the file describes.
     pub fn node_objects(&self) -> Vec<Value> {
         let Some(nodes) = &self.nodes else {
-            return crate::cluster::Options::default().nodes;
+            return default_nodes();
         };
         nodes
             .iter()
