@@ -5,10 +5,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Deployed, PLUGINS_IMAGE, eventually};
+use common::{Deployed, PLUGINS_IMAGE, eventually, image_plugins};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
@@ -23,22 +22,6 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(bench());
-}
-
-/// The image's plugin configuration, pinned, beside the plugins built here.
-fn image_plugins(dir: &Path) {
-    let built = executor_tests::components();
-    for name in ["annotate", "scheduling-policy", "pull-secrets", "redact"] {
-        let file = built.path(name);
-        std::fs::copy(&file, dir.join(file.file_name().unwrap())).unwrap();
-    }
-    let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/image");
-    let status = std::process::Command::new(image.join("pin-plugins"))
-        .arg(image.join("plugins.yaml"))
-        .arg(dir)
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// The executor pod's name other than `not`, once it exists.

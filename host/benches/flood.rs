@@ -2,10 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::{free_port, image_plugins};
 use serde_json::Value;
 
 const ORDINARY: usize = 20;
@@ -17,31 +20,6 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(bench());
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The image's plugin configuration, pinned, beside the plugins built here.
-fn image_plugins(dir: &Path) -> std::path::PathBuf {
-    let built = executor_tests::components();
-    for name in ["annotate", "scheduling-policy", "pull-secrets", "redact"] {
-        let file = built.path(name);
-        std::fs::copy(&file, dir.join(file.file_name().unwrap())).unwrap();
-    }
-    let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/image");
-    let status = std::process::Command::new(image.join("pin-plugins"))
-        .arg(image.join("plugins.yaml"))
-        .arg(dir)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    dir.join("plugins.yaml")
 }
 
 /// `VmHWM` (peak resident set) of process `pid`, in KiB.

@@ -39,6 +39,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The image's plugin configuration (`deploy/image/plugins.yaml`), pinned by
+/// `deploy/image/pin-plugins` beside the first-party plugins built here, in
+/// `dir`; its path.
+pub fn image_plugins(dir: &Path) -> PathBuf {
+    let built = executor_tests::components();
+    for name in ["annotate", "scheduling-policy", "pull-secrets", "redact"] {
+        let file = built.path(name);
+        std::fs::copy(&file, dir.join(file.file_name().unwrap())).unwrap();
+    }
+    let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/image");
+    let status = std::process::Command::new(image.join("pin-plugins"))
+        .arg(image.join("plugins.yaml"))
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "pin-plugins failed");
+    dir.join("plugins.yaml")
+}
+
 /// `to` relative to `from` (kustomize refuses absolute paths).
 pub fn relative(from: &Path, to: &Path) -> PathBuf {
     let from: Vec<Component> = from.components().collect();
