@@ -8,7 +8,12 @@ use executor::embedded::model::{
     ErrorBody, ExecutorList, JobDetail, JobList, JobState, JobSummary, Repository, Submitted,
 };
 use executor::embedded::{Embedded, EmbeddedError, EmbeddedOptions};
+use executor::job::log::LogEvent;
+use executor::plugins::{LogRecord, Stream};
+use executor::queue::client::{ClientOptions, JobRef, QueueClient};
+use executor::queue::upload::{UploadPolicy, upload};
 use executor::queue::wire::{HeartbeatReply, JobId, MultiHeartbeatReply};
+use k8s_openapi::jiff::Timestamp;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -793,7 +798,7 @@ async fn jobs_entries_and_generated_secrets_survive_a_restart() {
         (again.executor_password(), again.api_token()),
         (password.as_str(), token.as_str())
     );
-    let kept = again.store().job(done.id).unwrap().unwrap();
+    let kept = again.store().job(done.id, None).unwrap().unwrap();
     assert_eq!(kept.summary.state, JobState::Completed);
     assert_eq!(kept.entries[0].entry.out.as_deref(), Some("stdout: kept"));
     assert_eq!(
@@ -1002,6 +1007,87 @@ async fn a_long_poll_answers_when_the_job_changes_or_at_its_timeout() {
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "waited for a change that did not come"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_entry_that_escapes_past_the_request_limit_still_ends_stored_and_final() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(options(dir.path())).await;
+    s.submit_short("batches").await;
+    let held = s.dequeue("batches", "e1").await.unwrap();
+    let client = QueueClient::new(ClientOptions {
+        base: url::Url::parse(&s.url).unwrap(),
+        password: "hunter2".into(),
+        executor_name: "e1".into(),
+        queues: vec!["batches".into()],
+        multi_queue: false,
+        outage_limit: PATIENCE,
+    })
+    .unwrap();
+    let job = client.job(
+        JobRef {
+            queue: held.queue.clone(),
+            id: held.id,
+        },
+        Some(held.token.clone()),
+        CancellationToken::new(),
+    );
+    let (events, rx) = tokio::sync::mpsc::channel(8);
+    let uploading = tokio::spawn(async move { upload(rx, &job, &UploadPolicy::default()).await });
+    events
+        .send(LogEvent::Opened {
+            entry: 0,
+            key: "step.kubernetes.step.0".into(),
+            command: vec!["sh".into()],
+            start: Timestamp::now(),
+        })
+        .await
+        .unwrap();
+    // 12 MiB of a control character, 72 MiB once JSON-escaped: over the
+    // queue's 64 MiB request limit, which answers 413 to an entry that big.
+    let line = "\u{1}".repeat(48 << 10);
+    for _ in 0..256 {
+        let record = LogRecord {
+            stream: Stream::Stdout,
+            text: line.clone(),
+        };
+        events
+            .send(LogEvent::Lines {
+                entry: 0,
+                records: vec![record],
+                written: vec![Timestamp::now()],
+            })
+            .await
+            .unwrap();
+    }
+    events
+        .send(LogEvent::Closed {
+            entry: 0,
+            exit_code: 3,
+            duration: Duration::from_secs(1),
+        })
+        .await
+        .unwrap();
+    drop(events);
+    let uploaded = tokio::time::timeout(PATIENCE * 4, uploading)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(uploaded.errors.is_empty(), "{:?}", uploaded.errors);
+
+    let detail = s.detail(held.id, "").await;
+    let [stored] = detail.entries.as_slice() else {
+        panic!("one entry: {:?}", detail.entries.len());
+    };
+    assert_eq!(stored.entry.exit_code, Some(3), "its final state is stored");
+    let out = stored.entry.out.as_deref().unwrap();
+    assert!(out.starts_with("stdout: \u{1}"), "the head is kept");
+    assert!(out.ends_with("\u{1}\n"), "so is the tail");
+    assert!(
+        out.lines().any(|l| l.contains("dropped here")),
+        "a note says what was dropped"
     );
     s.stop().await;
 }

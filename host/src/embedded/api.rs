@@ -229,34 +229,38 @@ async fn show(
 ) -> Result<Json<JobDetail>, HttpError> {
     let id = job_id(id)?;
     let Query(q) = query.map_err(|err| HttpError::bad_request(err.body_text()))?;
-    let since = q.since.unwrap_or(i64::MIN);
+    let since = q.since;
     let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribed before the read, so a write between the read and the wait still wakes us.
     let mut changes = e.store().subscribe();
     loop {
         // Every write anywhere wakes every poll: check this job's version
-        // (one row) before reading it whole (up to 32 MiB an entry).
+        // (one row, on a reader, never waiting for the writer) before
+        // reading what changed.
         let version = blocking(&e, move |s| s.version(id))
             .await?
             .ok_or_else(|| unknown_job(id))?;
-        if version > since || tokio::time::Instant::now() >= deadline {
-            return whole(&e, id).await;
+        if since.is_none_or(|since| version > since) || tokio::time::Instant::now() >= deadline {
+            return changed(&e, id, since).await;
         }
         tokio::select! {
-            changed = tokio::time::timeout_at(deadline, changes.changed()) => {
-                if !matches!(changed, Ok(Ok(()))) {
+            woken = tokio::time::timeout_at(deadline, changes.changed()) => {
+                if !matches!(woken, Ok(Ok(()))) {
                     // The deadline: the job as it is.
-                    return whole(&e, id).await;
+                    return changed(&e, id, since).await;
                 }
             }
-            () = e.stopping() => return whole(&e, id).await,
+            () = e.stopping() => return changed(&e, id, since).await,
         }
     }
 }
 
-async fn whole(e: &Embedded, id: i64) -> Result<Json<JobDetail>, HttpError> {
-    let detail = blocking(e, move |s| s.job(id))
+/// The job with the entries written after `since` (all without it): a
+/// follower polling with the last version it saw gets each entry once per
+/// change, not every entry at every change.
+async fn changed(e: &Embedded, id: i64, since: Option<i64>) -> Result<Json<JobDetail>, HttpError> {
+    let detail = blocking(e, move |s| s.job(id, since))
         .await?
         .ok_or_else(|| unknown_job(id))?;
     Ok(Json(detail))

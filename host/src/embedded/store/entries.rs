@@ -16,16 +16,15 @@ impl Store {
         entry: &ExecutionLogEntry,
     ) -> Result<Option<i64>, StoreError> {
         self.write_held(queue, job, executor, |tx| {
+            let version = bump(tx, job)?;
             bind_entry(
                 tx,
-                "INSERT INTO entries (job_id, key, command, start_time, exit_code, out, duration_ms)
-                 VALUES (:job, :key, :command, :start_time, :exit_code, :out, :duration_ms)",
+                "INSERT INTO entries (job_id, key, command, start_time, exit_code, out, duration_ms, version)
+                 VALUES (:job, :key, :command, :start_time, :exit_code, :out, :duration_ms, :version)",
                 entry,
-                &[(":job", &job)],
+                &[(":job", &job), (":version", &version)],
             )?;
-            let id = tx.last_insert_rowid();
-            bump(tx, job)?;
-            Ok(Some(id))
+            Ok(Some(tx.last_insert_rowid()))
         })
     }
 
@@ -40,10 +39,13 @@ impl Store {
         entry: &ExecutionLogEntry,
     ) -> Result<bool, StoreError> {
         let updated = self.write_held(queue, job, executor, |tx| {
+            // The entry carries the version the job is about to get, so a
+            // poll `since` the version before sees it.
             let updated = bind_entry(
                 tx,
                 "UPDATE entries SET key = :key, command = :command, start_time = :start_time,
-                     exit_code = :exit_code, out = :out, duration_ms = :duration_ms
+                     exit_code = :exit_code, out = :out, duration_ms = :duration_ms,
+                     version = (SELECT version + 1 FROM jobs WHERE id = :job)
                  WHERE id = :entry AND job_id = :job",
                 entry,
                 &[(":entry", &entry_id), (":job", &job)],
@@ -80,19 +82,28 @@ fn bind_entry(
     Ok(tx.execute(sql, params.as_slice())?)
 }
 
-fn bump(conn: &Connection, job: i64) -> Result<(), StoreError> {
-    conn.execute("UPDATE jobs SET version = version + 1 WHERE id = ?1", [job])?;
-    Ok(())
+/// Bumps the job's version; the new one.
+fn bump(conn: &Connection, job: i64) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "UPDATE jobs SET version = version + 1 WHERE id = ?1 RETURNING version",
+        [job],
+        |r| r.get(0),
+    )?)
 }
 
-/// The entries of job `id`, oldest first.
-pub(super) fn of_job(conn: &Connection, id: i64) -> Result<Vec<EntryView>, StoreError> {
+/// The entries of job `id` written after its version `since` (all of them
+/// for `None`), oldest first.
+pub(super) fn of_job(
+    conn: &Connection,
+    id: i64,
+    since: Option<i64>,
+) -> Result<Vec<EntryView>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT id, key, command, start_time, exit_code, out, duration_ms
-         FROM entries WHERE job_id = ?1 ORDER BY id",
+         FROM entries WHERE job_id = ?1 AND version > ?2 ORDER BY id",
     )?;
     let entries = stmt
-        .query_map([id], |r| {
+        .query_map([id, since.unwrap_or(i64::MIN)], |r| {
             Ok(EntryView {
                 id: r.get(0)?,
                 entry: ExecutionLogEntry {

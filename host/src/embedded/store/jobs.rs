@@ -368,8 +368,9 @@ impl Store {
         })
     }
 
-    /// A job with its version, entries and payload (without token).
-    pub fn job(&self, id: i64) -> Result<Option<JobDetail>, StoreError> {
+    /// A job with its version, payload (without token) and entries: all of
+    /// them, or for `since` those written after that version of the job.
+    pub fn job(&self, id: i64, since: Option<i64>) -> Result<Option<JobDetail>, StoreError> {
         self.read(|conn| {
             let Some(summary) = summary(conn, id)? else {
                 return Ok(None);
@@ -379,7 +380,7 @@ impl Store {
                 [id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            let entries = entries::of_job(conn, id)?;
+            let entries = entries::of_job(conn, id, since)?;
             let payload = with_identity(&payload, id, &summary.queue, None).unwrap_or_else(|| {
                 serde_json::from_str(&payload).unwrap_or(Value::String(payload))
             });

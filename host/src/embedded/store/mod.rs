@@ -1,6 +1,6 @@
-//! The embedded queue's SQLite store: opening it and the one write path (a transaction that wakes the long polls); it returns `model` types and never knows HTTP.
+//! The embedded queue's SQLite store: opening it, the one write path (a transaction that wakes the long polls) and the readers beside it; it returns `model` types and never knows HTTP.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -68,10 +68,19 @@ pub struct Store {
 }
 
 struct Shared {
+    /// The one writer: SQLite takes one write transaction at a time anyway.
     conn: Mutex<Connection>,
+    /// Idle read connections. In WAL mode a reader sees the last commit and
+    /// never waits for the writer, so long polls and job views (up to 32 MiB
+    /// an entry) do not hold up heartbeats and dequeues.
+    readers: Mutex<Vec<Connection>>,
+    path: PathBuf,
     changes: watch::Sender<u64>,
     policy: Policy,
 }
+
+/// Idle readers kept open; a busier moment opens more and closes them after.
+const IDLE_READERS: usize = 8;
 
 /// The files SQLite keeps beside the database, by suffix.
 const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
@@ -115,8 +124,8 @@ impl Store {
         };
         private_files(path)?;
         let mut conn = Connection::open(path).map_err(opened)?;
-        // WAL lets the CLI read while the server writes; the busy timeout
-        // covers another process's write transaction.
+        // WAL lets readers (ours and the CLI's) read while the server writes;
+        // the busy timeout covers another process's write transaction.
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(opened)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -129,10 +138,25 @@ impl Store {
         Ok(Store {
             shared: Arc::new(Shared {
                 conn: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+                path: path.to_owned(),
                 changes,
                 policy,
             }),
         })
+    }
+
+    fn open_reader(&self) -> Result<Connection, StoreError> {
+        let path = &self.shared.path;
+        let opened = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(opened)?;
+        conn.pragma_update(None, "query_only", "ON")
+            .map_err(opened)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(opened)?;
+        Ok(conn)
     }
 
     /// The retry policy.
@@ -154,11 +178,34 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn idle_readers(&self) -> MutexGuard<'_, Vec<Connection>> {
+        // Held only to push or pop: a panic cannot leave the list unsound.
+        self.shared
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` in one read transaction on a reader connection, never on
+    /// the writer's: it sees one consistent commit and waits for no write.
     fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        f(&self.lock())
+        let idle = self.idle_readers().pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => self.open_reader()?,
+        };
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let out = f(&tx);
+        // Read-only: ending it either way releases the snapshot.
+        drop(tx);
+        let mut idle = self.idle_readers();
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+        out
     }
 
     fn write<T>(

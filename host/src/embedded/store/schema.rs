@@ -5,7 +5,8 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::StoreError;
 
 /// Each entry takes the schema from its index to its index + 1 (`PRAGMA user_version`).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -38,7 +39,12 @@ CREATE TABLE entries (
 CREATE INDEX entries_by_job ON entries (job_id, id);
 CREATE TABLE executors (name TEXT PRIMARY KEY, last_seen INTEGER NOT NULL, telemetry TEXT NOT NULL);
 CREATE TABLE repositories (name TEXT PRIMARY KEY, url TEXT NOT NULL);
-"#];
+"#,
+    r#"
+ALTER TABLE entries ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX entries_by_version ON entries (job_id, version);
+"#,
+];
 
 /// Brings the schema of `conn` up to [`MIGRATIONS`], in one transaction.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

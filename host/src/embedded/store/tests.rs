@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::*;
-use crate::embedded::model::JobState;
+use crate::embedded::model::{JobDetail, JobState};
 use crate::queue::wire::{ExecutionLogEntry, Telemetry};
 
 const TIMEOUT: Duration = Duration::from_secs(25);
@@ -169,7 +169,7 @@ fn writes_need_the_job_processing_in_that_queue_for_that_executor() {
         store.finish("p", id, "e", Finish::Complete, now).unwrap(),
         None
     );
-    let detail = store.job(id).unwrap().unwrap();
+    let detail = store.job(id, None).unwrap().unwrap();
     assert_eq!(detail.entries.len(), 1);
     assert_eq!(
         detail.entries[0].entry.out.as_deref(),
@@ -348,7 +348,7 @@ fn every_visible_change_bumps_the_version_and_wakes_the_watchers() {
     let store = open(&dir);
     let now = SystemTime::now();
     let id = store.insert_raw("q", "{}").unwrap();
-    let version = |s: &Store| s.job(id).unwrap().unwrap().version;
+    let version = |s: &Store| s.job(id, None).unwrap().unwrap().version;
     let mut rx = store.subscribe();
     let v0 = version(&store);
     assert!(
@@ -371,6 +371,81 @@ fn every_visible_change_bumps_the_version_and_wakes_the_watchers() {
     store.finish("q", id, "e", Finish::Complete, now).unwrap();
     assert!(v0 < v1 && v1 < v2 && v2 < v3 && v3 < version(&store));
     assert!(rx.has_changed().unwrap());
+}
+
+#[test]
+fn a_read_since_a_version_has_only_the_entries_written_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let now = SystemTime::now();
+    let id = store.insert_raw("q", "{}").unwrap();
+    store.dequeue(&queues(&["q"]), "e", now).unwrap().unwrap();
+    let first = store.add_entry("q", id, "e", &entry("a")).unwrap().unwrap();
+    let second = store.add_entry("q", id, "e", &entry("b")).unwrap().unwrap();
+    let seen = store.job(id, None).unwrap().unwrap();
+    let ids = |d: &JobDetail| d.entries.iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(ids(&seen), [first, second]);
+    assert!(
+        store
+            .job(id, Some(seen.version))
+            .unwrap()
+            .unwrap()
+            .entries
+            .is_empty(),
+        "nothing written since"
+    );
+
+    store
+        .update_entry("q", id, "e", second, &entry("bc"))
+        .unwrap();
+    let after = store.job(id, Some(seen.version)).unwrap().unwrap();
+    assert_eq!(ids(&after), [second]);
+    assert_eq!(after.entries[0].entry.out.as_deref(), Some("bc"));
+    assert!(after.version > seen.version);
+
+    // An update naming another job's entry changes nothing, version included.
+    let other = store.insert_raw("q", "{}").unwrap();
+    store.dequeue(&queues(&["q"]), "e", now).unwrap().unwrap();
+    assert!(
+        !store
+            .update_entry("q", other, "e", first, &entry("x"))
+            .unwrap()
+    );
+    assert_eq!(store.job(id, None).unwrap().unwrap().version, after.version);
+    assert_eq!(store.job(other, None).unwrap().unwrap().entries.len(), 0);
+}
+
+#[test]
+fn reads_see_the_last_commit_and_do_not_wait_for_a_write_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let now = SystemTime::now();
+    let id = store.insert_raw("q", "{}").unwrap();
+    store.dequeue(&queues(&["q"]), "e", now).unwrap().unwrap();
+    store.add_entry("q", id, "e", &entry("a")).unwrap().unwrap();
+    let committed = store.job(id, None).unwrap().unwrap();
+
+    // A write transaction held open, as a heartbeat or a dequeue holds one.
+    let mut writer = store.lock();
+    let tx = writer
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .unwrap();
+    tx.execute(
+        "UPDATE jobs SET version = version + 100 WHERE id = ?1",
+        [id],
+    )
+    .unwrap();
+    let (done, read) = std::sync::mpsc::channel();
+    let reader = store.clone();
+    std::thread::spawn(move || {
+        let _ = done.send((reader.version(id), reader.job(id, None)));
+    });
+    // The bound only turns a hang into a failure: the read answers at once.
+    let (version, job) = read.recv_timeout(TIMEOUT).expect("the reads waited");
+    assert_eq!(version.unwrap(), Some(committed.version));
+    assert_eq!(job.unwrap().unwrap(), committed);
+    drop(tx);
+    drop(writer);
 }
 
 #[test]
@@ -426,11 +501,11 @@ fn jobs_that_ended_before_the_retention_go_with_their_log_and_the_rest_stay() {
 
     assert_eq!(store.prune(now - 30 * day).unwrap(), 1);
     assert!(
-        store.job(old).unwrap().is_none(),
+        store.job(old, None).unwrap().is_none(),
         "the old job and its log are gone"
     );
-    assert!(store.job(waiting).unwrap().is_some());
-    assert!(store.job(recent).unwrap().is_some());
+    assert!(store.job(waiting, None).unwrap().is_some());
+    assert!(store.job(recent, None).unwrap().is_some());
     assert_eq!(store.prune(now - 30 * day).unwrap(), 0);
 }
 
