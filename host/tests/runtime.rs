@@ -11,12 +11,15 @@ use executor::config::{Config, RawConfig};
 use executor::job::log::LogEvent;
 use executor::job::{Report, Runner, Settings};
 use executor::k8s::outcome::Outcome;
+use executor::k8s::throttle::RetryPolicy;
 use executor::payload::JobPayload;
 use executor::plugins::{Plugins, Runtime, RuntimeOptions};
+use futures::TryStreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::ListParams;
+use kube::runtime::WatchStreamExt;
 use serde_json::{Value, json};
 use sim::faults::{ErrorRule, FaultConfig};
 use sim::{Options, Sim};
@@ -46,13 +49,19 @@ async fn start(options: Options, flags: &[&str]) -> (Sim, Arc<Runner>) {
 
 /// A runner on `sim` configured by `BASE` and `flags`.
 async fn runner(sim: &Sim, flags: &[&str]) -> Arc<Runner> {
+    runner_with_retry(sim, flags, RetryPolicy::default()).await
+}
+
+/// [`runner`] whose client retries a failed request per `retry`.
+async fn runner_with_retry(sim: &Sim, flags: &[&str], retry: RetryPolicy) -> Arc<Runner> {
     let args = std::iter::once("test")
         .chain(BASE.iter().copied())
         .chain(flags.iter().copied());
     let config = Config::from_raw(&Flags::parse_from(args).raw).unwrap();
-    let client = executor::k8s::client::with_limits(
+    let client = executor::k8s::client::with_retry(
         sim.kube_config().await.unwrap(),
         &config.kubernetes.api,
+        retry,
     )
     .unwrap();
     let runtime = Runtime::new(&RuntimeOptions {
@@ -585,4 +594,98 @@ async fn a_line_longer_than_what_is_kept_is_cut_with_a_note_and_the_log_goes_on(
         "the note gives the line's length: {length}"
     );
     assert_eq!(lines[1], "after");
+}
+
+/// Sets the simulator's faults, as `PUT /sim/faults` does.
+async fn set_faults(sim: &Sim, faults: Value) {
+    let client = kube::Client::try_from(sim.kube_config().await.unwrap()).unwrap();
+    let request = http::Request::put("/sim/faults")
+        .header("content-type", "application/json")
+        .body(faults.to_string().into_bytes())
+        .unwrap();
+    client.request_text(request).await.unwrap();
+}
+
+/// Every `pods/log` request fails: the API server cannot give a log.
+fn logs_unavailable() -> Options {
+    Options {
+        faults: FaultConfig {
+            errors: vec![ErrorRule {
+                verb: Some("log".into()),
+                resource: None,
+                rate: 1.0,
+                code: 500,
+                retry_after: None,
+            }],
+            ..FaultConfig::default()
+        },
+        ..Options::default()
+    }
+}
+
+/// A client that feels an outage at once: each failed request fails the
+/// call, as the default's eight attempts would only after about 6 s.
+fn no_retries() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 1,
+        ..RetryPolicy::default()
+    }
+}
+
+#[tokio::test]
+async fn a_log_outage_as_long_as_the_step_loses_no_line_once_the_api_answers_again() {
+    let sim = Sim::start("127.0.0.1:0".parse().unwrap(), logs_unavailable())
+        .await
+        .unwrap();
+    let runner = runner_with_retry(&sim, &[], no_retries()).await;
+    // The step outlasts the eleven failed reads (about 13 s without
+    // retries) after which a follower used to give up, running or not;
+    // logs come back only once the step has ended.
+    let job = payload(
+        41,
+        json!([["slow", ["echo one", "sleep 20", "echo two"]]]),
+        json!({}),
+    );
+    let pods: Api<Pod> = Api::namespaced(
+        kube::Client::try_from(sim.kube_config().await.unwrap()).unwrap(),
+        "default",
+    );
+    let ((report, entries), ()) = tokio::join!(run(&runner, &job), async {
+        let succeeded =
+            |p: &Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded");
+        let pods = kube::runtime::watcher(pods, kube::runtime::watcher::Config::default())
+            .applied_objects();
+        futures::pin_mut!(pods);
+        while let Some(pod) = pods.try_next().await.unwrap() {
+            if succeeded(&pod) {
+                break;
+            }
+        }
+        set_faults(&sim, json!({})).await;
+    });
+    assert_eq!(report.outcome, Outcome::Succeeded);
+    assert_eq!(entries[1].lines, ["one", "two"]);
+}
+
+#[tokio::test]
+async fn a_log_the_api_never_gives_ends_with_a_line_saying_it_may_be_incomplete() {
+    let sim = Sim::start("127.0.0.1:0".parse().unwrap(), logs_unavailable())
+        .await
+        .unwrap();
+    let runner = runner_with_retry(&sim, &[], no_retries()).await;
+    let job = payload(42, json!([["quiet", ["echo lost"]]]), json!({}));
+    let (report, entries) = run(&runner, &job).await;
+    assert_eq!(report.outcome, Outcome::Succeeded, "the step itself ran");
+    let [note] = entries[1].lines.as_slice() else {
+        panic!("one note: {:?}", entries[1].lines);
+    };
+    assert!(
+        note.starts_with("[executor: this step's log may be incomplete: "),
+        "{note}"
+    );
+    assert!(
+        note.contains("500 injected fault") && !note.contains("Status {"),
+        "the API's answer in brief: {note}"
+    );
+    assert_eq!(entries[1].exit_code, Some(0));
 }

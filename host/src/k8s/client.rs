@@ -72,9 +72,28 @@ pub fn observed(
     limits: &ApiLimits,
     answered: Option<LastAnswer>,
 ) -> Result<kube::Client, kube::Error> {
+    build(config, limits, RetryPolicy::default(), answered)
+}
+
+/// [`with_limits`] with its own retry budget (tests that need an outage to
+/// be felt at once, rather than after the default eight attempts).
+pub fn with_retry(
+    config: kube::Config,
+    limits: &ApiLimits,
+    retry: RetryPolicy,
+) -> Result<kube::Client, kube::Error> {
+    build(config, limits, retry, None)
+}
+
+fn build(
+    config: kube::Config,
+    limits: &ApiLimits,
+    retry: RetryPolicy,
+    answered: Option<LastAnswer>,
+) -> Result<kube::Client, kube::Error> {
     let builder = kube::client::ClientBuilder::try_from(config)?;
     Ok(builder
         .with_layer(&BufferLayer::new(1024))
-        .with_layer(&Throttle::new(limits, RetryPolicy::default(), answered))
+        .with_layer(&Throttle::new(limits, retry, answered))
         .build())
 }

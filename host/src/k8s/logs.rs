@@ -35,13 +35,22 @@ pub enum Ended {
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     /// The API kept failing.
-    #[error("cannot read the log of container {container}: {source}")]
+    #[error("cannot read the log of container {container}: {}", brief(source))]
     Api {
         /// The container.
         container: String,
         /// The last error.
         source: kube::Error,
     },
+}
+
+/// An API error as a reader of a job's log wants it: the status code and
+/// message, without the whole `Status` object kube's own text carries.
+fn brief(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => format!("{} {}", status.code, status.message),
+        other => other.to_string(),
+    }
 }
 
 /// Which lines were delivered, so that a resumed stream (which starts at
@@ -190,8 +199,9 @@ pub fn terminated(state: &PodState, container: &str) -> bool {
         .is_some()
 }
 
-/// Failed reads tolerated once the container has ended (about 11 s).
-const AFTER_THE_END: u32 = 10;
+/// How long reads may go on failing once the container has ended (each
+/// failure already spent the client's retries, about 6 s).
+const AFTER_THE_END: Duration = Duration::from_secs(15);
 
 /// Sends every line of `container` of `pod` to `out`, live, once each, and
 /// returns when the container has terminated and its log is read, or the
@@ -208,6 +218,7 @@ pub async fn follow<T>(
 ) -> Result<Ended, LogError> {
     let mut cursor = Cursor::default();
     let mut failures = 0u32;
+    let mut failing_after_the_end: Option<tokio::time::Instant> = None;
     loop {
         let stream = match open(client, namespace, pod, container, cursor.since()).await {
             Ok(stream) => stream,
@@ -216,13 +227,15 @@ pub async fn follow<T>(
                 // The throttle layer has retried already; this is a longer
                 // outage, or the container is not ready to be read yet. While
                 // the container runs its log can still be read: keep trying.
-                // Once it ended, or its pod is gone, a few more tries.
+                // Once it ended, or its pod is gone, for AFTER_THE_END more.
                 failures += 1;
                 let over = {
                     let current = state.borrow();
                     terminated(&current, container) || matches!(*current, PodState::Deleted(_))
                 };
-                if over && failures > AFTER_THE_END {
+                let since = over
+                    .then(|| *failing_after_the_end.get_or_insert_with(tokio::time::Instant::now));
+                if since.is_some_and(|since| since.elapsed() >= AFTER_THE_END) {
                     return Err(LogError::Api {
                         container: container.to_owned(),
                         source: e,
