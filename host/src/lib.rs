@@ -10,4 +10,5 @@ pub mod ops;
 pub mod payload;
 pub mod plugins;
 pub mod queue;
+pub mod reload;
 pub mod worker;

@@ -118,6 +118,7 @@ async fn executor(sim: &Sim, queue_url: &str, password: &str, plugin: bool) -> E
     tokio::spawn(ops::server::serve(
         listener,
         readiness.clone(),
+        ops::server::ReloadSlot::default(),
         shutdown.clone(),
     ));
 

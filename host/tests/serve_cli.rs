@@ -9,6 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use executor_tests::components;
 use serde_json::Value;
 
+mod common;
+
 /// The environment every process of a test shares: its own data directory
 /// and no cluster configuration (so: the simulator), small requests.
 fn env(cmd: &mut Command, dir: &Path) {
@@ -80,6 +82,29 @@ fn get(addr: &str, path: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
+}
+
+/// A plain HTTP/1.0 POST without a body: the whole response.
+fn post(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The operations port's address, from `serve`'s banner.
+fn ops_addr(banner: &[String]) -> String {
+    banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("ops:     http://")?.split(' ').next())
+        .unwrap_or_else(|| panic!("no operations port in the banner: {banner:#?}"))
+        .to_owned()
 }
 
 fn text(b: &[u8]) -> String {
@@ -174,10 +199,7 @@ fn serve_runs_what_submit_sends_and_logs_follows_it_to_its_end() {
         "show never prints a job token"
     );
 
-    let ops = banner
-        .iter()
-        .find_map(|l| l.trim().strip_prefix("ops:     http://")?.split(' ').next())
-        .unwrap_or_else(|| panic!("no operations port in the banner: {said}"));
+    let ops = &ops_addr(&banner);
     assert!(get(ops, "/healthz").ends_with("\r\n\r\nok\n"));
     let metrics = get(ops, "/metrics");
     assert!(
@@ -204,4 +226,81 @@ fn the_user_commands_say_when_no_executor_serves() {
         err.contains("no serving executor found") && err.contains("serve.json"),
         "{err}"
     );
+}
+
+#[test]
+fn serve_reloads_its_plugins_on_post_reload_on_sighup_and_when_a_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut serve, banner) = serve(dir.path());
+    let ops = &ops_addr(&banner);
+    let reply = post(ops, "/-/reload");
+    assert!(
+        reply.starts_with("HTTP/1.0 200") && reply.ends_with("\r\n\r\nunchanged\n"),
+        "{reply}"
+    );
+
+    let kill = |signal: &str| {
+        let sent = Command::new("kill")
+            .args([signal, &serve.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    kill("-HUP");
+    common::eventually_blocking("SIGHUP reloads", || {
+        let metrics = get(ops, "/metrics");
+        metrics
+            .lines()
+            .any(|l| {
+                l.starts_with("executor_plugin_reloads_total{")
+                    && l.contains(r#"trigger="signal""#)
+                    && l.contains(r#"result="unchanged""#)
+                    && l.ends_with(" 1")
+            })
+            .then_some(())
+            .ok_or(metrics)
+    });
+
+    // A broken set: refused, the old one runs on, and the executor stays ready.
+    let config = dir.path().join("plugins.yaml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    let broken = dir.path().join("broken.wasm");
+    std::fs::write(&broken, b"not wasm").unwrap();
+    let tmp = dir.path().join("plugins.yaml.tmp");
+    std::fs::write(
+        &tmp,
+        format!("{good}  - name: broken\n    path: {}\n", broken.display()),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &config).unwrap();
+    let reply = post(ops, "/-/reload");
+    assert!(reply.starts_with("HTTP/1.0 500"), "{reply}");
+    assert!(
+        reply.contains("refused; the loaded plugins run on:") && reply.contains("broken"),
+        "{reply}"
+    );
+    let ready = get(ops, "/readyz");
+    assert!(
+        ready.contains("[+]plugins ok: loaded annotate; the last reload was refused"),
+        "{ready}"
+    );
+
+    // A good set, noticed by the file watch alone.
+    let redact = components().path("redact");
+    std::fs::write(
+        &tmp,
+        format!("{good}  - name: redact\n    path: {}\n", redact.display()),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &config).unwrap();
+    common::eventually_blocking("the changed file is reloaded", || {
+        let ready = get(ops, "/readyz");
+        ready
+            .contains("[+]plugins ok: loaded annotate, redact\n")
+            .then_some(())
+            .ok_or(ready)
+    });
+
+    kill("-TERM");
+    assert!(serve.wait().unwrap().success());
 }

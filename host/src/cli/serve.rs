@@ -16,8 +16,9 @@ use crate::instance::Instance;
 use crate::job::{Runner, Settings};
 use crate::k8s::{cleanup, client};
 use crate::ops::{self, LastAnswer, PluginsState, Readiness};
-use crate::plugins::Plugins;
+use crate::plugins::Current;
 use crate::queue::client::{ClientOptions, QueueClient};
+use crate::reload::{self, Reloader};
 use crate::worker::{Worker, WorkerOptions};
 
 /// The plugin configuration shipped in the repository, used when none is
@@ -54,14 +55,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         options.poll_interval,
         options.heartbeat_interval,
     ));
-    let ops_server = start_ops(&config, &readiness, &shutdown, &mut banner).await?;
+    let reload_slot = ops::server::ReloadSlot::default();
+    let ops_server = start_ops(&config, &readiness, &reload_slot, &shutdown, &mut banner).await?;
     let queue = start_queue(&mut config, &shutdown, &mut banner).await?;
     let (kube, _sim) = start_cluster(&config, readiness.api(), &mut banner).await?;
-    let plugins = load_plugins(&config, &mut banner).await?;
-    readiness.plugins(PluginsState::Loaded {
-        names: plugins.info().into_iter().map(|p| p.name).collect(),
-        skipped: plugins.skipped().to_vec(),
-    });
+    let plugins = load_plugins(&config, &readiness, &shutdown, &mut banner).await?;
+    if let Some(reloader) = &plugins.reloader {
+        let _ = reload_slot.set(reloader.clone());
+    }
     tokio::spawn(ops::ping::api_server(
         kube.clone(),
         readiness.api(),
@@ -85,7 +86,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runner = Arc::new(Runner::new(
         kube,
         Settings::new(&config, routes).for_instance(&instance),
-        Arc::new(plugins),
+        plugins.current,
         executor_name.clone(),
     ));
 
@@ -127,6 +128,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn start_ops(
     config: &Config,
     readiness: &Readiness,
+    reload: &ops::server::ReloadSlot,
     shutdown: &CancellationToken,
     banner: &mut Vec<String>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
@@ -141,14 +143,15 @@ async fn start_ops(
     let listener = ops::server::bind(addr).await?;
     let addr = listener.local_addr()?;
     banner.push(format!(
-        "ops:     http://{addr} ({}, {}, {})",
+        "ops:     http://{addr} ({}, {}, {}, POST {})",
         ops::server::HEALTHZ,
         ops::server::READYZ,
-        ops::server::METRICS
+        ops::server::METRICS,
+        ops::server::RELOAD
     ));
-    let (readiness, stop) = (readiness.clone(), shutdown.clone());
+    let (readiness, reload, stop) = (readiness.clone(), reload.clone(), shutdown.clone());
     Ok(Some(tokio::spawn(async move {
-        if let Err(e) = ops::server::serve(listener, readiness, stop).await {
+        if let Err(e) = ops::server::serve(listener, readiness, reload, stop).await {
             tracing::error!(error = %e, "the operations port stopped");
         }
     })))
@@ -300,13 +303,35 @@ async fn start_cluster(
     Ok((kube, Some(sim)))
 }
 
-/// The plugins: the configured ones, else the shipped example chain.
-async fn load_plugins(config: &Config, banner: &mut Vec<String>) -> anyhow::Result<Plugins> {
+/// The plugin set in force, and what reloads it when it comes from a file.
+struct LoadedPlugins {
+    current: Current,
+    reloader: Option<Arc<Reloader>>,
+}
+
+/// The plugins: the configured ones, else the shipped example chain. Those
+/// of a file reload when it or a plugin file changes, on SIGHUP and on
+/// `POST /-/reload`.
+async fn load_plugins(
+    config: &Config,
+    readiness: &Readiness,
+    shutdown: &CancellationToken,
+    banner: &mut Vec<String>,
+) -> anyhow::Result<LoadedPlugins> {
     let plugins_file = match &config.plugins_config {
         Some(path) => Some(path.clone()),
         None => shipped_plugins().await?,
     };
+    // Taken before loading, so that a change made meanwhile is reloaded.
+    let loaded = plugins_file
+        .as_deref()
+        .and_then(|path| reload::fingerprint(path).ok());
     let plugins = super::job_plugins(plugins_file.clone(), config.queue.maximum_num_jobs).await?;
+    readiness.plugins(PluginsState::Loaded {
+        names: plugins.info().into_iter().map(|p| p.name).collect(),
+        skipped: plugins.skipped().to_vec(),
+    });
+    metrics::gauge!(ops::metrics::PLUGINS_LOADED).set(plugins.info().len() as f64);
     banner.push(match &plugins_file {
         Some(path) => format!(
             "plugins: {} from {}",
@@ -320,7 +345,18 @@ async fn load_plugins(config: &Config, banner: &mut Vec<String>) -> anyhow::Resu
         ),
         None => "plugins: none".to_owned(),
     });
-    Ok(plugins)
+    let current = Current::from(plugins);
+    let reloader = plugins_file.map(|path| {
+        let reloader = Arc::new(Reloader::new(
+            current.clone(),
+            path,
+            loaded,
+            Some(readiness.clone()),
+        ));
+        reloader.clone().spawn(shutdown.clone());
+        reloader
+    });
+    Ok(LoadedPlugins { current, reloader })
 }
 
 /// Deletes what an earlier life of this executor left; a failure is only

@@ -8,7 +8,6 @@ pub mod prepare;
 pub mod redact;
 pub mod trail;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -24,7 +23,7 @@ use crate::k8s::spec::{self, Inputs, LABEL_EXECUTOR, NAME_PREFIX};
 use crate::k8s::teardown::{Teardown, TeardownError};
 use crate::k8s::watch::PodWatcher;
 use crate::payload::JobPayload;
-use crate::plugins::Plugins;
+use crate::plugins::Current;
 
 use finish::{Ending, Finished};
 use follow::{Cluster, Entries, Follow};
@@ -95,7 +94,7 @@ pub struct Deferred {
 pub struct Runner {
     cluster: Cluster,
     settings: Settings,
-    plugins: Arc<Plugins>,
+    plugins: Current,
     executor_name: String,
     watcher: PodWatcher,
     teardown: Teardown,
@@ -106,7 +105,7 @@ impl Runner {
     pub fn new(
         client: Client,
         settings: Settings,
-        plugins: Arc<Plugins>,
+        plugins: impl Into<Current>,
         executor_name: String,
     ) -> Runner {
         let ns = settings.kubernetes.namespace.clone();
@@ -121,7 +120,7 @@ impl Runner {
                 namespace: ns,
             },
             settings,
-            plugins,
+            plugins: plugins.into(),
             executor_name,
             watcher,
         }
@@ -185,8 +184,10 @@ impl Runner {
             Err(e) => return (report(Outcome::Refused(e.to_string()), Ok(()), None), None),
         };
         let ctx = spec::plugin_context(&inputs, payload);
-        let admission = prepare::admit(self.plugins.clone(), ctx.clone(), built).await;
-        let (input, pipeline) = log::spawn(redactor, self.plugins.log_session(ctx), events);
+        // One set for the whole job, whatever a reload does meanwhile.
+        let plugins = self.plugins.get();
+        let admission = prepare::admit(plugins.clone(), ctx.clone(), built).await;
+        let (input, pipeline) = log::spawn(redactor, plugins.log_session(ctx), events);
         for step in trail::inputs(&admission.trail, admission.result.is_ok()) {
             // A closed pipeline only means nobody reads the log.
             let _ = input.send(step).await;

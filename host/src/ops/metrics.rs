@@ -47,6 +47,11 @@ pub const PLUGIN_CALL_DURATION: &str = "executor_plugin_call_duration_seconds";
 pub const PLUGIN_FAILURES: &str = "executor_plugin_failures_total";
 /// Admission results, by `plugin` and `result` (`allowed`, `mutated`, `denied`, ...).
 pub const PLUGIN_ADMISSIONS: &str = "executor_plugin_admissions_total";
+/// Reloads of the plugin set, by `trigger` (`file`, `signal`, `http`) and
+/// `result` (`swapped`, `unchanged`, `refused`).
+pub const PLUGIN_RELOADS: &str = "executor_plugin_reloads_total";
+/// Plugins in the set in force.
+pub const PLUGINS_LOADED: &str = "executor_plugins_loaded";
 /// Log lines given to the uploader.
 pub const LOG_LINES: &str = "executor_log_lines_total";
 /// Bytes of log entries sent to the queue (resends included).
@@ -216,6 +221,12 @@ fn describe() {
         Count,
         "Admission results, by plugin and result."
     );
+    describe_counter!(
+        PLUGIN_RELOADS,
+        Count,
+        "Reloads of the plugin set, by trigger (file, signal, http) and result (swapped, unchanged, refused)."
+    );
+    describe_gauge!(PLUGINS_LOADED, Count, "Plugins in the set in force.");
     describe_counter!(LOG_LINES, Count, "Log lines given to the uploader.");
     describe_counter!(
         LOG_UPLOADED_BYTES,

@@ -116,6 +116,9 @@ struct Inner {
     queue: LastAnswer,
     api: LastAnswer,
     plugins: Mutex<PluginsState>,
+    /// Why the last reload was refused, until one succeeds. Not a failed
+    /// check: the set in force still runs, and restarting would not help.
+    refused_reload: Mutex<Option<String>>,
     draining: AtomicBool,
 }
 
@@ -129,6 +132,7 @@ impl Readiness {
                 queue: LastAnswer::default(),
                 api: LastAnswer::default(),
                 plugins: Mutex::new(PluginsState::Loading),
+                refused_reload: Mutex::new(None),
                 draining: AtomicBool::new(false),
             }),
         }
@@ -158,6 +162,16 @@ impl Readiness {
             .unwrap_or_else(PoisonError::into_inner) = state;
     }
 
+    /// The last reload of the plugins was refused for `why`, or (`None`)
+    /// the last one succeeded.
+    pub fn reload(&self, why: Option<String>) {
+        *self
+            .inner
+            .refused_reload
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = why;
+    }
+
     /// The executor stopped taking jobs (SIGTERM): not ready from now on.
     pub fn draining(&self) {
         self.inner.draining.store(true, Ordering::Relaxed);
@@ -181,6 +195,17 @@ impl Readiness {
                 };
                 if !skipped.is_empty() {
                     let _ = write!(detail, "; skipped per policy: {}", skipped.join("; "));
+                }
+                let refused = inner
+                    .refused_reload
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                if let Some(why) = refused {
+                    let _ = write!(
+                        detail,
+                        "; the last reload was refused and these run on: {why}"
+                    );
                 }
                 check("plugins", true, detail)
             }

@@ -1,13 +1,16 @@
-//! The operations port's HTTP server: `/healthz`, `/readyz` and `/metrics`; it judges and renders nothing itself (readiness and metrics do).
+//! The operations port's HTTP server: `/healthz`, `/readyz`, `/metrics` and `POST /-/reload`; it judges, renders and reloads nothing itself.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +24,25 @@ pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
 /// The Prometheus text format.
 pub const METRICS: &str = "/metrics";
+/// Reloads the plugin set (Prometheus' path for the same).
+pub const RELOAD: &str = "/-/reload";
+
+/// What `POST /-/reload` calls: reloads, and says what happened in a line
+/// (`Err` when the new set was refused and the old one runs on).
+pub trait Reload: Send + Sync {
+    /// Reloads now.
+    fn reload(&self) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>>;
+}
+
+/// Where the reloader goes once the plugins are loaded: the port answers
+/// before that.
+pub type ReloadSlot = Arc<OnceLock<Arc<dyn Reload>>>;
+
+#[derive(Clone)]
+struct Ops {
+    readiness: Readiness,
+    reload: ReloadSlot,
+}
 
 /// The version of the text format Prometheus scrapers ask for.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -61,19 +83,21 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, OpsError> {
 pub async fn serve(
     listener: TcpListener,
     readiness: Readiness,
+    reload: ReloadSlot,
     stop: CancellationToken,
 ) -> Result<(), OpsError> {
-    axum::serve(listener, routes().with_state(readiness))
+    axum::serve(listener, routes().with_state(Ops { readiness, reload }))
         .with_graceful_shutdown(stop.cancelled_owned())
         .await
         .map_err(OpsError::Serve)
 }
 
-fn routes() -> Router<Readiness> {
+fn routes() -> Router<Ops> {
     Router::new()
         .route(HEALTHZ, get(healthz))
         .route(READYZ, get(readyz))
         .route(METRICS, get(scrape))
+        .route(RELOAD, post(reload))
 }
 
 /// Answering at all is the check: it never asks the queue or the API
@@ -82,14 +106,30 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(readiness): State<Readiness>) -> Response {
-    let report = readiness.report(Instant::now());
+async fn readyz(State(ops): State<Ops>) -> Response {
+    let report = ops.readiness.report(Instant::now());
     let status = if report.ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, report.text()).into_response()
+}
+
+/// 200 with what changed, 500 with why the new set was refused, 503 while
+/// there is nothing to reload (plugins loading, or none from a file).
+async fn reload(State(ops): State<Ops>) -> Response {
+    let Some(reloader) = ops.reload.get().cloned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "nothing to reload: the plugins are still loading, or none are configured from a file\n",
+        )
+            .into_response();
+    };
+    match reloader.reload().await {
+        Ok(done) => (StatusCode::OK, format!("{done}\n")).into_response(),
+        Err(why) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{why}\n")).into_response(),
+    }
 }
 
 async fn scrape() -> Response {

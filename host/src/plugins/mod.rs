@@ -13,6 +13,7 @@ mod text;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use serde_json::Value;
 
 pub use admission::{AdmissionOutcome, Decision, JobCheck, Step, TrailEntry};
@@ -28,6 +29,37 @@ pub use loader::PluginInfo;
 pub use scope::{DEFAULT_SCOPE, PathPattern, PatternError};
 
 use loader::LoadedPlugin;
+
+/// The plugin set in force. A job takes it whole when it starts and keeps
+/// it to its end (admission and log filtering alike); a reload swaps in a
+/// new set for the jobs that start after. Cheap to clone; reading it takes
+/// no lock.
+#[derive(Clone)]
+pub struct Current(Arc<ArcSwap<Plugins>>);
+
+impl Current {
+    /// The set now.
+    pub fn get(&self) -> Arc<Plugins> {
+        self.0.load_full()
+    }
+
+    /// Puts `plugins` in force for the jobs that start from now on.
+    pub fn swap(&self, plugins: Plugins) {
+        self.0.store(Arc::new(plugins));
+    }
+}
+
+impl From<Plugins> for Current {
+    fn from(plugins: Plugins) -> Current {
+        Current(Arc::new(ArcSwap::from_pointee(plugins)))
+    }
+}
+
+impl From<Arc<Plugins>> for Current {
+    fn from(plugins: Arc<Plugins>) -> Current {
+        Current(Arc::new(ArcSwap::new(plugins)))
+    }
+}
 
 /// The configured plugins, loaded and ready; cheap to share between jobs.
 #[derive(Clone)]
@@ -98,6 +130,12 @@ impl Plugins {
     /// deadlines): call it from a blocking thread in async code.
     pub fn admit(&self, ctx: &JobContext, job: Value, check: &JobCheck) -> AdmissionOutcome {
         admission::run(&self.runtime, &self.plugins, ctx, job, check)
+    }
+
+    /// The runtime the plugins run in; a reload loads the new set in the
+    /// same one, so the compiled-plugin cache and the instance pool are shared.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
     }
 
     /// Starts the log filtering of one job.

@@ -256,6 +256,19 @@ resources: [{overlay}]
     }
 }
 
+/// [`eventually`] for tests without a runtime: `check` until it passes,
+/// failing with its last word after [`STEP`].
+pub fn eventually_blocking<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + STEP;
+    loop {
+        match check() {
+            Ok(done) => return done,
+            Err(last) if Instant::now() > deadline => panic!("{what}, within {STEP:?}: {last}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
 /// Polls `check` until it holds, at most [`STEP`]; `what` names it when it does not.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
