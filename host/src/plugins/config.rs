@@ -68,6 +68,8 @@ pub struct PluginSpec {
     pub path: PathBuf,
     /// The SHA-256 the file must have, as 64 lowercase hex digits.
     pub sha256: Option<String>,
+    /// The key whose signature the file must carry, when the plugin is pinned to one.
+    pub trust: Option<Trust>,
     /// The settings passed to `init`, as JSON (`null` when none).
     pub settings: Value,
     /// Enforce or monitor.
@@ -89,6 +91,7 @@ impl PluginSpec {
             name: name.into(),
             path: path.into(),
             sha256: None,
+            trust: None,
             settings: Value::Null,
             mode: Mode::Enforce,
             failure_policy: FailurePolicy::Fail,
@@ -112,6 +115,29 @@ impl PluginSpec {
     /// or monitor mode, which never affects jobs.
     pub fn ignores_failures(&self) -> bool {
         self.mode == Mode::Monitor || self.failure_policy == FailurePolicy::Ignore
+    }
+}
+
+/// A plugin pinned to a signing key: its file must carry a signature by that
+/// key, as `cosign sign-blob --key` makes (paths resolved like `path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trust {
+    /// The PEM public key (`publicKey`).
+    pub public_key: PathBuf,
+    /// The signature file (`signature`; by default the plugin's path plus `.sig`).
+    pub signature: PathBuf,
+}
+
+impl Trust {
+    /// Pins `plugin` to `public_key`, with the signature beside the plugin
+    /// (`<plugin>.sig`, where `cosign sign-blob --output-signature` is usually pointed).
+    pub fn beside(plugin: &Path, public_key: impl Into<PathBuf>) -> Self {
+        let mut signature = plugin.as_os_str().to_owned();
+        signature.push(".sig");
+        Trust {
+            public_key: public_key.into(),
+            signature: signature.into(),
+        }
     }
 }
 
@@ -156,6 +182,8 @@ const KEYS: &[&str] = &[
     "name",
     "path",
     "sha256",
+    "publicKey",
+    "signature",
     "settings",
     "mode",
     "failurePolicy",
@@ -295,6 +323,7 @@ fn parse_entry(
     let name = entry_name(map, names, &mut problem);
     let path = entry_path(map, base, &mut problem);
     let sha256 = entry_sha256(map, &mut problem);
+    let trust = entry_trust(map, base, &path, &mut problem);
     let mode = choice(
         map,
         "mode",
@@ -324,6 +353,7 @@ fn parse_entry(
         name,
         path,
         sha256,
+        trust,
         settings,
         mode,
         failure_policy,
@@ -427,6 +457,54 @@ fn entry_sha256(
             );
             None
         }
+    }
+}
+
+/// The entry's `publicKey` and `signature`, relative to the configuration
+/// file's folder (`base`); the signature defaults to the plugin's `path`
+/// plus `.sig`. Whether the files exist and hold what they should is checked
+/// when the plugin loads, so that a missing signature follows the plugin's
+/// failure policy like any other refusal.
+fn entry_trust(
+    map: &serde_json::Map<String, Value>,
+    base: &Path,
+    path: &Path,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<Trust> {
+    // `Err` when the key is set but is not a path (a problem is recorded).
+    let mut file = |key: &str, what: &str| match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(p)) if !p.is_empty() => Ok(Some(base.join(p))),
+        Some(Value::String(_)) => {
+            problem(key, format!("is empty; expected the path of {what}"));
+            Err(())
+        }
+        Some(other) => {
+            problem(
+                key,
+                format!("is {}; expected the path of {what}", kind(other)),
+            );
+            Err(())
+        }
+    };
+    let public_key = file("publicKey", "a PEM public key");
+    let signature = file("signature", "a signature file");
+    match (public_key, signature) {
+        (Ok(Some(public_key)), Ok(Some(signature))) => Some(Trust {
+            public_key,
+            signature,
+        }),
+        (Ok(Some(public_key)), Ok(None)) => Some(Trust::beside(path, public_key)),
+        // A signature that nothing checks would look like protection.
+        (Ok(None), Ok(Some(_))) => {
+            problem(
+                "signature",
+                "is set without `publicKey`; a signature is checked only against a public key"
+                    .into(),
+            );
+            None
+        }
+        _ => None,
     }
 }
 
@@ -560,6 +638,58 @@ plugins:
         );
         assert!(problems("- a").join("\n").contains("expected a mapping"));
         assert!(problems("plugins: [").join("\n").starts_with("syntax:"));
+    }
+
+    #[test]
+    fn a_public_key_that_is_not_a_path_or_a_signature_without_one_is_a_problem() {
+        let p = problems(
+            r#"
+plugins:
+  - name: a
+    path: a.wasm
+    publicKey: [cosign.pub]
+  - name: b
+    path: b.wasm
+    signature: b.wasm.sig
+  - name: c
+    path: c.wasm
+    publicKey: ""
+    signature: 3
+"#,
+        );
+        let all = p.join("\n");
+        for needle in [
+            "plugins[0] (a): publicKey: is a list; expected the path of a PEM public key",
+            "plugins[1] (b): signature: is set without `publicKey`; a signature is checked only against a public key",
+            "plugins[2] (c): publicKey: is empty; expected the path of a PEM public key",
+            "plugins[2] (c): signature: is a number; expected the path of a signature file",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn a_public_key_pins_the_plugin_with_its_signature_beside_it_unless_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("plugins")).unwrap();
+        std::fs::write(dir.path().join("plugins/a.wasm"), b"").unwrap();
+        let yaml = "plugins:\n  - name: a\n    path: plugins/a.wasm\n    publicKey: keys/cosign.pub\n  - name: b\n    path: plugins/a.wasm\n    publicKey: keys/cosign.pub\n    signature: sigs/b.sig\n  - name: c\n    path: plugins/a.wasm\n";
+        let cfg = PluginsConfig::from_yaml(yaml, dir.path()).ok().unwrap();
+        let trust: Vec<_> = cfg.plugins.iter().map(|p| p.trust.clone()).collect();
+        assert_eq!(
+            trust,
+            [
+                Some(Trust {
+                    public_key: dir.path().join("keys/cosign.pub"),
+                    signature: dir.path().join("plugins/a.wasm.sig"),
+                }),
+                Some(Trust {
+                    public_key: dir.path().join("keys/cosign.pub"),
+                    signature: dir.path().join("sigs/b.sig"),
+                }),
+                None,
+            ]
+        );
     }
 
     #[test]

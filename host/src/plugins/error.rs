@@ -182,6 +182,74 @@ pub enum LoadError {
         /// What the file has.
         actual: String,
     },
+    /// The public key the plugin is pinned to cannot be read.
+    #[error("plugin `{plugin}`: cannot read public key {}: {source}", path.display())]
+    KeyRead {
+        /// The plugin.
+        plugin: String,
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The public key file does not hold a public key this executor can use.
+    #[error("plugin `{plugin}`: public key {} {problem}", path.display())]
+    Key {
+        /// The plugin.
+        plugin: String,
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: KeyProblem,
+    },
+    /// The plugin is pinned to a key but its signature file is not there.
+    #[error(
+        "plugin `{plugin}`: no signature at {}, which its `publicKey` requires; sign the plugin with `cosign sign-blob --key cosign.key --output-signature {} {}` (cosign 3: add `--new-bundle-format=false`)",
+        signature.display(), signature.display(), path.display()
+    )]
+    SignatureMissing {
+        /// The plugin.
+        plugin: String,
+        /// The plugin's file.
+        path: PathBuf,
+        /// Where the signature was expected.
+        signature: PathBuf,
+    },
+    /// The signature file exists but cannot be read.
+    #[error("plugin `{plugin}`: cannot read signature {}: {source}", path.display())]
+    SignatureRead {
+        /// The plugin.
+        plugin: String,
+        /// The signature file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The signature file does not hold a signature.
+    #[error("plugin `{plugin}`: signature {} {problem}", path.display())]
+    Signature {
+        /// The plugin.
+        plugin: String,
+        /// The signature file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: SignatureProblem,
+    },
+    /// The signature is not the key's signature of these bytes.
+    #[error(
+        "plugin `{plugin}`: {} does not match signature {} by public key {}: the file changed after it was signed, or another key signed it; refusing it",
+        path.display(), signature.display(), public_key.display()
+    )]
+    SignatureMismatch {
+        /// The plugin.
+        plugin: String,
+        /// The plugin's file.
+        path: PathBuf,
+        /// The signature file.
+        signature: PathBuf,
+        /// The key file.
+        public_key: PathBuf,
+    },
     /// Not WebAssembly at all.
     #[error("plugin `{plugin}`: {} is not a WebAssembly file (it does not start with \"\\0asm\")", path.display())]
     NotWasm {
@@ -259,6 +327,67 @@ pub enum LoadError {
     /// `init` failed with the configured settings.
     #[error(transparent)]
     Init(PluginError),
+}
+
+/// Why a public key file was refused. Worded from what was recognised, never
+/// from the file's text, which is not the executor's to show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyProblem {
+    /// Larger than any public key.
+    #[error("is over {limit_kib} KiB; a PEM public key is a few hundred bytes")]
+    TooLarge {
+        /// The limit.
+        limit_kib: u64,
+    },
+    /// No PEM block.
+    #[error(
+        "is not PEM; expected a `-----BEGIN PUBLIC KEY-----` block, such as the cosign.pub that `cosign generate-key-pair` writes"
+    )]
+    NotPem,
+    /// A private key, which the executor must not hold.
+    #[error(
+        "holds a private key; configure the public key (cosign.pub, or `openssl ec -in key.pem -pubout`) and keep the private key off this host"
+    )]
+    PrivateKey,
+    /// A certificate rather than a bare key.
+    #[error(
+        "holds a certificate, not a public key; extract the key with `openssl x509 -pubkey -noout -in <certificate>`"
+    )]
+    Certificate,
+    /// Some other kind of PEM block.
+    #[error("holds a PEM block that is not a `PUBLIC KEY`")]
+    OtherBlock,
+    /// A `PUBLIC KEY` block whose content cannot be read.
+    #[error("holds a `PUBLIC KEY` block that is not a DER SubjectPublicKeyInfo")]
+    NotSpki,
+    /// A key of a type the executor does not verify.
+    #[error("is {found}; only ECDSA P-256 keys (cosign's default) are supported")]
+    Unsupported {
+        /// The type found, e.g. "an RSA key" or "an ECDSA P-384 key".
+        found: String,
+    },
+    /// A P-256 key that is not a point of the curve.
+    #[error("is an ECDSA P-256 key whose point is not on the curve")]
+    BadPoint,
+}
+
+/// Why a signature file was refused, without echoing its content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureProblem {
+    /// Larger than any signature.
+    #[error("is over {limit_kib} KiB; a signature is about 100 bytes")]
+    TooLarge {
+        /// The limit.
+        limit_kib: u64,
+    },
+    /// Not base64 text.
+    #[error(
+        "is not base64; expected the base64 text that `cosign sign-blob --output-signature` writes"
+    )]
+    NotBase64,
+    /// Base64, but not of an ECDSA signature.
+    #[error("is base64 but not of an ASN.1 DER ECDSA signature")]
+    NotDer,
 }
 
 /// Every plugin that could not be loaded, listed together.

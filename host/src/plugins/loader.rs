@@ -1,4 +1,4 @@
-//! Turns a plugin spec into a ready plugin (read, verify the pin, compile, check the contract, pre-instantiate, validate the settings) and makes and calls its instances.
+//! Turns a plugin spec into a ready plugin (read, verify the pins, compile, check the contract, pre-instantiate, validate the settings) and makes and calls its instances.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -17,6 +17,7 @@ use super::error::{Hook, LoadError, PluginError};
 use super::host::HostState;
 use super::scope::{PathPattern, default_scope};
 use super::text::printable;
+use super::trust;
 use crate::ops::metrics::{PLUGIN_CALL_DURATION, PLUGIN_CALLS};
 
 /// What is known about a loaded plugin.
@@ -296,7 +297,8 @@ struct Linked {
 pub const MAX_PLUGIN_BYTES: u64 = 8 << 20;
 
 /// The plugin's file and its SHA-256, checked for size before it is read,
-/// then against the pin and for being a component (a core module is named
+/// then against the digest pin and the signing key it is pinned to (both
+/// when both are set), and for being a component (a core module is named
 /// as such, being a common mistake).
 fn read_pinned(spec: &PluginSpec) -> Result<(Vec<u8>, String), LoadError> {
     let plugin = spec.name.clone();
@@ -325,7 +327,8 @@ fn read_pinned(spec: &PluginSpec) -> Result<(Vec<u8>, String), LoadError> {
     if wasm.len() as u64 > MAX_PLUGIN_BYTES {
         return Err(too_large(wasm.len() as u64));
     }
-    let sha256 = hex::encode(Sha256::digest(&wasm));
+    let digest = Sha256::digest(&wasm);
+    let sha256 = hex::encode(digest);
     if let Some(expected) = &spec.sha256
         && *expected != sha256
     {
@@ -335,6 +338,9 @@ fn read_pinned(spec: &PluginSpec) -> Result<(Vec<u8>, String), LoadError> {
             expected: expected.clone(),
             actual: sha256,
         });
+    }
+    if let Some(pinned) = &spec.trust {
+        trust::verify(spec, pinned, &digest)?;
     }
     match wasm.get(..8) {
         Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(LoadError::CoreModule { plugin, path }),

@@ -10,6 +10,7 @@ mod host;
 mod loader;
 mod scope;
 mod text;
+mod trust;
 
 use std::sync::Arc;
 
@@ -20,10 +21,10 @@ pub use admission::{AdmissionOutcome, Decision, JobCheck, Step, TrailEntry};
 pub use bindings::executor::plugin::host::{JobContext, LogContext, LogRecord, Stream};
 pub use config::{
     ConfigError, DEFAULT_ADMISSION_TIMEOUT, DEFAULT_LOG_TIMEOUT, DEFAULT_MEMORY_MIB, FailurePolicy,
-    Mode, PluginSpec, PluginsConfig,
+    Mode, PluginSpec, PluginsConfig, Trust,
 };
 pub use engine::{EngineError, Runtime, RuntimeOptions, default_cache_dir};
-pub use error::{Hook, LoadError, LoadErrors, PluginError};
+pub use error::{Hook, KeyProblem, LoadError, LoadErrors, PluginError, SignatureProblem};
 pub use filter::LogSession;
 pub use loader::PluginInfo;
 pub use scope::{DEFAULT_SCOPE, PathPattern, PatternError};
