@@ -30,14 +30,6 @@ pub enum ReloadError {
     /// The configuration file is not valid (every problem listed).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A plugin the configuration names cannot be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
     /// Plugins whose failure policy is not `ignore` did not load (each named).
     #[error(transparent)]
     Load(#[from] LoadErrors),
@@ -91,7 +83,8 @@ pub struct Attempt {
 }
 
 /// What a configuration file amounts to: a digest of its text and of every
-/// plugin file it names, and the directories to watch for a change of any.
+/// file it names (plugins, keys, signatures), and the directories to watch
+/// for a change of any.
 pub struct Fingerprint {
     digest: Vec<u8>,
     dirs: BTreeSet<PathBuf>,
@@ -104,26 +97,33 @@ pub fn fingerprint(path: &Path) -> Result<Fingerprint, ReloadError> {
 }
 
 /// The configuration at `path`, parsed, and its fingerprint. Reads every
-/// plugin file whole (the loader reads them anyway, and refuses those
-/// over its size limit).
+/// file whole (the loader reads them anyway, and refuses plugins over its
+/// size limit).
 fn read(path: &Path) -> Result<(PluginsConfig, Fingerprint), ReloadError> {
     let config = PluginsConfig::from_file(path)?;
     let mut hash = Sha256::new();
     let mut dirs = BTreeSet::new();
-    let files =
-        std::iter::once(path.to_owned()).chain(config.plugins.iter().map(|p| p.path.clone()));
+    // Every file the set is made of: a re-signed plugin or a new key is a
+    // new set too.
+    let files = std::iter::once(path.to_owned()).chain(config.plugins.iter().flat_map(|p| {
+        let trust = p
+            .trust
+            .iter()
+            .flat_map(|t| [t.public_key.clone(), t.signature.clone()]);
+        std::iter::once(p.path.clone()).chain(trust)
+    }));
     for file in files {
-        let failed = |source| ReloadError::Read {
-            path: file.clone(),
-            source,
-        };
         let mut bytes = Vec::new();
-        std::fs::File::open(&file)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
-            .map_err(failed)?;
-        // Lengths first, so that moving bytes between files changes the digest.
-        hash.update((bytes.len() as u64).to_le_bytes());
-        hash.update(&bytes);
+        match std::fs::File::open(&file).and_then(|mut f| f.read_to_end(&mut bytes)) {
+            // Lengths first, so that moving bytes between files changes the digest.
+            Ok(len) => {
+                hash.update((len as u64).to_le_bytes());
+                hash.update(&bytes);
+            }
+            // The loader refuses the set with the better message (a missing
+            // signature says how to make one); here it is only a state.
+            Err(e) => hash.update(format!("unreadable: {:?}", e.kind()).as_bytes()),
+        }
         // The directory as named, not resolved: a ConfigMap volume swaps
         // its `..data` symlink in the directory the configuration names.
         if let Some(dir) = file.parent() {
