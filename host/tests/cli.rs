@@ -338,3 +338,126 @@ fn sim_refuses_to_listen_beyond_loopback_and_says_what_is_wrong_with_its_files()
         "no nodes; expected at least one",
     );
 }
+
+#[test]
+fn the_first_party_plugins_pass_their_own_test_files() {
+    let dir = components().path("annotate");
+    let out = executor(
+        &[
+            "plugin",
+            "test",
+            &workspace().join("plugins").display().to_string(),
+            "--wasm-dir",
+            &dir.parent().unwrap().display().to_string(),
+        ],
+        None,
+    );
+    let said = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}{}", stderr(&out));
+    for plugin in ["annotate", "scheduling-policy", "pull-secrets", "redact"] {
+        assert!(
+            said.contains(&format!("plugins/{plugin}/{plugin}.test.yaml\n")),
+            "{said}"
+        );
+    }
+    assert!(said.contains(" passed, 0 failed\n"), "{said}");
+    assert!(!said.contains("FAIL"), "{said}");
+}
+
+#[test]
+fn plugin_test_fails_a_wrong_expectation_with_a_readable_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("redact.test.yaml");
+    std::fs::write(
+        &suite,
+        format!(
+            r#"plugin: {redact}
+settings: {{literals: [hunter2]}}
+cases:
+  - name: masks the literal
+    log: ["key hunter2", "plain"]
+    expect:
+      output: ["key [REDACTED]", "plain"]
+  - name: a wrong expectation
+    log: ["key hunter2"]
+    expect:
+      output: ["key ***"]
+  - name: a job case with the wrong decision
+    job: {job}
+    expect:
+      decision: denied
+"#,
+            redact = wasm("redact"),
+            job = job_file(),
+        ),
+    )
+    .unwrap();
+    let out = executor(&["plugin", "test", &suite.display().to_string()], None);
+    let said = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}{}", stderr(&out));
+    assert!(said.contains("  ok    masks the literal\n"), "{said}");
+    assert!(said.contains("  FAIL  a wrong expectation\n"), "{said}");
+    assert!(
+        said.contains("output differs (- expected, + got):\n")
+            && said.contains("          - - key ***\n")
+            && said.contains("          + - key [REDACTED]\n"),
+        "{said}"
+    );
+    assert!(
+        said.contains("decision: expected denied, got allowed"),
+        "{said}"
+    );
+    assert!(
+        said.ends_with("3 case(s) in 1 file(s): 1 passed, 2 failed\n"),
+        "{said}"
+    );
+
+    let json = executor(
+        &["plugin", "test", &suite.display().to_string(), "-o", "json"],
+        None,
+    );
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(
+        (doc["passed"].as_u64(), doc["failed"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(doc["files"][0]["cases"][1]["passed"], false);
+}
+
+#[test]
+fn plugin_test_says_what_is_wrong_with_a_test_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("x.test.yaml");
+    std::fs::write(
+        &suite,
+        "plugin: nowhere.wasm\ncases:\n  - name: c\n    log: [a]\n    expect: {outptu: [a]}\n",
+    )
+    .unwrap();
+    fails_with(
+        &executor(&["plugin", "test", &suite.display().to_string()], None),
+        2,
+        "unknown field `outptu`",
+    );
+    std::fs::write(
+        &suite,
+        "plugin: nowhere.wasm\ncases:\n  - name: c\n    log: [a]\n    expect: {output: [a]}\n",
+    )
+    .unwrap();
+    fails_with(
+        &executor(&["plugin", "test", &suite.display().to_string()], None),
+        2,
+        "nowhere.wasm does not exist (build it first, or point --wasm-dir at it)",
+    );
+    fails_with(
+        &executor(
+            &[
+                "plugin",
+                "test",
+                &dir.path().join("none").display().to_string(),
+            ],
+            None,
+        ),
+        2,
+        "none",
+    );
+}

@@ -1,4 +1,6 @@
-//! `executor plugin check|run|filter`: what a plugin author uses to try a component before shipping it.
+//! `executor plugin check|run|filter|test`: what a plugin author uses to try a component before shipping it.
+
+mod cases;
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -22,6 +24,8 @@ pub(super) enum PluginCommand {
     Run(RunArgs),
     /// Filter a log (a file or stdin), line by line, through the log hook(s); print what is kept.
     Filter(FilterArgs),
+    /// Run the cases of test files (`*.test.yaml`): a verdict per case, exit 1 if any fails.
+    Test(cases::TestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -97,11 +101,13 @@ pub(super) fn run(cmd: PluginCommand) -> ExitCode {
         PluginCommand::Check(a) => a.output,
         PluginCommand::Run(a) => a.output,
         PluginCommand::Filter(a) => a.output,
+        PluginCommand::Test(a) => a.output(),
     };
     let result = match cmd {
         PluginCommand::Check(args) => check(args),
         PluginCommand::Run(args) => admit(args),
         PluginCommand::Filter(args) => filter(args),
+        PluginCommand::Test(args) => cases::test(args),
     };
     match result {
         Ok(code) => code,
@@ -285,21 +291,21 @@ fn read_job(path: &Path) -> anyhow::Result<Value> {
         .with_context(|| format!("--job: cannot read {}", path.display()))?;
     let job: Value = serde_norway::from_str(&text)
         .with_context(|| format!("--job: {} is not valid JSON or YAML", path.display()))?;
+    check_job(&job, &format!("--job: {}", path.display()))?;
+    Ok(job)
+}
+
+/// Refuses what is not a valid batch/v1 Job, naming it by `origin`.
+fn check_job(job: &Value, origin: &str) -> anyhow::Result<()> {
     match job.get("kind").and_then(Value::as_str) {
         // Checked as each plugin's result will be, so that no plugin is
         // blamed for what was wrong with the input.
         Some("Job") => match crate::k8s::spec::validate(&job.to_string()) {
-            Ok(()) => Ok(job),
-            Err(e) => bail!("--job: {}: {e}", path.display()),
+            Ok(()) => Ok(()),
+            Err(e) => bail!("{origin}: {e}"),
         },
-        Some(other) => bail!(
-            "--job: {} is a {other}; expected a batch/v1 Job",
-            path.display()
-        ),
-        None => bail!(
-            "--job: {} has no `kind`; expected a batch/v1 Job document",
-            path.display()
-        ),
+        Some(other) => bail!("{origin} is a {other}; expected a batch/v1 Job"),
+        None => bail!("{origin} has no `kind`; expected a batch/v1 Job document"),
     }
 }
 

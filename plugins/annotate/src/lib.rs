@@ -179,7 +179,7 @@ impl Target {
                 let (value, changed) = label_value(&rendered);
                 if changed {
                     warnings.push(format!(
-                        "annotate: {which} label {key}: {rendered:?} is not a valid label value, set as {value:?}"
+                        "{which} label {key}: {rendered:?} is not a valid label value, set as {value:?}"
                     ));
                 }
                 set(labels, key, value);
