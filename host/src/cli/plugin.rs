@@ -1,6 +1,7 @@
 //! `executor plugin check|run|filter|test`: what a plugin author uses to try a component before shipping it.
 
 mod cases;
+mod scaffold;
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ pub(super) enum PluginCommand {
     Filter(FilterArgs),
     /// Run the cases of test files (`*.test.yaml`): a verdict per case, exit 1 if any fails.
     Test(cases::TestArgs),
+    /// Write a new plugin project (Rust, Python or JavaScript) that builds and passes its own tests.
+    New(scaffold::NewArgs),
 }
 
 #[derive(Debug, Args)]
@@ -102,12 +105,14 @@ pub(super) fn run(cmd: PluginCommand) -> ExitCode {
         PluginCommand::Run(a) => a.output,
         PluginCommand::Filter(a) => a.output,
         PluginCommand::Test(a) => a.output(),
+        PluginCommand::New(_) => Output::Text,
     };
     let result = match cmd {
         PluginCommand::Check(args) => check(args),
         PluginCommand::Run(args) => admit(args),
         PluginCommand::Filter(args) => filter(args),
         PluginCommand::Test(args) => cases::test(args),
+        PluginCommand::New(args) => scaffold::new(args),
     };
     match result {
         Ok(code) => code,

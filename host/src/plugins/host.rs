@@ -64,28 +64,63 @@ impl HostState {
     }
 
     /// Sends what the plugin printed during the last call to tracing and
-    /// returns the last line it wrote to stderr (a panic message, usually).
+    /// returns the line of stderr worth quoting in an error ([`quotable`]).
     pub(crate) fn flush_output(&mut self) -> Option<String> {
         let plugin = &*self.plugin;
         for line in self.stdout.take_lines() {
             tracing::info!(plugin, stream = "stdout", "{line}");
         }
-        let mut last = None;
-        for line in self.stderr.take_lines() {
+        let lines = self.stderr.take_lines();
+        for line in &lines {
             tracing::warn!(plugin, stream = "stderr", "{line}");
-            // Rust's panic hook ends with a hint about backtraces; the line
-            // worth quoting in an error is the panic message before it.
-            if !line.starts_with("note: run with `RUST_BACKTRACE") {
-                last = Some(line);
-            }
         }
         if self.log_calls > LOG_CALLS_PER_CALL {
             let dropped = self.log_calls - LOG_CALLS_PER_CALL;
             tracing::warn!(plugin, dropped, "plugin logged too much; messages dropped");
         }
         self.log_calls = 0;
-        last
+        quotable(&lines).map(str::to_owned)
     }
+}
+
+/// The guest's own error among what it printed before a trap. A language
+/// runtime's last words only say that something failed ("Python function
+/// threw an unexpected exception", Rust's hint about backtraces); the
+/// error is earlier: the last line of a Python traceback, a JavaScript
+/// `TypeError: ...`, the message of a Rust panic.
+fn quotable(lines: &[String]) -> Option<&str> {
+    // Python: the traceback's first unindented line after its frames.
+    let traceback = lines
+        .iter()
+        .rposition(|l| l == "Traceback (most recent call last):")
+        .and_then(|start| {
+            lines[start + 1..]
+                .iter()
+                .find(|l| !l.starts_with(' ') && !l.is_empty())
+        });
+    traceback
+        .or_else(|| lines.iter().rev().find(|l| names_an_error(l)))
+        .or_else(|| {
+            lines
+                .iter()
+                .rev()
+                .find(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
+        })
+        .map(String::as_str)
+}
+
+/// `TypeError: x is undefined`, `Uncaught Error: boom`, `ValueError: bad`:
+/// an error's type name, then its message.
+fn names_an_error(line: &str) -> bool {
+    let line = line.strip_prefix("Uncaught ").unwrap_or(line);
+    let Some((name, _)) = line.split_once(": ") else {
+        return false;
+    };
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        && (name.ends_with("Error") || name.ends_with("Exception"))
 }
 
 impl WasiView for HostState {
@@ -281,5 +316,33 @@ impl tokio::io::AsyncWrite for Capture {
     }
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quotable;
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_guests_own_error_is_quoted_not_its_runtimes_last_words() {
+        let python = lines(
+            "Traceback (most recent call last):\n  File \"/0/app.py\", line 25, in admit\nRuntimeError: boom from python\nthread '<unnamed>' (1) panicked at runtime/src/lib.rs:1293:29:\nPython function threw an unexpected exception\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
+        );
+        assert_eq!(quotable(&python), Some("RuntimeError: boom from python"));
+        let custom = lines(
+            "Traceback (most recent call last):\n  File \"app.py\", line 3\n    raise Nope(\"no\")\napp.Nope: no\nPython function threw an unexpected exception",
+        );
+        assert_eq!(quotable(&custom), Some("app.Nope: no"));
+        let js = lines("TypeError: job.metadata is undefined\nStack:\n  admit@app.js:4:7");
+        assert_eq!(quotable(&js), Some("TypeError: job.metadata is undefined"));
+        let rust = lines(
+            "thread '<unnamed>' panicked at src/lib.rs:10:5:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
+        );
+        assert_eq!(quotable(&rust), Some("boom"));
+        assert_eq!(quotable(&[]), None);
     }
 }

@@ -1,0 +1,795 @@
+//! `executor plugin new`: writes a plugin project (Rust with the SDK, Python with componentize-py, JavaScript with jco) that builds and passes its own tests as written.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+
+/// The contract, copied into Python and JavaScript projects (their tooling
+/// reads the WIT file; the Rust SDK carries its own).
+const WIT: &str = include_str!("../../../../wit/plugin.wit");
+/// Where the SDK is when this binary was built from a checkout.
+const SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin-sdk");
+/// Versions known to work with the host at its default limits:
+/// componentize-js 0.22 leaked memory on every call. JavaScript is built
+/// through componentize-js's own API: jco 1.35's `componentize` command
+/// failed here before building anything ("failed to get path metadata").
+const COMPONENTIZE_PY: &str = "0.25.1";
+const COMPONENTIZE_JS: &str = "0.23.0";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(in crate::cli) enum Hook {
+    /// The admission hook only.
+    Admission,
+    /// The log hook only.
+    Logs,
+    /// Both hooks.
+    Both,
+}
+
+impl Hook {
+    fn admission(self) -> bool {
+        self != Hook::Logs
+    }
+
+    fn logs(self) -> bool {
+        self != Hook::Admission
+    }
+
+    /// The WIT world a component with these hooks targets.
+    fn world(self) -> &'static str {
+        match self {
+            Hook::Admission => "admission-plugin",
+            Hook::Logs => "log-plugin",
+            Hook::Both => "plugin",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(in crate::cli) enum Lang {
+    /// Rust with the plugin SDK.
+    Rust,
+    /// Python with componentize-py.
+    Python,
+    /// JavaScript with jco (componentize-js).
+    Js,
+}
+
+#[derive(Debug, Args)]
+pub(in crate::cli) struct NewArgs {
+    /// The plugin's name: lowercase letters, digits and '-' (as in a plugin configuration).
+    name: String,
+    /// The hooks it implements.
+    #[arg(long, value_enum)]
+    hook: Hook,
+    /// The language.
+    #[arg(long, value_enum, default_value = "rust")]
+    lang: Lang,
+    /// The directory to create (default: the name, in the current directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// The plugin SDK's directory, for a Rust project (default: the checkout this executor was built from).
+    #[arg(long)]
+    sdk: Option<PathBuf>,
+}
+
+pub(super) fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
+    if let Err(why) = k8s_rules::names::dns1123_label(&args.name) {
+        bail!(
+            "{:?} cannot name a plugin: {why}; expected lowercase letters, digits and '-', e.g. team-label",
+            args.name
+        );
+    }
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
+    if dir.exists() {
+        bail!(
+            "{} exists already; give a new directory with --dir",
+            dir.display()
+        );
+    }
+    let files = match args.lang {
+        Lang::Rust => rust(&args)?,
+        Lang::Python => python(&args),
+        Lang::Js => js(&args),
+    };
+    for (path, text) in &files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    #[cfg(unix)]
+    for (path, _) in files.iter().filter(|(p, _)| p.ends_with(".sh")) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(path);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot make {} executable", path.display()))?;
+    }
+    println!(
+        "wrote {} ({:?}, {:?}):",
+        dir.display(),
+        args.lang,
+        args.hook
+    );
+    for (path, _) in &files {
+        println!("  {path}");
+    }
+    println!("\nnext: cd {} and see README.md", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The crate or module form of a plugin name: `team-label` → `team_label`.
+fn snake(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+/// `team-label` → `TeamLabel`.
+fn camel(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The test file `executor plugin test` runs, with cases for the hooks;
+/// `refused` is what the language's error for bad settings says.
+fn test_file(name: &str, wasm: &str, hook: Hook, refused: &str) -> String {
+    let mut cases = format!(
+        "# executor plugin test {name}.test.yaml (after building {wasm})\n\
+         plugin: {wasm}\n\
+         settings: {{deniedRegistries: [docker.io/evil], words: [hunter2]}}\n\
+         context: {{queue: batches, jobId: \"1\", repository: github.com/acme/api}}\n\
+         cases:\n"
+    );
+    if hook.admission() {
+        cases.push_str(&format!(
+            "  - name: annotates the Job with its queue\n\
+            \x20   job: {{apiVersion: batch/v1, kind: Job, metadata: {{name: j}}, spec: {{template: {{spec: {{restartPolicy: Never, containers: [{{name: main, image: alpine:3}}]}}}}}}}}\n\
+            \x20   expect:\n\
+            \x20     decision: allowed\n\
+            \x20     job: {{metadata: {{annotations: {{{name}.example.com/queue: batches}}}}}}\n\
+            \x20 - name: denies an image from a denied registry\n\
+            \x20   job: {{apiVersion: batch/v1, kind: Job, metadata: {{name: j}}, spec: {{template: {{spec: {{restartPolicy: Never, containers: [{{name: main, image: docker.io/evil/miner:1}}]}}}}}}}}\n\
+            \x20   expect:\n\
+            \x20     decision: denied\n\
+            \x20     message: \"docker.io/evil/miner:1 comes from a denied registry\"\n"
+        ));
+    }
+    if hook.logs() {
+        cases.push_str(
+            "  - name: masks the configured words\n\
+            \x20   log: [\"login with hunter2\", \"done\"]\n\
+            \x20   expect:\n\
+            \x20     output: [\"login with ***\", \"done\"]\n",
+        );
+    }
+    cases.push_str(
+        "  - name: settings of the wrong shape are refused\n\
+        \x20   settings: {deniedRegistries: not-a-list}\n",
+    );
+    cases.push_str(if hook.admission() {
+        "    job: {apiVersion: batch/v1, kind: Job, metadata: {name: j}, spec: {template: {spec: {restartPolicy: Never, containers: [{name: main, image: alpine:3}]}}}}\n"
+    } else {
+        "    log: [x]\n"
+    });
+    cases.push_str(&format!("    expect:\n      error: \"{refused}\"\n"));
+    cases
+}
+
+fn rust(args: &NewArgs) -> anyhow::Result<Vec<(String, String)>> {
+    let name = &args.name;
+    let krate = snake(name);
+    let ty = camel(name);
+    let hook = args.hook;
+    let sdk = match &args.sdk {
+        Some(path) => path.clone(),
+        None => Path::new(SDK).canonicalize().with_context(|| {
+            format!("this executor was not built from a checkout with the SDK at {SDK}; give --sdk <path to plugin-sdk>")
+        })?,
+    };
+    let sdk = sdk
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    let cargo = format!(
+        r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+
+[lib]
+# cdylib: the component; rlib: the native tests.
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+plugin-sdk = {{ path = "{sdk}" }}
+serde = {{ version = "1", features = ["derive"] }}
+
+[dev-dependencies]
+serde_json = "1"
+
+# A project of its own, wherever it is created.
+[workspace]
+"#
+    );
+    let mut uses = vec!["Error", "Plugin"];
+    let mut hooks = Vec::new();
+    if hook.admission() {
+        uses.extend(["Admission", "Job", "JobContext", "Verdict"]);
+        hooks.push("admission");
+    }
+    if hook.logs() {
+        uses.extend(["LogContext", "LogFilter", "LogRecord"]);
+        hooks.push("logs");
+    }
+    uses.sort_unstable();
+    let mut lib = format!(
+        r#"//! The `{name}` plugin{what}.
+
+use plugin_sdk::{{{uses}}};
+use serde::Deserialize;
+
+/// Settings, from the `settings` of the plugin's entry in the executor's configuration.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Settings {{
+    /// Registries (or registry paths) whose images are denied.
+    #[serde(default)]
+    denied_registries: Vec<String>,
+    /// Words masked in the job's log.
+    #[serde(default)]
+    words: Vec<String>,
+}}
+
+pub struct {ty} {{
+    denied_registries: Vec<String>,
+    words: Vec<String>,
+}}
+
+impl Plugin for {ty} {{
+    type Settings = Settings;
+
+    // Once per instance: check the settings here, so that bad ones stop the
+    // executor at start instead of failing jobs. An `Err` is the contract's
+    // `error`: the settings are refused, with this text.
+    fn init(settings: Settings) -> Result<Self, Error> {{
+        if let Some(empty) = settings.words.iter().position(String::is_empty) {{
+            return Err(Error::new(format!("words[{{empty}}]: empty; expected a word to mask")));
+        }}
+        Ok({ty} {{
+            denied_registries: settings.denied_registries,
+            words: settings.words,
+        }})
+    }}
+}}
+"#,
+        what = match hook {
+            Hook::Admission => ": denies images from denied registries, annotates the rest",
+            Hook::Logs => ": masks configured words in the job's log",
+            Hook::Both =>
+                ": denies images from denied registries, annotates the rest, and masks configured words in the log",
+        },
+        uses = uses.join(", "),
+    );
+    if hook.admission() {
+        lib.push_str(&format!(
+            r#"
+impl Admission for {ty} {{
+    fn admit(&self, ctx: &JobContext, job: &mut Job) -> Result<Verdict, Error> {{
+        for image in &ctx.step_images {{
+            if self.denied_registries.iter().any(|r| image.starts_with(&format!("{{r}}/"))) {{
+                return Ok(Verdict::deny(format!("{{image}} comes from a denied registry")));
+            }}
+        }}
+        job.metadata
+            .annotations
+            .get_or_insert_default()
+            .insert("{name}.example.com/queue".into(), ctx.queue.clone());
+        Ok(Verdict::allow())
+    }}
+}}
+"#
+        ));
+    }
+    if hook.logs() {
+        lib.push_str(&format!(
+            r#"
+impl LogFilter for {ty} {{
+    fn filter(&mut self, _ctx: &LogContext, records: Vec<LogRecord>) -> Result<Vec<LogRecord>, Error> {{
+        Ok(records
+            .into_iter()
+            .map(|mut r| {{
+                for word in &self.words {{
+                    r.text = r.text.replace(word.as_str(), "***");
+                }}
+                r
+            }})
+            .collect())
+    }}
+}}
+"#
+        ));
+    }
+    lib.push_str(&format!(
+        r#"
+plugin_sdk::export_plugin!({ty}: {hooks});
+
+#[cfg(test)]
+mod tests {{
+    use super::*;
+    use plugin_sdk::testing::{{Harness{admission_helpers}}};
+    use serde_json::json;
+
+    fn harness() -> Harness<{ty}> {{
+        Harness::new(json!({{"deniedRegistries": ["docker.io/evil"], "words": ["hunter2"]}})).unwrap()
+    }}
+
+    #[test]
+    fn settings_of_the_wrong_shape_are_refused() {{
+        assert!(Harness::<{ty}>::new(json!({{"words": [""]}})).is_err());
+        assert!(Harness::<{ty}>::new(json!({{"deniedRegistries": "x"}})).is_err());
+    }}
+"#,
+        hooks = hooks.join(", "),
+        admission_helpers = if hook.admission() { ", context, job" } else { "" },
+    ));
+    if hook.admission() {
+        lib.push_str(&format!(
+            r#"
+    #[test]
+    fn annotates_the_job_and_denies_denied_registries() {{
+        let out = harness().admit(&context(), &job()).unwrap();
+        assert!(out.allowed && out.mutated);
+        assert_eq!(out.job.metadata.annotations.unwrap()["{name}.example.com/queue"], context().queue);
+
+        let mut ctx = context();
+        ctx.step_images = vec!["docker.io/evil/miner:1".into()];
+        let out = harness().admit(&ctx, &job()).unwrap();
+        assert!(!out.allowed);
+        assert_eq!(out.message.as_deref(), Some("docker.io/evil/miner:1 comes from a denied registry"));
+    }}
+"#
+        ));
+    }
+    if hook.logs() {
+        lib.push_str(
+            r#"
+    #[test]
+    fn masks_the_configured_words() {
+        let kept = harness().filter_lines(&["login with hunter2", "done"]).unwrap();
+        assert_eq!(kept, ["login with ***", "done"]);
+    }
+"#,
+        );
+    }
+    lib.push_str("}\n");
+    let wasm = format!("target/wasm32-wasip2/release/{krate}.wasm");
+    let readme = format!(
+        "# {name}\n\nAn executor plugin ({hooks}), in Rust with the plugin SDK.\n\n\
+         ```sh\n\
+         rustup target add wasm32-wasip2             # once\n\
+         cargo test                                  # native unit tests, no wasm involved\n\
+         cargo build --release --target wasm32-wasip2\n\
+         executor plugin test {name}.test.yaml        # the cases, on the component\n\
+         executor plugin check {wasm}\n\
+         ```\n\n\
+         Returning `Err(Error::new(..))` from `init` or a hook is the contract's `error`: a failure,\n\
+         handled by the operator's `failurePolicy`. Deny a Job with `Verdict::deny(..)` instead.\n",
+        hooks = hooks.join(" and "),
+    );
+    Ok(vec![
+        ("Cargo.toml".into(), cargo),
+        ("src/lib.rs".into(), lib),
+        (
+            format!("{name}.test.yaml"),
+            // serde's words for a string where a list belongs.
+            test_file(name, &wasm, hook, "expected a sequence"),
+        ),
+        ("README.md".into(), readme),
+        (".gitignore".into(), "/target\n".into()),
+    ])
+}
+
+fn python(args: &NewArgs) -> Vec<(String, String)> {
+    let name = &args.name;
+    let hook = args.hook;
+    let world = hook.world();
+    let mut policy = String::from(
+        r#""""The plugin's logic, apart from the component bindings, so that plain `python3 -m unittest` tests it."""
+
+
+class SettingsError(ValueError):
+    """Settings the plugin refuses; app.py turns it into the contract's `error`."""
+
+
+def parse_settings(settings):
+    """Checks the settings (JSON, None when none were given) and returns them."""
+    settings = settings or {}
+    if not isinstance(settings, dict):
+        raise SettingsError("settings: expected a map")
+    unknown = set(settings) - {"deniedRegistries", "words"}
+    if unknown:
+        raise SettingsError(f"settings: unknown key(s) {sorted(unknown)}; expected deniedRegistries, words")
+    for key in ("deniedRegistries", "words"):
+        value = settings.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise SettingsError(f"{key}: expected a list of non-empty strings")
+    return settings
+"#,
+    );
+    if hook.admission() {
+        policy.push_str(&format!(
+            r#"
+
+def admit(settings, queue, step_images, job):
+    """Returns (the Job, None) to allow it, or (None, why) to deny it."""
+    for image in step_images:
+        if any(image.startswith(r + "/") for r in settings.get("deniedRegistries", [])):
+            return None, f"{{image}} comes from a denied registry"
+    job.setdefault("metadata", {{}}).setdefault("annotations", {{}})["{name}.example.com/queue"] = queue
+    return job, None
+"#
+        ));
+    }
+    if hook.logs() {
+        policy.push_str(
+            r#"
+
+def mask(settings, text):
+    """The line with every configured word masked."""
+    for word in settings.get("words", []):
+        text = text.replace(word, "***")
+    return text
+"#,
+        );
+    }
+    let mut app = String::from(
+        r#""""The component's exports: the bindings componentize-py generates, around policy.py.
+
+Returning the contract's `error` is raising `componentize_py_types.Err(text)`; any other
+exception traps the call, and the executor quotes the exception's last line.
+"""
+
+import json
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports import host
+
+import policy
+
+# One instance per admission call (and one per job's log): settings live here.
+SETTINGS = {}
+
+
+class Lifecycle(exports.Lifecycle):
+    def init(self, settings: str) -> None:
+        global SETTINGS
+        try:
+            SETTINGS = policy.parse_settings(json.loads(settings))
+        except policy.SettingsError as e:
+            raise Err(str(e))
+"#,
+    );
+    if hook.admission() {
+        app.push_str(
+            r#"
+
+class Admission(exports.Admission):
+    def admit(self, ctx: host.JobContext, job: str) -> host.AdmissionResponse:
+        admitted, why = policy.admit(SETTINGS, ctx.queue, ctx.step_images, json.loads(job))
+        if why is not None:
+            return host.AdmissionResponse(decision=host.Decision_Deny(why), warnings=[])
+        return host.AdmissionResponse(decision=host.Decision_AllowMutated(json.dumps(admitted)), warnings=[])
+"#,
+        );
+    }
+    if hook.logs() {
+        app.push_str(
+            r#"
+
+class LogFilter(exports.LogFilter):
+    def filter(self, ctx: host.LogContext, records: list[host.LogRecord]) -> list[host.LogRecord]:
+        return [host.LogRecord(stream=r.stream, text=policy.mask(SETTINGS, r.text)) for r in records]
+"#,
+        );
+    }
+    let mut tests = String::from(
+        r#"import unittest
+
+import policy
+
+
+class PolicyTest(unittest.TestCase):
+    def test_settings_of_the_wrong_shape_are_refused(self):
+        with self.assertRaises(policy.SettingsError):
+            policy.parse_settings({"deniedRegistries": "x"})
+        with self.assertRaises(policy.SettingsError):
+            policy.parse_settings({"wrods": []})
+"#,
+    );
+    if hook.admission() {
+        tests.push_str(&format!(
+            r#"
+    def test_annotates_the_job_and_denies_denied_registries(self):
+        settings = policy.parse_settings({{"deniedRegistries": ["docker.io/evil"]}})
+        job, why = policy.admit(settings, "batches", ["alpine:3"], {{"metadata": {{}}}})
+        self.assertIsNone(why)
+        self.assertEqual(job["metadata"]["annotations"]["{name}.example.com/queue"], "batches")
+        job, why = policy.admit(settings, "batches", ["docker.io/evil/miner:1"], {{}})
+        self.assertEqual(why, "docker.io/evil/miner:1 comes from a denied registry")
+"#
+        ));
+    }
+    if hook.logs() {
+        tests.push_str(
+            r#"
+    def test_masks_the_configured_words(self):
+        settings = policy.parse_settings({"words": ["hunter2"]})
+        self.assertEqual(policy.mask(settings, "login with hunter2"), "login with ***")
+"#,
+        );
+    }
+    tests.push_str("\n\nif __name__ == \"__main__\":\n    unittest.main()\n");
+    let build = format!(
+        "#!/bin/sh\n\
+         # Builds {name}.wasm with componentize-py {COMPONENTIZE_PY} (pip install componentize-py=={COMPONENTIZE_PY}).\n\
+         set -eu\n\
+         cd \"$(dirname \"$0\")\"\n\
+         componentize-py -d wit -w {world} componentize app -o {name}.wasm\n"
+    );
+    let readme = format!(
+        "# {name}\n\nAn executor plugin in Python, built with componentize-py.\n\n\
+         ```sh\n\
+         python3 -m venv .venv && .venv/bin/pip install componentize-py=={COMPONENTIZE_PY}\n\
+         python3 -m unittest                     # the logic (policy.py), natively\n\
+         PATH=.venv/bin:$PATH ./build.sh         # {name}.wasm (about 18 MB: CPython comes with it)\n\
+         executor plugin test {name}.test.yaml    # the cases, on the component\n\
+         ```\n\n\
+         `app.py` adapts the contract (`wit/plugin.wit`, world `{world}`) to `policy.py`. Raising\n\
+         `componentize_py_types.Err(text)` returns the contract's `error` (a plugin failure, handled\n\
+         by the operator's `failurePolicy`); any other exception traps the call, and the executor\n\
+         quotes the exception's last line. The executor offers no files, network or clock.\n"
+    );
+    vec![
+        ("wit/plugin.wit".into(), WIT.into()),
+        ("policy.py".into(), policy),
+        ("app.py".into(), app),
+        ("test_policy.py".into(), tests),
+        ("build.sh".into(), build),
+        (
+            format!("{name}.test.yaml"),
+            test_file(
+                name,
+                &format!("{name}.wasm"),
+                hook,
+                "deniedRegistries: expected a list",
+            ),
+        ),
+        ("README.md".into(), readme),
+        (
+            ".gitignore".into(),
+            format!("/.venv\n/{name}.wasm\n__pycache__/\n"),
+        ),
+    ]
+}
+
+fn js(args: &NewArgs) -> Vec<(String, String)> {
+    let name = &args.name;
+    let hook = args.hook;
+    let world = hook.world();
+    let mut policy = String::from(
+        r#"// The plugin's logic, apart from the component's exports, so that `node --test` tests it.
+
+export class SettingsError extends Error {}
+
+// Checks the settings (JSON, null when none were given) and returns them.
+export function parseSettings(settings) {
+  settings = settings ?? {};
+  if (typeof settings !== "object" || Array.isArray(settings)) {
+    throw new SettingsError("settings: expected a map");
+  }
+  for (const key of Object.keys(settings)) {
+    if (!["deniedRegistries", "words"].includes(key)) {
+      throw new SettingsError(`settings: unknown key ${key}; expected deniedRegistries, words`);
+    }
+  }
+  for (const key of ["deniedRegistries", "words"]) {
+    const value = settings[key] ?? [];
+    if (!Array.isArray(value) || !value.every((v) => typeof v === "string" && v !== "")) {
+      throw new SettingsError(`${key}: expected a list of non-empty strings`);
+    }
+  }
+  return settings;
+}
+"#,
+    );
+    if hook.admission() {
+        policy.push_str(&format!(
+            r#"
+// Returns {{job}} to allow the Job, or {{deny: why}}.
+export function admit(settings, queue, stepImages, job) {{
+  for (const image of stepImages) {{
+    if ((settings.deniedRegistries ?? []).some((r) => image.startsWith(`${{r}}/`))) {{
+      return {{ deny: `${{image}} comes from a denied registry` }};
+    }}
+  }}
+  job.metadata ??= {{}};
+  job.metadata.annotations ??= {{}};
+  job.metadata.annotations["{name}.example.com/queue"] = queue;
+  return {{ job }};
+}}
+"#
+        ));
+    }
+    if hook.logs() {
+        policy.push_str(
+            r#"
+// The line with every configured word masked.
+export function mask(settings, text) {
+  for (const word of settings.words ?? []) {
+    text = text.split(word).join("***");
+  }
+  return text;
+}
+"#,
+        );
+    }
+    let mut app = String::from(
+        r#"// The component's exports, around policy.js. jco maps a WIT `result`: returning is `ok`,
+// throwing a string (or an Error, whose message is used) is the contract's `error`.
+import * as policy from "./policy.js";
+
+let settings = {};
+
+export const lifecycle = {
+  init(text) {
+    try {
+      settings = policy.parseSettings(JSON.parse(text));
+    } catch (e) {
+      throw e instanceof Error ? e.message : String(e);
+    }
+  },
+};
+"#,
+    );
+    if hook.admission() {
+        app.push_str(
+            r#"
+export const admission = {
+  admit(ctx, job) {
+    const out = policy.admit(settings, ctx.queue, ctx.stepImages, JSON.parse(job));
+    if (out.deny !== undefined) {
+      return { decision: { tag: "deny", val: out.deny }, warnings: [] };
+    }
+    return { decision: { tag: "allow-mutated", val: JSON.stringify(out.job) }, warnings: [] };
+  },
+};
+"#,
+        );
+    }
+    if hook.logs() {
+        app.push_str(
+            r#"
+export const logFilter = {
+  filter(ctx, records) {
+    return records.map((r) => ({ stream: r.stream, text: policy.mask(settings, r.text) }));
+  },
+};
+"#,
+        );
+    }
+    let mut tests = String::from(
+        r#"import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as policy from "./policy.js";
+
+test("settings of the wrong shape are refused", () => {
+  assert.throws(() => policy.parseSettings({ deniedRegistries: "x" }), policy.SettingsError);
+  assert.throws(() => policy.parseSettings({ wrods: [] }), policy.SettingsError);
+});
+"#,
+    );
+    if hook.admission() {
+        tests.push_str(&format!(
+            r#"
+test("annotates the Job and denies denied registries", () => {{
+  const settings = policy.parseSettings({{ deniedRegistries: ["docker.io/evil"] }});
+  const {{ job }} = policy.admit(settings, "batches", ["alpine:3"], {{}});
+  assert.equal(job.metadata.annotations["{name}.example.com/queue"], "batches");
+  const out = policy.admit(settings, "batches", ["docker.io/evil/miner:1"], {{}});
+  assert.equal(out.deny, "docker.io/evil/miner:1 comes from a denied registry");
+}});
+"#
+        ));
+    }
+    if hook.logs() {
+        tests.push_str(
+            r#"
+test("masks the configured words", () => {
+  const settings = policy.parseSettings({ words: ["hunter2"] });
+  assert.equal(policy.mask(settings, "login with hunter2"), "login with ***");
+});
+"#,
+        );
+    }
+    let package = format!(
+        r#"{{
+  "name": "{name}",
+  "version": "0.1.0",
+  "private": true,
+  "type": "module",
+  "scripts": {{
+    "test": "node --test",
+    "build": "node build.mjs"
+  }},
+  "devDependencies": {{
+    "@bytecodealliance/componentize-js": "{COMPONENTIZE_JS}"
+  }}
+}}
+"#
+    );
+    let build = format!(
+        r#"// Builds {name}.wasm with componentize-js (StarlingMonkey), without wasi:http and the fetch
+// event: the executor does not offer them, and a component that imports them is refused.
+import {{ componentize }} from "@bytecodealliance/componentize-js";
+import {{ writeFile }} from "node:fs/promises";
+
+const {{ component }} = await componentize({{
+  sourcePath: "app.js",
+  witPath: "wit/plugin.wit",
+  worldName: "{world}",
+  disableFeatures: ["http", "fetch-event"],
+}});
+await writeFile("{name}.wasm", component);
+"#
+    );
+    let readme = format!(
+        "# {name}\n\nAn executor plugin in JavaScript, built with componentize-js.\n\n\
+         ```sh\n\
+         npm test                                # the logic (policy.js), natively\n\
+         npm install && npm run build            # {name}.wasm (about 12 MB; ~30 s, ~800 MB of memory)\n\
+         executor plugin test {name}.test.yaml    # the cases, on the component\n\
+         ```\n\n\
+         `app.js` adapts the contract (`wit/plugin.wit`, world `{world}`) to `policy.js`. Throwing a\n\
+         string returns the contract's `error` (a plugin failure, handled by the operator's\n\
+         `failurePolicy`); any other uncaught error traps the call. `build.mjs` leaves out\n\
+         `wasi:http` and the fetch event: the executor does not offer them. Use componentize-js\n\
+         {COMPONENTIZE_JS} or later; 0.22 leaked memory on every call.\n"
+    );
+    vec![
+        ("wit/plugin.wit".into(), WIT.into()),
+        ("policy.js".into(), policy),
+        ("app.js".into(), app),
+        ("policy.test.js".into(), tests),
+        ("package.json".into(), package),
+        ("build.mjs".into(), build),
+        (
+            format!("{name}.test.yaml"),
+            test_file(
+                name,
+                &format!("{name}.wasm"),
+                hook,
+                "deniedRegistries: expected a list",
+            ),
+        ),
+        ("README.md".into(), readme),
+        (
+            ".gitignore".into(),
+            format!("/node_modules\n/{name}.wasm\n"),
+        ),
+    ]
+}
