@@ -5,19 +5,13 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use executor_tests::{components, workspace};
+use executor_tests::{components, plugin_cache_home, workspace};
 use serde_json::{Value, json};
 
 fn executor(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_executor"))
         .args(args)
-        .env(
-            "XDG_CACHE_HOME",
-            workspace()
-                .join("target")
-                .join("test-components")
-                .join("xdg"),
-        )
+        .env("XDG_CACHE_HOME", plugin_cache_home())
         .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

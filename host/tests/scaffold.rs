@@ -5,20 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use executor_tests::workspace;
+use executor_tests::{plugin_cache_home, workspace};
 
 fn executor(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_executor"))
         .current_dir(dir)
         .args(args)
-        // The compiled-plugin cache, kept with the build outputs.
-        .env(
-            "XDG_CACHE_HOME",
-            workspace()
-                .join("target")
-                .join("test-components")
-                .join("xdg"),
-        )
+        .env("XDG_CACHE_HOME", plugin_cache_home())
         .env_remove("RUST_LOG")
         .output()
         .unwrap()

@@ -23,6 +23,15 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The `XDG_CACHE_HOME` of executors the tests start: their compiled-plugin
+/// cache, kept with the build outputs so it outlives one test.
+pub fn plugin_cache_home() -> PathBuf {
+    workspace()
+        .join("target")
+        .join("test-components")
+        .join("xdg")
+}
+
 /// Built components, by crate name.
 pub struct Components {
     dir: PathBuf,

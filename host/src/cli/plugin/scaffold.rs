@@ -564,14 +564,35 @@ class PolicyTest(unittest.TestCase):
          by the operator's `failurePolicy`); any other exception traps the call, and the executor\n\
          quotes the exception's last line. The executor offers no files, network or clock.\n"
     );
-    vec![
-        ("wit/plugin.wit".into(), WIT.into()),
-        ("policy.py".into(), policy),
-        ("app.py".into(), app),
-        ("test_policy.py".into(), tests),
-        ("build.sh".into(), build),
+    guest(
+        name,
+        hook,
+        vec![
+            ("policy.py".into(), policy),
+            ("app.py".into(), app),
+            ("test_policy.py".into(), tests),
+            ("build.sh".into(), build),
+        ],
+        readme,
+        "/.venv\n__pycache__/\n",
+    )
+}
+
+/// A Python or JavaScript project: its own `files`, and what both have:
+/// the contract, the test file, the README and what git ignores.
+fn guest(
+    name: &str,
+    hook: Hook,
+    files: Vec<(String, String)>,
+    readme: String,
+    ignored: &str,
+) -> Vec<(String, String)> {
+    let mut all = vec![("wit/plugin.wit".into(), WIT.into())];
+    all.extend(files);
+    all.extend([
         (
             format!("{name}.test.yaml"),
+            // Both scaffolds check settings by key, with these words.
             test_file(
                 name,
                 &format!("{name}.wasm"),
@@ -580,11 +601,9 @@ class PolicyTest(unittest.TestCase):
             ),
         ),
         ("README.md".into(), readme),
-        (
-            ".gitignore".into(),
-            format!("/.venv\n/{name}.wasm\n__pycache__/\n"),
-        ),
-    ]
+        (".gitignore".into(), format!("/{name}.wasm\n{ignored}")),
+    ]);
+    all
 }
 
 fn js(args: &NewArgs) -> Vec<(String, String)> {
@@ -770,26 +789,17 @@ await writeFile("{name}.wasm", component);
          `wasi:http` and the fetch event: the executor does not offer them. Use componentize-js\n\
          {COMPONENTIZE_JS} or later; 0.22 leaked memory on every call.\n"
     );
-    vec![
-        ("wit/plugin.wit".into(), WIT.into()),
-        ("policy.js".into(), policy),
-        ("app.js".into(), app),
-        ("policy.test.js".into(), tests),
-        ("package.json".into(), package),
-        ("build.mjs".into(), build),
-        (
-            format!("{name}.test.yaml"),
-            test_file(
-                name,
-                &format!("{name}.wasm"),
-                hook,
-                "deniedRegistries: expected a list",
-            ),
-        ),
-        ("README.md".into(), readme),
-        (
-            ".gitignore".into(),
-            format!("/node_modules\n/{name}.wasm\n"),
-        ),
-    ]
+    guest(
+        name,
+        hook,
+        vec![
+            ("policy.js".into(), policy),
+            ("app.js".into(), app),
+            ("policy.test.js".into(), tests),
+            ("package.json".into(), package),
+            ("build.mjs".into(), build),
+        ],
+        readme,
+        "/node_modules\n",
+    )
 }
