@@ -1,5 +1,7 @@
 //! `executor plugin check|run|filter`: what a plugin author uses to try a component before shipping it.
 
+mod bench;
+
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,6 +24,8 @@ pub(super) enum PluginCommand {
     Run(RunArgs),
     /// Filter a log (a file or stdin), line by line, through the log hook(s); print what is kept.
     Filter(FilterArgs),
+    /// Time the hook(s) on a Job or a log: per-call percentiles, fresh instances apart, log throughput.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -97,11 +101,13 @@ pub(super) fn run(cmd: PluginCommand) -> ExitCode {
         PluginCommand::Check(a) => a.output,
         PluginCommand::Run(a) => a.output,
         PluginCommand::Filter(a) => a.output,
+        PluginCommand::Bench(a) => a.output,
     };
     let result = match cmd {
         PluginCommand::Check(args) => check(args),
         PluginCommand::Run(args) => admit(args),
         PluginCommand::Filter(args) => filter(args),
+        PluginCommand::Bench(args) => bench::bench(args),
     };
     match result {
         Ok(code) => code,
