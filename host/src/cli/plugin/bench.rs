@@ -476,12 +476,28 @@ impl Table {
     }
 }
 
-/// The notes under a table, one per figure.
+/// Columns the notes are wrapped to, as most terminals and READMEs show them.
+const NOTES_WIDTH: usize = 100;
+
+/// The notes under a table, one per figure, wrapped beside its name.
 fn notes(rows: &[(&str, &str)]) -> String {
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    rows.iter()
-        .map(|(what, note)| format!("{what:width$}  {note}\n"))
-        .collect()
+    let mut out = String::new();
+    for (what, note) in rows {
+        let mut line = format!("{what:width$} ");
+        for word in note.split(' ') {
+            if line.len() + 1 + word.len() > NOTES_WIDTH && line.trim_end().len() > width {
+                out.push_str(line.trim_end());
+                out.push('\n');
+                line = " ".repeat(width + 1);
+            }
+            line.push(' ');
+            line.push_str(word);
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 impl Report {
@@ -500,11 +516,11 @@ impl Report {
                 }
                 rows.push(("whole chain".into(), "", r.chain.clone(), ""));
                 format!(
-                    "admission: {} on {} ({}): {} plugin(s), {} runs after {} warm-up; decision: {}\n\n{}\n{}",
+                    "admission hook of {} ({} plugin(s)) on {} ({})\n{} runs after {} warm-up; decision: {}\n\n{}\n{}",
                     target.display(),
+                    r.plugins.len(),
                     r.job.display(),
                     size(r.job_bytes),
-                    r.plugins.len(),
                     r.iterations,
                     r.warmup,
                     r.decision,
@@ -530,14 +546,14 @@ impl Report {
                     "none: the log fits in one batch",
                 ));
                 let mut out = format!(
-                    "logs: {} on {} ({}, {} lines, {} batch(es) of up to {} lines): {} plugin(s), {} passes after {} warm-up\n\n{}\nthroughput  {:.1} MB/s, {:.0} lines/s\n",
+                    "log hook of {} ({} plugin(s)) on {} ({}, {} lines, {} batch(es) of up to {} lines)\n{} passes after {} warm-up, each in a fresh log session\n\n{}\nthroughput  {:.1} MB/s, {:.0} lines/s\n",
                     target.display(),
+                    r.plugins.len(),
                     r.log.display(),
                     size(r.log_bytes),
                     r.lines,
                     r.batches,
                     r.batch_lines,
-                    r.plugins.len(),
                     r.iterations,
                     r.warmup,
                     Table(rows).render(),
