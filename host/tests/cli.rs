@@ -1,4 +1,4 @@
-//! The author CLI (`executor plugin check|run|filter`) as a user runs it: the real binary, real components, real files.
+//! The author CLI (`executor plugin check|run|filter|bench`) as a user runs it: the real binary, real components, real files.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -57,6 +57,18 @@ fn write_config(dir: &Path, yaml: &str) -> String {
     let path = dir.join("plugins.yaml");
     std::fs::write(&path, yaml).unwrap();
     path.display().to_string()
+}
+
+/// A configuration of two admission plugins, `annotate` then `pull-secrets`.
+fn two_admitters(dir: &Path) -> String {
+    write_config(
+        dir,
+        &format!(
+            "plugins:\n  - name: annotate\n    path: {}\n    settings: {{job: {{labels: {{queue: '{{{{queue}}}}'}}}}}}\n  - name: pull-secrets\n    path: {}\n    settings: {{registries: [{{registry: ghcr.io, secrets: [ghcr]}}]}}\n",
+            wasm("annotate"),
+            wasm("pull-secrets")
+        ),
+    )
 }
 
 #[test]
@@ -134,14 +146,7 @@ fn check_reports_bad_input_plainly() {
 #[test]
 fn run_prints_the_decision_the_job_and_each_patch_as_json() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "plugins:\n  - name: annotate\n    path: {}\n    settings: {{job: {{labels: {{queue: '{{{{queue}}}}'}}}}}}\n  - name: pull-secrets\n    path: {}\n    settings: {{registries: [{{registry: ghcr.io, secrets: [ghcr]}}]}}\n",
-            wasm("annotate"),
-            wasm("pull-secrets")
-        ),
-    );
+    let config = two_admitters(dir.path());
     let out = executor(
         &[
             "plugin",
@@ -288,6 +293,191 @@ fn filter_withholds_the_log_when_a_plugin_fails() {
         stderr(&out).contains("plugin `misbehave` trapped in filter"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn bench_times_each_admission_plugin_its_instances_and_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_admitters(dir.path());
+    let args = [
+        "plugin",
+        "bench",
+        &config,
+        "--job",
+        &job_file(),
+        "--iterations",
+        "5",
+        "--warmup",
+        "1",
+    ];
+    let out = executor(&args, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for needle in [
+        "annotate",
+        "pull-secrets",
+        "instance",
+        "admit",
+        "whole chain",
+        "p50",
+        "p99",
+        "decision: allowed",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+
+    let out = executor(&[&args[..], &["-o", "json"]].concat(), None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["hook"], "admission");
+    assert_eq!(v["decision"], "allowed");
+    let plugins = v["plugins"].as_array().unwrap();
+    let names: Vec<&str> = plugins
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["annotate", "pull-secrets"]);
+    for p in plugins.iter().chain([&v]) {
+        for figures in [&p["instance"], &p["admit"], &p["chain"]] {
+            if figures.is_null() {
+                continue;
+            }
+            assert_eq!(figures["count"], 5, "{p}");
+            for key in ["p50Us", "p90Us", "p99Us", "maxUs", "meanUs"] {
+                assert!(figures[key].as_f64().unwrap() > 0.0, "{key} in {p}");
+            }
+        }
+    }
+    assert!(plugins[1]["admit"]["p50Us"].as_f64().unwrap() > 0.0);
+    assert!(v["chain"]["p99Us"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_of_a_refused_job_says_which_plugins_did_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "plugins:\n  - name: scheduling-policy\n    path: {}\n    settings: {{allowedRegistries: [quay.io]}}\n  - name: annotate\n    path: {}\n",
+            wasm("scheduling-policy"),
+            wasm("annotate")
+        ),
+    );
+    let out = executor(
+        &[
+            "plugin",
+            "bench",
+            &config,
+            "--job",
+            &job_file(),
+            "--iterations",
+            "2",
+            "--warmup",
+            "0",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("decision: denied by plugin `scheduling-policy`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("did not run: the chain stopped before it"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bench_of_a_log_filter_reports_batches_and_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("build.log");
+    let lines: String = (0..2500)
+        .map(|i| format!("step {i}: compiling crate-{i} password=hunter{i}\n"))
+        .collect();
+    std::fs::write(&log, &lines).unwrap();
+    let args = [
+        "plugin",
+        "bench",
+        &wasm("redact"),
+        "--log",
+        log.to_str().unwrap(),
+        "--batch-lines",
+        "1000",
+        "--iterations",
+        "2",
+    ];
+    let out = executor(&args, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for needle in [
+        "redact",
+        "first batch",
+        "warm batch",
+        "p50",
+        "p99",
+        "MB/s",
+        "lines/s",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+
+    let out = executor(&[&args[..], &["-o", "json"]].concat(), None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["hook"], "logs");
+    assert_eq!(v["lines"], 2500);
+    assert_eq!(v["logBytes"], lines.len());
+    assert_eq!(v["batches"], 3);
+    assert_eq!(v["plugins"][0]["name"], "redact");
+    assert!(v["plugins"][0]["instance"]["p50Us"].as_f64().unwrap() > 0.0);
+    // One first batch per pass (a fresh session each), the other two warm.
+    assert_eq!(v["firstBatch"]["count"], 2);
+    assert_eq!(v["warmBatch"]["count"], 4);
+    assert!(v["warmBatch"]["p99Us"].as_f64().unwrap() > 0.0);
+    assert!(v["throughput"]["mbPerSecond"].as_f64().unwrap() > 0.0);
+    assert!(v["throughput"]["linesPerSecond"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_wants_exactly_one_input_fit_for_its_plugins() {
+    let job = job_file();
+    let redact = wasm("redact");
+    fails_with(
+        &executor(&["plugin", "bench", &redact], None),
+        2,
+        "the following required arguments were not provided",
+    );
+    fails_with(
+        &executor(
+            &["plugin", "bench", &redact, "--job", &job, "--log", &job],
+            None,
+        ),
+        2,
+        "cannot be used with",
+    );
+    fails_with(
+        &executor(
+            &[
+                "plugin",
+                "bench",
+                &redact,
+                "--job",
+                &job,
+                "--batch-lines",
+                "5",
+            ],
+            None,
+        ),
+        2,
+        "--log",
+    );
+    fails_with(
+        &executor(&["plugin", "bench", &redact, "--job", &job], None),
+        2,
+        "no plugin of the target has the admission hook; benchmark it with --log",
     );
 }
 

@@ -1,5 +1,6 @@
-//! `executor plugin check|run|filter|test`: what a plugin author uses to try a component before shipping it.
+//! `executor plugin check|run|filter|test|bench|new`: what a plugin author uses to try a component before shipping it.
 
+mod bench;
 mod cases;
 mod scaffold;
 
@@ -29,6 +30,8 @@ pub(super) enum PluginCommand {
     Test(cases::TestArgs),
     /// Write a new plugin project (Rust, Python or JavaScript) that builds and passes its own tests.
     New(scaffold::NewArgs),
+    /// Time the hook(s) on a Job or a log: per-call percentiles, fresh instances apart, log throughput.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +109,7 @@ pub(super) fn run(cmd: PluginCommand) -> ExitCode {
         PluginCommand::Filter(a) => a.output,
         PluginCommand::Test(a) => a.output(),
         PluginCommand::New(_) => Output::Text,
+        PluginCommand::Bench(a) => a.output,
     };
     let result = match cmd {
         PluginCommand::Check(args) => check(args),
@@ -113,6 +117,7 @@ pub(super) fn run(cmd: PluginCommand) -> ExitCode {
         PluginCommand::Filter(args) => filter(args),
         PluginCommand::Test(args) => cases::test(args),
         PluginCommand::New(args) => scaffold::new(args),
+        PluginCommand::Bench(args) => bench::bench(args),
     };
     match result {
         Ok(code) => code,

@@ -13,6 +13,7 @@ mod text;
 mod trust;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use serde_json::Value;
@@ -142,5 +143,29 @@ impl Plugins {
     /// Starts the log filtering of one job.
     pub fn log_session(&self, ctx: JobContext) -> LogSession {
         LogSession::new(self.runtime.clone(), &self.plugins, ctx)
+    }
+
+    /// Makes a fresh instance of every plugin, runs `init` with its settings
+    /// and drops the instance: what each admission call pays per plugin
+    /// before calling in, and a log session at its first batch. How long each
+    /// took, in order. For `executor plugin bench`, which reports this apart
+    /// from the calls because the calls' own timings include it.
+    pub fn instantiate_each(&self) -> Vec<(String, Result<Duration, PluginError>)> {
+        self.plugins
+            .iter()
+            .map(|p| {
+                let timeout = p.spec.admission_timeout().max(p.spec.log_timeout());
+                let started = Instant::now();
+                // Dropped inside the timing, as admission drops its instance
+                // per call: returning the pool slot is part of the cost.
+                let result = p
+                    .instantiate(&self.runtime, Hook::Init, timeout)
+                    .map(|live| {
+                        drop(live);
+                        started.elapsed()
+                    });
+                (p.spec.name.clone(), result)
+            })
+            .collect()
     }
 }
