@@ -1008,6 +1008,32 @@ async fn a_long_poll_answers_when_the_job_changes_or_at_its_timeout() {
         started.elapsed() >= Duration::from_secs(1),
         "waited for a change that did not come"
     );
+
+    // Entries: whole by default; with `entries=changed`, only those
+    // written after `since`.
+    let held = taken.unwrap();
+    let mut add = entry("stdout: a");
+    add["executorName"] = json!("e1");
+    add["jobId"] = json!(id);
+    let added = s
+        .job("addExecutionLogEntry", &held, "e1")
+        .json(&add)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), StatusCode::OK);
+    let first = s.detail(id, "").await;
+    assert_eq!(first.entries.len(), 1);
+    let whole = s.detail(id, &format!("?since={}", first.version - 1)).await;
+    assert_eq!(whole.entries.len(), 1);
+    let none_since = s
+        .detail(id, &format!("?since={}&entries=changed", first.version))
+        .await;
+    assert!(none_since.entries.is_empty(), "{:?}", none_since.entries);
+    let all_again = s
+        .detail(id, &format!("?since={}&entries=all", first.version))
+        .await;
+    assert_eq!(all_again.entries.len(), 1);
     s.stop().await;
 }
 

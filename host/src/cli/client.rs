@@ -246,7 +246,8 @@ impl Api {
 
     fn job(&self, id: i64, since: Option<i64>) -> anyhow::Result<JobDetail> {
         let path = match since {
-            Some(v) => format!("/api/v1/jobs/{id}?since={v}&wait=30"),
+            // The follower merges entries by id: only the changed ones.
+            Some(v) => format!("/api/v1/jobs/{id}?since={v}&wait=30&entries=changed"),
             None => format!("/api/v1/jobs/{id}"),
         };
         self.call(reqwest::Method::GET, &path, None)

@@ -219,6 +219,17 @@ async fn list(
 struct ShowQuery {
     since: Option<i64>,
     wait: Option<u64>,
+    entries: Option<EntriesWanted>,
+}
+
+/// Which entries a job's view carries: all of them (the default, what
+/// clients that predate the choice expect), or with `since` only those
+/// written after it, for followers that merge by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum EntriesWanted {
+    All,
+    Changed,
 }
 
 async fn show(
@@ -230,6 +241,7 @@ async fn show(
     let id = job_id(id)?;
     let Query(q) = query.map_err(|err| HttpError::bad_request(err.body_text()))?;
     let since = q.since;
+    let entries_since = since.filter(|_| q.entries == Some(EntriesWanted::Changed));
     let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribed before the read, so a write between the read and the wait still wakes us.
@@ -242,16 +254,16 @@ async fn show(
             .await?
             .ok_or_else(|| unknown_job(id))?;
         if since.is_none_or(|since| version > since) || tokio::time::Instant::now() >= deadline {
-            return changed(&e, id, since).await;
+            return changed(&e, id, entries_since).await;
         }
         tokio::select! {
             woken = tokio::time::timeout_at(deadline, changes.changed()) => {
                 if !matches!(woken, Ok(Ok(()))) {
                     // The deadline: the job as it is.
-                    return changed(&e, id, since).await;
+                    return changed(&e, id, entries_since).await;
                 }
             }
-            () = e.stopping() => return changed(&e, id, since).await,
+            () = e.stopping() => return changed(&e, id, entries_since).await,
         }
     }
 }

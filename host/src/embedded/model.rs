@@ -175,8 +175,8 @@ pub struct JobDetail {
     pub summary: JobSummary,
     /// Bumped by every change of the job or its entries; `?since=` waits for a higher one.
     pub version: i64,
-    /// Its execution log, oldest first; with `?since=`, only the entries
-    /// written after that version (merge them by `id`).
+    /// Its execution log, oldest first; with `?since=V&entries=changed`,
+    /// only the entries written after version V (merge them by `id`).
     pub entries: Vec<EntryView>,
     /// The payload as an executor gets it, without the token.
     pub payload: Value,
