@@ -689,11 +689,11 @@ fn a_plugin_file_over_the_size_limit_is_refused_before_it_is_read() {
     let header = b"\0asm\x0d\0\x01\0";
     let big = dir.path().join("big.wasm");
     let mut bytes = header.to_vec();
-    bytes.resize(9 << 20, 0);
+    bytes.resize(33 << 20, 0);
     std::fs::write(&big, bytes).unwrap();
     let err = load_err(PluginSpec::new("big", &big)).to_string();
     assert!(
-        err.contains("is 9437184 bytes; a plugin may be at most 8388608 bytes (8 MiB)"),
+        err.contains("is 34603008 bytes; a plugin may be at most 33554432 bytes (32 MiB)"),
         "{err}"
     );
     // A file far larger than memory is refused as quickly: it is never read.
