@@ -143,6 +143,20 @@ fn read(path: &Path) -> Result<(PluginsConfig, Fingerprint), ReloadError> {
     ))
 }
 
+/// Tells readiness and the `executor_plugins_loaded` gauge that `plugins`
+/// are the set in force, at start as after a reload; their names.
+pub fn in_force(readiness: Option<&Readiness>, plugins: &Plugins) -> Vec<String> {
+    let names: Vec<String> = plugins.info().into_iter().map(|p| p.name).collect();
+    if let Some(readiness) = readiness {
+        readiness.plugins(PluginsState::Loaded {
+            names: names.clone(),
+            skipped: plugins.skipped().to_vec(),
+        });
+    }
+    metrics::gauge!(PLUGINS_LOADED).set(names.len() as f64);
+    names
+}
+
 /// Reloads the plugin set of one configuration file into a [`Current`].
 pub struct Reloader {
     current: Current,
@@ -207,14 +221,7 @@ impl Reloader {
         let result = match loaded {
             Ok((None, _)) => Ok(Reloaded::Unchanged),
             Ok((Some(plugins), fingerprint)) => {
-                let names: Vec<String> = plugins.info().into_iter().map(|p| p.name).collect();
-                if let Some(readiness) = &self.readiness {
-                    readiness.plugins(PluginsState::Loaded {
-                        names: names.clone(),
-                        skipped: plugins.skipped().to_vec(),
-                    });
-                }
-                metrics::gauge!(PLUGINS_LOADED).set(names.len() as f64);
+                let names = in_force(self.readiness.as_ref(), &plugins);
                 self.current.swap(plugins);
                 *state = Some(fingerprint);
                 tracing::info!(trigger = trigger.as_str(), plugins = ?names, ms = started.elapsed().as_millis() as u64, "plugin set reloaded");

@@ -15,7 +15,7 @@ use crate::embedded::{Embedded, EmbeddedOptions};
 use crate::instance::Instance;
 use crate::job::{Runner, Settings};
 use crate::k8s::{cleanup, client};
-use crate::ops::{self, LastAnswer, PluginsState, Readiness};
+use crate::ops::{self, LastAnswer, Readiness};
 use crate::plugins::Current;
 use crate::queue::client::{ClientOptions, QueueClient};
 use crate::reload::{self, Reloader};
@@ -327,22 +327,9 @@ async fn load_plugins(
         .as_deref()
         .and_then(|path| reload::fingerprint(path).ok());
     let plugins = super::job_plugins(plugins_file.clone(), config.queue.maximum_num_jobs).await?;
-    readiness.plugins(PluginsState::Loaded {
-        names: plugins.info().into_iter().map(|p| p.name).collect(),
-        skipped: plugins.skipped().to_vec(),
-    });
-    metrics::gauge!(ops::metrics::PLUGINS_LOADED).set(plugins.info().len() as f64);
+    let names = reload::in_force(Some(readiness), &plugins);
     banner.push(match &plugins_file {
-        Some(path) => format!(
-            "plugins: {} from {}",
-            plugins
-                .info()
-                .iter()
-                .map(|p| p.name.clone())
-                .collect::<Vec<_>>()
-                .join(", "),
-            path.display()
-        ),
+        Some(path) => format!("plugins: {} from {}", names.join(", "), path.display()),
         None => "plugins: none".to_owned(),
     });
     let current = Current::from(plugins);

@@ -1,6 +1,7 @@
 //! `executor plugin test`: declarative test cases for a plugin or a chain (`*.test.yaml`), run as `opa test` runs policy tests, with a per-case verdict and a readable diff.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -238,12 +239,10 @@ fn run_suite(file: &Path, wasm_dir: Option<&Path>) -> anyhow::Result<Vec<Verdict
     for case in &suite.cases {
         let at = || format!("{}: case {:?}", file.display(), case.name);
         let settings = case.settings.as_ref().unwrap_or(&suite.settings);
-        let key = settings.to_string();
-        if !loaded.contains_key(&key) {
-            let plugins = load(&plugin, settings).with_context(at)?;
-            loaded.insert(key.clone(), plugins);
-        }
-        let plugins = loaded.get(&key).with_context(at)?;
+        let plugins = match loaded.entry(settings.to_string()) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) => new.insert(load(&plugin, settings).with_context(at)?),
+        };
         let ctx = case.context.or(&suite.context);
         let failures = match (&case.job, &case.log) {
             (Some(job), None) => {
