@@ -274,10 +274,20 @@ impl Reloader {
     /// `stop`. Once the watch is in place it checks the files once, for a
     /// change made between the first load and the watch.
     pub fn spawn(self: Arc<Self>, stop: CancellationToken) -> JoinHandle<()> {
-        tokio::spawn(async move { self.run(stop).await })
+        // Taken over now, not when the task first runs: until then SIGHUP's
+        // default action would end the executor.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+        if let Err(e) = &hangup {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with POST /-/reload");
+        }
+        tokio::spawn(async move { self.run(hangup.ok(), stop).await })
     }
 
-    async fn run(self: Arc<Self>, stop: CancellationToken) {
+    async fn run(
+        self: Arc<Self>,
+        mut hangup: Option<tokio::signal::unix::Signal>,
+        stop: CancellationToken,
+    ) {
         // Capacity 1: events that arrive while one waits add nothing.
         let (events, mut changed) = mpsc::channel::<()>(1);
         let watcher =
@@ -299,8 +309,6 @@ impl Reloader {
         let _ = self.reload(Trigger::File).await;
         // The change, if there was one, may have moved files.
         self.watch(&mut watcher, &mut watched).await;
-        let mut hangup =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
             let trigger = tokio::select! {
                 () = stop.cancelled() => return,
