@@ -66,13 +66,92 @@ pub fn admit<P: Admission>(plugin: &P, ctx: &JobContext, job: &str) -> Result<Re
     Ok(Response { decision, warnings })
 }
 
-/// Runs the log hook.
+/// A change to a batch as it crosses the boundary (`log-edit`): records no
+/// edit names are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    /// Leave record `index` out.
+    Drop(u32),
+    /// This record in place of record `index`.
+    Replace(u32, LogRecord),
+    /// This record before record `index` (the batch's length: at the end).
+    Insert(u32, LogRecord),
+}
+
+/// Runs the log hook, and returns how its output differs from its input.
 pub fn filter<P: LogFilter>(
     plugin: &mut P,
     ctx: &LogContext,
     records: Vec<LogRecord>,
-) -> Result<Vec<LogRecord>, String> {
-    plugin.filter(ctx, records).map_err(|err| err.to_string())
+) -> Result<Vec<Edit>, String> {
+    // The author's filter takes the records by value and may change them in
+    // place, so what came in is kept to compare against.
+    let input = records.clone();
+    let output = plugin.filter(ctx, records).map_err(|err| err.to_string())?;
+    Ok(edits(&input, output))
+}
+
+/// How far ahead [`edits`] looks for a record that was kept after others
+/// were dropped or added: a bound on its work per record.
+const LOOKAHEAD: usize = 16;
+
+/// Edits that turn `input` into `output`, in the contract's order (by
+/// index, inserts first). Records kept in place cost a comparison and no
+/// edit; the alignment is greedy within [`LOOKAHEAD`], so a change it does
+/// not recognise becomes a replace, never a wrong result.
+pub fn edits(input: &[LogRecord], output: Vec<LogRecord>) -> Vec<Edit> {
+    let mut edits = Vec::new();
+    let mut i = 0usize;
+    for (j, record) in output.iter().enumerate() {
+        if input.get(i) == Some(record) {
+            i += 1;
+            continue;
+        }
+        let window = input.len().min(i + 1 + LOOKAHEAD);
+        if let Some(k) = (i + 1..window).find(|&k| input[k] == *record) {
+            // input[i..k] were left out.
+            edits.extend((i..k).map(|d| Edit::Drop(d as u32)));
+            i = k + 1;
+            continue;
+        }
+        let later_kept = input.get(i).is_some_and(|current| {
+            output
+                .iter()
+                .skip(j + 1)
+                .take(LOOKAHEAD)
+                .any(|r| r == current)
+        });
+        if i < input.len() && !later_kept {
+            edits.push(Edit::Replace(i as u32, record.clone()));
+            i += 1;
+        } else {
+            edits.push(Edit::Insert(i as u32, record.clone()));
+        }
+    }
+    edits.extend((i..input.len()).map(|d| Edit::Drop(d as u32)));
+    edits
+}
+
+/// `records` with `edits` applied: what the host does with them, for tests.
+pub fn apply(records: &[LogRecord], edits: Vec<Edit>) -> Vec<LogRecord> {
+    let mut out = Vec::with_capacity(records.len());
+    let mut next = 0usize;
+    for edit in edits {
+        let (Edit::Drop(at) | Edit::Replace(at, _) | Edit::Insert(at, _)) = &edit;
+        let at = (*at as usize).min(records.len());
+        out.extend_from_slice(&records[next.min(at)..at]);
+        next = next.max(at);
+        match edit {
+            Edit::Drop(_) => next += 1,
+            Edit::Replace(_, record) => {
+                out.push(record);
+                next += 1;
+            }
+            Edit::Insert(_, record) => out.push(record),
+        }
+    }
+    out.extend_from_slice(&records[next.min(records.len())..]);
+    out
 }
 
 /// Holds the plugin instance between `init` and the hooks.
@@ -105,11 +184,7 @@ impl<P: Plugin> Slot<P> {
     }
 
     /// Runs the log hook on the kept plugin.
-    pub fn filter(
-        &self,
-        ctx: &LogContext,
-        records: Vec<LogRecord>,
-    ) -> Result<Vec<LogRecord>, String>
+    pub fn filter(&self, ctx: &LogContext, records: Vec<LogRecord>) -> Result<Vec<Edit>, String>
     where
         P: LogFilter,
     {
@@ -121,5 +196,77 @@ impl<P: Plugin> Slot<P> {
 impl<P: Plugin> Default for Slot<P> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(texts: &[&str]) -> Vec<LogRecord> {
+        texts.iter().map(|t| LogRecord::stdout(*t)).collect()
+    }
+
+    #[test]
+    fn an_unchanged_batch_sends_no_edits() {
+        let input = records(&["a", "b", "c"]);
+        assert_eq!(edits(&input, input.clone()), vec![]);
+    }
+
+    #[test]
+    fn typical_changes_become_the_smallest_edits() {
+        let input = records(&["a", "token=x", "b", "noise", "c"]);
+        let output = records(&["a", "token=***", "b", "c", "summary"]);
+        assert_eq!(
+            edits(&input, output),
+            vec![
+                Edit::Replace(1, LogRecord::stdout("token=***")),
+                Edit::Drop(3),
+                Edit::Insert(5, LogRecord::stdout("summary")),
+            ]
+        );
+        let input = records(&["a", "b"]);
+        let output = records(&["header", "a", "b"]);
+        assert_eq!(
+            edits(&input, output),
+            vec![Edit::Insert(0, LogRecord::stdout("header"))]
+        );
+    }
+
+    /// Whatever a filter returns, the edits rebuild exactly that: checked on
+    /// many pseudo-random batches (a fixed seed, so a failure repeats).
+    #[test]
+    fn the_edits_always_rebuild_the_filters_output() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let words = ["a", "b", "c", "d", "secret", ""];
+        for _ in 0..5000 {
+            let input: Vec<LogRecord> = (0..next(30))
+                .map(|_| LogRecord::stdout(words[next(6) as usize]))
+                .collect();
+            let mut output = Vec::new();
+            for record in &input {
+                match next(6) {
+                    0 => {}
+                    1 => output.push(LogRecord::stderr(record.text.clone())),
+                    2 => output.push(LogRecord::stdout(words[next(6) as usize])),
+                    3 => {
+                        output.push(LogRecord::stdout("added"));
+                        output.push(record.clone());
+                    }
+                    _ => output.push(record.clone()),
+                }
+            }
+            if next(4) == 0 {
+                output.reverse();
+            }
+            let sent = edits(&input, output.clone());
+            assert_eq!(apply(&input, sent), output, "input {input:?}");
+        }
     }
 }

@@ -214,7 +214,16 @@ macro_rules! __export_hook {
             fn filter(
                 ctx: wit::LogContext,
                 records: Vec<wit::LogRecord>,
-            ) -> Result<Vec<wit::LogRecord>, String> {
+            ) -> Result<Vec<wit::LogEdit>, String> {
+                fn record(r: $crate::LogRecord) -> wit::LogRecord {
+                    wit::LogRecord {
+                        stream: match r.stream {
+                            $crate::Stream::Stdout => wit::Stream::Stdout,
+                            $crate::Stream::Stderr => wit::Stream::Stderr,
+                        },
+                        text: r.text,
+                    }
+                }
                 let ctx = $crate::LogContext {
                     job: context(ctx.job),
                     entry: ctx.entry,
@@ -229,15 +238,13 @@ macro_rules! __export_hook {
                         text: r.text,
                     })
                     .collect();
-                let kept = SLOT.with(|slot| slot.filter(&ctx, records))?;
-                Ok(kept
+                let edits = SLOT.with(|slot| slot.filter(&ctx, records))?;
+                Ok(edits
                     .into_iter()
-                    .map(|r| wit::LogRecord {
-                        stream: match r.stream {
-                            $crate::Stream::Stdout => wit::Stream::Stdout,
-                            $crate::Stream::Stderr => wit::Stream::Stderr,
-                        },
-                        text: r.text,
+                    .map(|edit| match edit {
+                        $crate::__private::Edit::Drop(i) => wit::LogEdit::Drop(i),
+                        $crate::__private::Edit::Replace(i, r) => wit::LogEdit::Replace((i, record(r))),
+                        $crate::__private::Edit::Insert(i, r) => wit::LogEdit::Insert((i, record(r))),
                     })
                     .collect())
             }

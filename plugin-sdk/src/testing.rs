@@ -64,13 +64,17 @@ impl<P: Admission> Harness<P> {
 }
 
 impl<P: LogFilter> Harness<P> {
-    /// Runs the log hook on a batch of records.
+    /// Runs the log hook on a batch of records and returns what the host
+    /// would upload: the batch with the edits the component would send
+    /// applied, so the edit computation is tested along with the plugin.
     pub fn filter(
         &mut self,
         ctx: &LogContext,
         records: Vec<LogRecord>,
     ) -> Result<Vec<LogRecord>, Error> {
-        Ok(__private::filter(&mut self.plugin, ctx, records)?)
+        let input = records.clone();
+        let edits = __private::filter(&mut self.plugin, ctx, records)?;
+        Ok(__private::apply(&input, edits))
     }
 
     /// Runs the log hook on stdout lines and returns the text of the kept records.

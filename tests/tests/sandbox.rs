@@ -355,7 +355,7 @@ fn files_that_are_not_plugins_are_refused_plainly() {
     let err = load_err(spec("no-hooks", json!(null)));
     assert_eq!(
         err.to_string(),
-        "plugin `no-hooks` implements neither hook: it exports neither `executor:plugin/admission@0.1.0` nor `executor:plugin/log-filter@0.1.0`"
+        "plugin `no-hooks` implements neither hook: it exports neither `executor:plugin/admission@0.2.0` nor `executor:plugin/log-filter@0.2.0`"
     );
 
     let err = load_err(PluginSpec::new("missing", dir.path().join("missing.wasm")));
@@ -440,6 +440,60 @@ fn lines(texts: &[&str]) -> Vec<LogRecord> {
 
 fn texts(records: &[LogRecord]) -> Vec<&str> {
     records.iter().map(|r| r.text.as_str()).collect()
+}
+
+/// A 0.1.0 plugin (`misbehave`, built against `wit/0.1.0`) and 0.2.0 ones
+/// (built with the SDK) run side by side in one set, each in its own form.
+#[test]
+fn plugins_of_every_supported_contract_version_run_in_one_chain() {
+    let plugins = load(vec![
+        spec("misbehave", json!({"filter": "upper"})),
+        spec(
+            "redact",
+            json!({"literals": ["HUNTER2"], "dropLines": ["^TRACE "]}),
+        ),
+        annotate(),
+    ]);
+    let versions: Vec<(String, &str)> = plugins
+        .info()
+        .into_iter()
+        .map(|i| (i.name, i.contract))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("misbehave".to_owned(), "0.1.0"),
+            ("redact".to_owned(), "0.2.0"),
+            ("annotate".to_owned(), "0.2.0")
+        ]
+    );
+    let mut session = plugins.log_session(ctx());
+    assert_eq!(
+        texts(
+            &session
+                .filter("step.0", lines(&["login with hunter2", "trace noise", "ok"]))
+                .unwrap()
+        ),
+        ["LOGIN WITH [REDACTED]", "OK"]
+    );
+    let out = plugins.admit(&ctx(), realistic_job(), &validate);
+    assert_eq!(out.decision, Decision::Allowed);
+}
+
+#[test]
+fn a_plugin_of_an_unknown_contract_version_is_refused_with_both_versions_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let future = dir.path().join("future.wasm");
+    // Only the export names matter: the version is read before compiling.
+    let component = r#"(component
+        (instance $i)
+        (export "executor:plugin/lifecycle@0.9.0" (instance $i))
+    )"#;
+    std::fs::write(&future, wat::parse_str(component).unwrap()).unwrap();
+    assert_eq!(
+        load_err(PluginSpec::new("future", &future)).to_string(),
+        "plugin `future` was built against executor:plugin@0.9.0, but this executor loads plugins of executor:plugin versions 0.1.0 and 0.2.0 only; rebuild it with a plugin-sdk that targets one of them"
+    );
 }
 
 #[test]

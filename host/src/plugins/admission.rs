@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::bindings::executor::plugin::host::{
     AdmissionResponse, Decision as WitDecision, JobContext,
 };
-use super::bindings::exports::executor::plugin::admission::GuestIndices;
+use super::contract::AdmissionIndices;
 use super::config::Mode;
 use super::engine::Runtime;
 use super::error::{Hook, PluginError};
@@ -221,7 +221,7 @@ fn step_name(step: &Step) -> &'static str {
 fn admit_one(
     runtime: &Runtime,
     plugin: &LoadedPlugin,
-    indices: &GuestIndices,
+    indices: &AdmissionIndices,
     ctx: &JobContext,
     job: &str,
 ) -> Result<AdmissionResponse, PluginError> {

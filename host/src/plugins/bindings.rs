@@ -1,15 +1,22 @@
-//! Host-side bindings of the WIT contract (`wit/plugin.wit`), generated here and nowhere else.
+//! Host-side bindings of every supported version of the WIT contract (`wit/plugin.wit`, `wit/0.1.0/`), generated here and nowhere else.
 #![allow(missing_docs)]
 
+// The current version: its types are the ones the host works with.
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
     additional_derives: [PartialEq, Eq],
 });
 
-/// The contract's package version; components built against another one are refused.
-pub const CONTRACT_VERSION: &str = "0.1.0";
-/// The interface names a component must (lifecycle) or may (hooks) export.
-pub const LIFECYCLE: &str = "executor:plugin/lifecycle@0.1.0";
-pub const ADMISSION: &str = "executor:plugin/admission@0.1.0";
-pub const LOG_FILTER: &str = "executor:plugin/log-filter@0.1.0";
+/// The first version, whose `filter` returns every record to keep. Its
+/// `host` interface is the same as the current one's, so its types are
+/// taken from there and a 0.1.0 plugin's records are the host's own.
+pub mod v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../wit/0.1.0",
+        world: "plugin",
+        with: {
+            "executor:plugin/host": super::executor::plugin::host,
+        },
+    });
+}

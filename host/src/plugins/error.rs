@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::bindings::{ADMISSION, CONTRACT_VERSION, LIFECYCLE, LOG_FILTER};
+use super::contract::Contract;
 
 /// Which entry point of a plugin was running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,6 +94,14 @@ pub enum PluginError {
         /// The parser's message.
         detail: String,
     },
+    /// The filter returned edits that do not fit its batch.
+    #[error("plugin `{plugin}` returned from filter edits that do not fit the batch: {detail}")]
+    BadEdits {
+        /// The plugin.
+        plugin: String,
+        /// What does not fit.
+        detail: String,
+    },
     /// The hook changed paths it is not allowed to.
     #[error(
         "plugin `{plugin}` changed the Job outside its allowed paths in {hook}: {changes}; grant them with `allowedPaths` if this is intended"
@@ -137,7 +145,7 @@ impl PluginError {
             PluginError::Trap { .. } => "trap",
             PluginError::Settings { .. } => "settings",
             PluginError::Returned { .. } => "error",
-            PluginError::BadOutput { .. } => "bad_output",
+            PluginError::BadOutput { .. } | PluginError::BadEdits { .. } => "bad_output",
             PluginError::OutOfScope { .. } => "out_of_scope",
             PluginError::Invalid { .. } => "invalid",
             PluginError::Instantiate { .. } => "instantiate",
@@ -288,12 +296,12 @@ pub enum LoadError {
     },
     /// Built against another version of the contract.
     #[error(
-        "plugin `{plugin}` was built against executor:plugin@{found}, but this executor implements executor:plugin@{CONTRACT_VERSION}; rebuild it with a matching plugin-sdk"
+        "plugin `{plugin}` was built against executor:plugin@{found}, but this executor loads plugins of executor:plugin versions {} only; rebuild it with a plugin-sdk that targets one of them", Contract::supported()
     )]
     Version {
         /// The plugin.
         plugin: String,
-        /// The version it exports.
+        /// The version it exports (every version, when its exports mix them).
         found: String,
     },
     /// Imports something the host does not provide.
@@ -308,7 +316,7 @@ pub enum LoadError {
     },
     /// Does not export the lifecycle interface: a component of another world.
     #[error(
-        "plugin `{plugin}` is not an executor plugin: it does not export `{LIFECYCLE}` (its exports: {exports}); build it against wit/plugin.wit"
+        "plugin `{plugin}` is not an executor plugin: it does not export `{}` (its exports: {exports}); build it against wit/plugin.wit", Contract::CURRENT.interface("lifecycle")
     )]
     NotAPlugin {
         /// The plugin.
@@ -318,7 +326,7 @@ pub enum LoadError {
     },
     /// Exports neither hook.
     #[error(
-        "plugin `{plugin}` implements neither hook: it exports neither `{ADMISSION}` nor `{LOG_FILTER}`"
+        "plugin `{plugin}` implements neither hook: it exports neither `{}` nor `{}`", Contract::CURRENT.interface("admission"), Contract::CURRENT.interface("log-filter")
     )]
     NoHooks {
         /// The plugin.

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::bindings::executor::plugin::host::{JobContext, LogContext, LogRecord};
-use super::bindings::exports::executor::plugin::log_filter::{Guest, GuestIndices};
 use super::config::Mode;
+use super::contract::{Filter, FilterIndices};
 use super::engine::Runtime;
 use super::error::{Hook, PluginError};
 use super::loader::{Live, LoadedPlugin};
@@ -21,8 +21,8 @@ pub struct LogSession {
 
 struct Slot {
     plugin: Arc<LoadedPlugin>,
-    indices: GuestIndices,
-    live: Option<(Live, Guest)>,
+    indices: FilterIndices,
+    live: Option<(Live, Filter)>,
 }
 
 impl LogSession {
@@ -126,8 +126,14 @@ impl Slot {
                 )?)
             }
         };
-        plugin.call(runtime, live, Hook::Filter, timeout, |store| {
+        let filtered = plugin.call(runtime, live, Hook::Filter, timeout, |store| {
             guest.call_filter(store, ctx, records)
-        })
+        })?;
+        filtered
+            .apply(records)
+            .map_err(|err| PluginError::BadEdits {
+                plugin: plugin.spec.name.clone(),
+                detail: err.to_string(),
+            })
     }
 }

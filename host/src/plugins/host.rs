@@ -13,6 +13,7 @@ use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::executor::plugin::host::{self, Level};
+use super::contract::Contract;
 use super::text::{MAX_MESSAGES, printable};
 
 /// At most this many `log` calls per call into the plugin; the rest are counted.
@@ -155,6 +156,17 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    // 0.1.0's `host` is 0.2.0's under another name: the same `log`, so
+    // plugins of both versions log through the one implementation.
+    linker
+        .instance(&Contract::V0_1.interface("host"))?
+        .func_wrap(
+            "log",
+            |mut store, (level, message): (Level, String)| -> wasmtime::Result<()> {
+                host::Host::log(store.data_mut(), level, message);
+                Ok(())
+            },
+        )?;
     linker.allow_shadowing(true);
     let mut poll = linker.instance(WASI_POLL)?;
     poll.func_wrap(

@@ -9,9 +9,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Instance, InstancePre};
 use wasmtime::{Store, Trap};
 
-use super::bindings::exports::executor::plugin::{admission, lifecycle, log_filter};
-use super::bindings::{ADMISSION, CONTRACT_VERSION, LIFECYCLE, LOG_FILTER};
 use super::config::PluginSpec;
+use super::contract::{AdmissionIndices, Contract, FilterIndices, LifecycleIndices};
 use super::engine::{Runtime, TICK};
 use super::error::{Hook, LoadError, PluginError};
 use super::host::HostState;
@@ -39,6 +38,8 @@ pub struct PluginInfo {
     pub compile_time: Duration,
     /// Whether the compilation came from the cache.
     pub cached: bool,
+    /// The version of the contract it was built against, e.g. `0.2.0`.
+    pub contract: &'static str,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -51,11 +52,11 @@ pub(crate) struct LoadedPlugin {
     pub(crate) name: Arc<str>,
     pub(crate) info: PluginInfo,
     pub(crate) allowed: Vec<PathPattern>,
-    pub(crate) admission: Option<admission::GuestIndices>,
-    pub(crate) log_filter: Option<log_filter::GuestIndices>,
+    pub(crate) admission: Option<AdmissionIndices>,
+    pub(crate) log_filter: Option<FilterIndices>,
     settings: String,
     pre: InstancePre<HostState>,
-    lifecycle: lifecycle::GuestIndices,
+    lifecycle: LifecycleIndices,
 }
 
 /// A live instance and its store.
@@ -69,9 +70,9 @@ impl LoadedPlugin {
     /// bad settings are reported at start-up, not at the first job.
     pub(crate) fn load(runtime: &Runtime, spec: PluginSpec) -> Result<LoadedPlugin, LoadError> {
         let (wasm, sha256) = read_pinned(&spec)?;
-        let exports = contract_exports(&spec, &wasm)?;
+        let (contract, exports) = contract_exports(&spec, &wasm)?;
         let compiled = compile(runtime, &spec, &wasm, &sha256, exports)?;
-        let linked = link(runtime, &spec.name, &compiled)?;
+        let linked = link(runtime, &spec.name, contract, &compiled)?;
         let mut allowed = default_scope();
         allowed.extend(spec.allowed_paths.iter().cloned());
         let loaded = LoadedPlugin {
@@ -84,6 +85,7 @@ impl LoadedPlugin {
                 hooks: linked.hooks,
                 compile_time: compiled.compile_time,
                 cached: compiled.cached,
+                contract: contract.version(),
             },
             settings: spec.settings.to_string(),
             allowed,
@@ -284,9 +286,9 @@ struct Compiled {
 /// A compiled plugin linked against the host, with the hooks it exports.
 struct Linked {
     pre: InstancePre<HostState>,
-    lifecycle: lifecycle::GuestIndices,
-    admission: Option<admission::GuestIndices>,
-    log_filter: Option<log_filter::GuestIndices>,
+    lifecycle: LifecycleIndices,
+    admission: Option<AdmissionIndices>,
+    log_filter: Option<FilterIndices>,
     hooks: Vec<&'static str>,
 }
 
@@ -351,10 +353,14 @@ fn read_pinned(spec: &PluginSpec) -> Result<(Vec<u8>, String), LoadError> {
 }
 
 /// The names the component exports, read from its export section without
-/// compiling it, after checking that they are those of a plugin of this
-/// contract's version: compiling is the expensive part of loading, and a
-/// component of another world or version should not pay for it.
-fn contract_exports(spec: &PluginSpec, wasm: &[u8]) -> Result<Vec<String>, LoadError> {
+/// compiling it, and the version of the contract they are of, after checking
+/// that they are those of a plugin of a supported version: compiling is the
+/// expensive part of loading, and a component of another world or version
+/// should not pay for it.
+fn contract_exports(
+    spec: &PluginSpec,
+    wasm: &[u8],
+) -> Result<(Contract, Vec<String>), LoadError> {
     use wasmtime::wasmparser::{Parser, Payload};
     let plugin = || spec.name.clone();
     let malformed = |e: wasmtime::wasmparser::BinaryReaderError| LoadError::Malformed {
@@ -378,25 +384,40 @@ fn contract_exports(spec: &PluginSpec, wasm: &[u8]) -> Result<Vec<String>, LoadE
             _ => {}
         }
     }
-    if let Some(found) = exports.iter().find_map(|e| {
-        let version = e.strip_prefix("executor:plugin/")?.split_once('@')?.1;
-        (version != CONTRACT_VERSION).then(|| version.to_owned())
-    }) {
-        return Err(LoadError::Version {
-            plugin: plugin(),
-            found,
-        });
-    }
-    if !exports.iter().any(|e| e == LIFECYCLE) {
+    let versions: Vec<&str> = exports
+        .iter()
+        .filter_map(|e| Some(e.strip_prefix("executor:plugin/")?.split_once('@')?.1))
+        .collect();
+    let contract = match versions.first() {
+        // No interface of the contract at all: refused as not a plugin below.
+        None => Contract::CURRENT,
+        Some(found) => match Contract::parse(found) {
+            Some(c) if versions.iter().all(|v| v == found) => c,
+            Some(_) => {
+                return Err(LoadError::Version {
+                    plugin: plugin(),
+                    found: versions.join(", "),
+                });
+            }
+            None => {
+                return Err(LoadError::Version {
+                    plugin: plugin(),
+                    found: (*found).to_owned(),
+                });
+            }
+        },
+    };
+    let has = |name: &str| exports.iter().any(|e| *e == contract.interface(name));
+    if !has("lifecycle") {
         return Err(LoadError::NotAPlugin {
             plugin: plugin(),
             exports: listed(&exports),
         });
     }
-    if !exports.iter().any(|e| e == ADMISSION || e == LOG_FILTER) {
+    if !has("admission") && !has("log-filter") {
         return Err(LoadError::NoHooks { plugin: plugin() });
     }
-    Ok(exports)
+    Ok((contract, exports))
 }
 
 fn listed(exports: &[String]) -> String {
@@ -434,7 +455,12 @@ fn compile(
 }
 
 /// Links the component and finds its hooks; a plugin needs at least one.
-fn link(runtime: &Runtime, plugin: &str, compiled: &Compiled) -> Result<Linked, LoadError> {
+fn link(
+    runtime: &Runtime,
+    plugin: &str,
+    contract: Contract,
+    compiled: &Compiled,
+) -> Result<Linked, LoadError> {
     let exports = &compiled.exports;
     let pre = runtime
         .linker
@@ -443,19 +469,17 @@ fn link(runtime: &Runtime, plugin: &str, compiled: &Compiled) -> Result<Linked, 
             plugin: plugin.to_owned(),
             detail: format!("{e:#}"),
         })?;
-    let lifecycle = lifecycle::GuestIndices::new(&pre).map_err(|_| LoadError::NotAPlugin {
-        plugin: plugin.to_owned(),
-        exports: listed(exports),
-    })?;
-    let admission = exports
-        .iter()
-        .any(|e| e == ADMISSION)
-        .then(|| admission::GuestIndices::new(&pre))
+    let lifecycle =
+        LifecycleIndices::new(contract, &pre).map_err(|_| LoadError::NotAPlugin {
+            plugin: plugin.to_owned(),
+            exports: listed(exports),
+        })?;
+    let exported = |name: &str| exports.iter().any(|e| *e == contract.interface(name));
+    let admission = exported("admission")
+        .then(|| AdmissionIndices::new(contract, &pre))
         .transpose();
-    let log_filter = exports
-        .iter()
-        .any(|e| e == LOG_FILTER)
-        .then(|| log_filter::GuestIndices::new(&pre))
+    let log_filter = exported("log-filter")
+        .then(|| FilterIndices::new(contract, &pre))
         .transpose();
     let (admission, log_filter) = match (admission, log_filter) {
         (Ok(a), Ok(l)) => (a, l),

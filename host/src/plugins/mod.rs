@@ -3,6 +3,7 @@
 mod admission;
 mod bindings;
 mod config;
+mod contract;
 mod engine;
 mod error;
 mod filter;
@@ -19,7 +20,8 @@ use arc_swap::ArcSwap;
 use serde_json::Value;
 
 pub use admission::{AdmissionOutcome, Decision, JobCheck, Step, TrailEntry};
-pub use bindings::executor::plugin::host::{JobContext, LogContext, LogRecord, Stream};
+pub use bindings::executor::plugin::host::{JobContext, LogContext, LogEdit, LogRecord, Stream};
+pub use contract::Contract;
 pub use config::{
     ConfigError, DEFAULT_ADMISSION_TIMEOUT, DEFAULT_LOG_TIMEOUT, DEFAULT_MEMORY_MIB, FailurePolicy,
     Mode, PluginSpec, PluginsConfig, Trust,

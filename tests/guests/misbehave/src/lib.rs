@@ -4,7 +4,9 @@
 
 use std::cell::{Cell, RefCell};
 
-wit_bindgen::generate!({ path: "../../../wit", world: "plugin" });
+// Built against the first version of the contract on purpose: every
+// sandbox test then also proves that the host still runs 0.1.0 plugins.
+wit_bindgen::generate!({ path: "../../../wit/0.1.0", world: "plugin" });
 
 use executor::plugin::host::{
     self, AdmissionResponse, Decision, JobContext, Level, LogContext, LogRecord,

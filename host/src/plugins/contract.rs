@@ -1,0 +1,327 @@
+//! The versions of the WIT contract the host speaks, and one handle per export that hides which version a plugin was built against.
+
+use std::fmt;
+
+use wasmtime::Store;
+use wasmtime::component::{Instance, InstancePre};
+
+use super::bindings::executor::plugin::host::{
+    AdmissionResponse, JobContext, LogContext, LogEdit, LogRecord,
+};
+use super::bindings::exports::executor::plugin as now;
+use super::bindings::v0_1::exports::executor::plugin as v0_1;
+use super::host::HostState;
+
+/// A version of `package executor:plugin` that the host loads plugins of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// The first version: `filter` returns every record to keep.
+    V0_1,
+    /// `filter` returns edits.
+    V0_2,
+}
+
+impl Contract {
+    /// Every version the host loads, oldest first.
+    pub const SUPPORTED: [Contract; 2] = [Contract::V0_1, Contract::V0_2];
+
+    /// The version `wit/plugin.wit` defines, which the SDK builds against.
+    pub const CURRENT: Contract = Contract::V0_2;
+
+    /// The package version, e.g. `0.2.0`.
+    pub fn version(self) -> &'static str {
+        match self {
+            Contract::V0_1 => "0.1.0",
+            Contract::V0_2 => "0.2.0",
+        }
+    }
+
+    /// The supported version `version` names, if any.
+    pub fn parse(version: &str) -> Option<Contract> {
+        Contract::SUPPORTED
+            .into_iter()
+            .find(|c| c.version() == version)
+    }
+
+    /// The full name of one of its interfaces, e.g. `executor:plugin/lifecycle@0.2.0`.
+    pub fn interface(self, name: &str) -> String {
+        format!("executor:plugin/{name}@{}", self.version())
+    }
+
+    /// The supported versions as text, e.g. `0.1.0 and 0.2.0`, for messages.
+    pub fn supported() -> String {
+        let all: Vec<&str> = Contract::SUPPORTED.iter().map(|c| c.version()).collect();
+        match all.split_last() {
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+}
+
+impl fmt::Display for Contract {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.version())
+    }
+}
+
+/// Declares an export's handle: the export indices of each version, found
+/// once per plugin, and the guest they load from each new instance.
+macro_rules! export_handle {
+    ($indices:ident, $guest:ident, $module:ident) => {
+        /// The export's indices in a plugin of some version.
+        #[derive(Clone)]
+        pub(crate) enum $indices {
+            V0_1(v0_1::$module::GuestIndices),
+            V0_2(now::$module::GuestIndices),
+        }
+
+        /// The export, loaded from one instance.
+        pub(crate) enum $guest {
+            V0_1(v0_1::$module::Guest),
+            V0_2(now::$module::Guest),
+        }
+
+        impl $indices {
+            /// Finds the export of `contract`'s version in a linked plugin.
+            pub(crate) fn new(
+                contract: Contract,
+                pre: &InstancePre<HostState>,
+            ) -> wasmtime::Result<Self> {
+                Ok(match contract {
+                    Contract::V0_1 => $indices::V0_1(v0_1::$module::GuestIndices::new(pre)?),
+                    Contract::V0_2 => $indices::V0_2(now::$module::GuestIndices::new(pre)?),
+                })
+            }
+
+            /// Loads the export from an instance of the plugin.
+            pub(crate) fn load(
+                &self,
+                store: &mut Store<HostState>,
+                instance: &Instance,
+            ) -> wasmtime::Result<$guest> {
+                Ok(match self {
+                    $indices::V0_1(i) => $guest::V0_1(i.load(store, instance)?),
+                    $indices::V0_2(i) => $guest::V0_2(i.load(store, instance)?),
+                })
+            }
+        }
+    };
+}
+
+export_handle!(LifecycleIndices, Lifecycle, lifecycle);
+export_handle!(AdmissionIndices, Admission, admission);
+export_handle!(FilterIndices, Filter, log_filter);
+
+impl Lifecycle {
+    /// `init`, the same in every version.
+    pub(crate) fn call_init(
+        &self,
+        store: &mut Store<HostState>,
+        settings: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Lifecycle::V0_1(g) => g.call_init(store, settings),
+            Lifecycle::V0_2(g) => g.call_init(store, settings),
+        }
+    }
+}
+
+impl Admission {
+    /// `admit`, the same in every version.
+    pub(crate) fn call_admit(
+        &self,
+        store: &mut Store<HostState>,
+        ctx: &JobContext,
+        job: &str,
+    ) -> wasmtime::Result<Result<AdmissionResponse, String>> {
+        match self {
+            Admission::V0_1(g) => g.call_admit(store, ctx, job),
+            Admission::V0_2(g) => g.call_admit(store, ctx, job),
+        }
+    }
+}
+
+/// What a filter returned, in its version's form.
+pub(crate) enum Filtered {
+    /// 0.1.0: every record to keep.
+    Records(Vec<LogRecord>),
+    /// 0.2.0 on: the changes to the batch.
+    Edits(Vec<LogEdit>),
+}
+
+impl Filter {
+    /// `filter`, whose result changed form in 0.2.0.
+    pub(crate) fn call_filter(
+        &self,
+        store: &mut Store<HostState>,
+        ctx: &LogContext,
+        records: &[LogRecord],
+    ) -> wasmtime::Result<Result<Filtered, String>> {
+        Ok(match self {
+            Filter::V0_1(g) => g.call_filter(store, ctx, records)?.map(Filtered::Records),
+            Filter::V0_2(g) => g.call_filter(store, ctx, records)?.map(Filtered::Edits),
+        })
+    }
+}
+
+/// Why a list of edits does not fit its batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    /// An edit names a record past the batch's end.
+    #[error("edit {edit} names record {index}, but the batch has {len} records (0 to {last})", last = len.saturating_sub(1))]
+    OutOfRange {
+        /// The edit's position in the list.
+        edit: usize,
+        /// The index it names.
+        index: u32,
+        /// The batch's length.
+        len: usize,
+    },
+    /// An edit comes after one of a later record, or inserts after the record
+    /// of its index was already dropped or replaced.
+    #[error("edit {edit} ({what} record {index}) comes after an edit of record {after}; edits must be in order of their index, inserts first")]
+    OutOfOrder {
+        /// The edit's position in the list.
+        edit: usize,
+        /// `drop`, `replace` or `insert before`.
+        what: &'static str,
+        /// The index it names.
+        index: u32,
+        /// The index of the edit before it.
+        after: u32,
+    },
+}
+
+impl Filtered {
+    /// The batch after the filter: `records` themselves for a 0.1.0 plugin's
+    /// output, else `input` with the edits applied in one pass.
+    pub(crate) fn apply(self, input: &[LogRecord]) -> Result<Vec<LogRecord>, EditError> {
+        let edits = match self {
+            Filtered::Records(records) => return Ok(records),
+            Filtered::Edits(edits) => edits,
+        };
+        if edits.is_empty() {
+            return Ok(input.to_vec());
+        }
+        let len = input.len();
+        let mut out = Vec::with_capacity(len + edits.len());
+        // `next` is the first input record not yet copied or edited.
+        let mut next = 0usize;
+        for (edit, change) in edits.into_iter().enumerate() {
+            let (what, index, consumes) = match &change {
+                LogEdit::Drop(i) => ("drop", *i, true),
+                LogEdit::Replace((i, _)) => ("replace", *i, true),
+                LogEdit::Insert((i, _)) => ("insert before", *i, false),
+            };
+            let at = index as usize;
+            // An insert may name the end of the batch; the others a record.
+            let limit = if consumes { len } else { len + 1 };
+            if at >= limit {
+                return Err(EditError::OutOfRange { edit, index, len });
+            }
+            if at < next {
+                return Err(EditError::OutOfOrder {
+                    edit,
+                    what,
+                    index,
+                    after: next.saturating_sub(1) as u32,
+                });
+            }
+            out.extend_from_slice(&input[next..at]);
+            next = at;
+            match change {
+                LogEdit::Drop(_) => next += 1,
+                LogEdit::Replace((_, record)) => {
+                    out.push(record);
+                    next += 1;
+                }
+                LogEdit::Insert((_, record)) => out.push(record),
+            }
+        }
+        out.extend_from_slice(&input[next..]);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::Stream;
+
+    fn rec(text: &str) -> LogRecord {
+        LogRecord {
+            stream: Stream::Stdout,
+            text: text.to_owned(),
+        }
+    }
+
+    fn texts(records: &[LogRecord]) -> Vec<&str> {
+        records.iter().map(|r| r.text.as_str()).collect()
+    }
+
+    fn batch() -> Vec<LogRecord> {
+        ["a", "b", "c"].into_iter().map(rec).collect()
+    }
+
+    #[test]
+    fn no_edits_keep_the_batch() {
+        let out = Filtered::Edits(vec![]).apply(&batch()).unwrap();
+        assert_eq!(texts(&out), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn edits_drop_replace_and_insert_anywhere_including_the_end() {
+        let edits = vec![
+            LogEdit::Insert((0, rec("first"))),
+            LogEdit::Drop(0),
+            LogEdit::Replace((1, rec("B"))),
+            LogEdit::Insert((2, rec("before c"))),
+            LogEdit::Insert((3, rec("last"))),
+        ];
+        let out = Filtered::Edits(edits).apply(&batch()).unwrap();
+        assert_eq!(texts(&out), ["first", "B", "before c", "c", "last"]);
+    }
+
+    #[test]
+    fn a_record_past_the_end_is_named() {
+        let err = Filtered::Edits(vec![LogEdit::Drop(3)])
+            .apply(&batch())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "edit 0 names record 3, but the batch has 3 records (0 to 2)"
+        );
+    }
+
+    #[test]
+    fn edits_out_of_order_or_twice_on_one_record_are_refused() {
+        let backwards = vec![LogEdit::Drop(2), LogEdit::Drop(1)];
+        assert!(matches!(
+            Filtered::Edits(backwards).apply(&batch()),
+            Err(EditError::OutOfOrder { edit: 1, index: 1, after: 2, .. })
+        ));
+        let twice = vec![LogEdit::Drop(1), LogEdit::Replace((1, rec("x")))];
+        assert!(matches!(
+            Filtered::Edits(twice).apply(&batch()),
+            Err(EditError::OutOfOrder { edit: 1, .. })
+        ));
+        let insert_after_drop = vec![LogEdit::Drop(1), LogEdit::Insert((1, rec("x")))];
+        assert!(matches!(
+            Filtered::Edits(insert_after_drop).apply(&batch()),
+            Err(EditError::OutOfOrder { edit: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn a_version_is_parsed_and_the_supported_ones_are_listed() {
+        assert_eq!(Contract::parse("0.1.0"), Some(Contract::V0_1));
+        assert_eq!(Contract::parse("0.2.0"), Some(Contract::CURRENT));
+        assert_eq!(Contract::parse("0.3.0"), None);
+        assert_eq!(Contract::supported(), "0.1.0 and 0.2.0");
+        assert_eq!(
+            Contract::V0_1.interface("log-filter"),
+            "executor:plugin/log-filter@0.1.0"
+        );
+    }
+}
