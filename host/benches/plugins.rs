@@ -33,6 +33,25 @@ fn spec(name: &str, settings: serde_json::Value) -> PluginSpec {
     s
 }
 
+/// `EXECUTOR_BENCH_BEFORE`: a directory with the first-party plugins built
+/// at an earlier revision (`scripts/bench-before <rev>` makes one), so that
+/// before and after are measured side by side in one run by the same host.
+fn before() -> Option<std::path::PathBuf> {
+    std::env::var_os("EXECUTOR_BENCH_BEFORE").map(Into::into)
+}
+
+/// `specs` with each file taken from `dir` instead.
+fn from_dir(specs: Vec<PluginSpec>, dir: &std::path::Path) -> Vec<PluginSpec> {
+    specs
+        .into_iter()
+        .map(|mut s| {
+            let file = s.path.file_name().expect("a component file name").to_owned();
+            s.path = dir.join(file);
+            s
+        })
+        .collect()
+}
+
 fn runtime() -> Arc<Runtime> {
     Runtime::new(&RuntimeOptions {
         max_instances: 64,
@@ -41,9 +60,8 @@ fn runtime() -> Arc<Runtime> {
     .unwrap()
 }
 
-fn chain() -> Plugins {
-    let config = PluginsConfig {
-        plugins: vec![
+fn chain(dir: Option<&std::path::Path>) -> Plugins {
+    let specs = vec![
             spec(
                 "annotate",
                 json!({
@@ -67,9 +85,12 @@ fn chain() -> Plugins {
                 "pull-secrets",
                 json!({"registries": [{"registry": "ghcr.io", "secrets": ["ghcr-pull"]}], "default": ["mirror"]}),
             ),
-        ],
+        ];
+    let plugins = match dir {
+        Some(dir) => from_dir(specs, dir),
+        None => specs,
     };
-    Plugins::load(runtime(), &config).unwrap()
+    Plugins::load(runtime(), &PluginsConfig { plugins }).unwrap()
 }
 
 /// A deterministic build log of about `bytes` bytes: compiler output, test
@@ -136,7 +157,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn admission(c: &mut Criterion) {
-    let plugins = chain();
+    let plugins = chain(None);
     let job = realistic_job();
     let out = plugins.admit(&ctx(), job.clone(), &validate);
     assert!(out.allowed() && out.trail.len() == 3, "{:?}", out.message());
@@ -145,21 +166,43 @@ fn admission(c: &mut Criterion) {
         |b| b.iter(|| black_box(plugins.admit(&ctx(), job.clone(), &validate))),
     );
     // Criterion reports the mean and median; the issue asks for p50 and p99.
-    let mut samples: Vec<Duration> = (0..3000)
-        .map(|_| {
-            let start = Instant::now();
-            black_box(plugins.admit(&ctx(), job.clone(), &validate));
-            start.elapsed()
-        })
-        .collect();
-    samples.sort();
+    // With a build from before, the two chains take turns call by call, so
+    // that both see the same machine.
+    let before = before().map(|dir| chain(Some(&dir)));
+    if let Some(before) = &before {
+        let out = before.admit(&ctx(), job.clone(), &validate);
+        assert_eq!(out.decision, plugins.admit(&ctx(), job.clone(), &validate).decision);
+    }
+    let time = |plugins: &Plugins| {
+        let start = Instant::now();
+        black_box(plugins.admit(&ctx(), job.clone(), &validate));
+        start.elapsed()
+    };
+    let (mut now, mut then) = (Vec::new(), Vec::new());
+    for _ in 0..3000 {
+        now.push(time(&plugins));
+        if let Some(before) = &before {
+            then.push(time(before));
+        }
+    }
+    let summary = |samples: &mut Vec<Duration>| {
+        samples.sort();
+        format!(
+            "p50 {:.1} µs, p99 {:.1} µs",
+            percentile(samples, 0.50).as_secs_f64() * 1e6,
+            percentile(samples, 0.99).as_secs_f64() * 1e6,
+        )
+    };
     println!(
-        "\nadmission chain of 3 plugins on a {}-byte Job, fresh instances: p50 {:.1} µs, p99 {:.1} µs ({} calls)\n",
+        "\nadmission chain of 3 plugins on a {}-byte Job, fresh instances ({} calls): {}",
         job.to_string().len(),
-        percentile(&samples, 0.50).as_secs_f64() * 1e6,
-        percentile(&samples, 0.99).as_secs_f64() * 1e6,
-        samples.len()
+        now.len(),
+        summary(&mut now),
     );
+    if !then.is_empty() {
+        println!("  the same chain built before: {}", summary(&mut then));
+    }
+    println!();
 }
 
 fn redact(c: &mut Criterion) {
@@ -180,15 +223,18 @@ fn redact(c: &mut Criterion) {
         .chunks(BATCH)
         .map(|c| c.iter().map(plugin_sdk::LogRecord::stdout).collect())
         .collect();
-    let plugins = Plugins::load(
-        runtime(),
-        &PluginsConfig {
-            plugins: vec![spec("redact", json!({}))],
-        },
-    )
-    .unwrap();
+    let load = |dir: Option<&std::path::Path>| {
+        let specs = vec![spec("redact", json!({}))];
+        let plugins = match dir {
+            Some(dir) => from_dir(specs, dir),
+            None => specs,
+        };
+        Plugins::load(runtime(), &PluginsConfig { plugins }).unwrap()
+    };
+    let plugins = load(None);
+    let before = before().map(|dir| load(Some(&dir)));
 
-    let run_wasm = || {
+    let run = |plugins: &Plugins| {
         let mut session = plugins.log_session(ctx());
         let mut kept = 0;
         for batch in &host_batches {
@@ -199,6 +245,7 @@ fn redact(c: &mut Criterion) {
         }
         kept
     };
+    let run_wasm = || run(&plugins);
     let run_native = || {
         let mut redactor = redact::Redactor::new(redact::Settings::default()).unwrap();
         let mut kept = 0;
@@ -222,7 +269,7 @@ fn redact(c: &mut Criterion) {
     group.finish();
 
     // Side by side in one run, alternating, best of five each.
-    let (mut wasm, mut native) = (Duration::MAX, Duration::MAX);
+    let (mut wasm, mut native, mut then) = (Duration::MAX, Duration::MAX, Duration::MAX);
     for _ in 0..5 {
         let t = Instant::now();
         black_box(run_wasm());
@@ -230,6 +277,11 @@ fn redact(c: &mut Criterion) {
         let t = Instant::now();
         black_box(run_native());
         native = native.min(t.elapsed());
+        if let Some(before) = &before {
+            let t = Instant::now();
+            black_box(run(before));
+            then = then.min(t.elapsed());
+        }
     }
     let mbps = |d: Duration| bytes as f64 / 1e6 / d.as_secs_f64();
     println!(
@@ -240,6 +292,13 @@ fn redact(c: &mut Criterion) {
         mbps(native),
         native.as_secs_f64() / wasm.as_secs_f64()
     );
+    if before.is_some() {
+        println!(
+            "  redact built before: wasm {:.0} MB/s, ratio {:.2}x\n",
+            mbps(then),
+            native.as_secs_f64() / then.as_secs_f64()
+        );
+    }
 }
 
 fn main() {

@@ -502,8 +502,15 @@ class Admission(exports.Admission):
             r#"
 
 class LogFilter(exports.LogFilter):
-    def filter(self, ctx: host.LogContext, records: list[host.LogRecord]) -> list[host.LogRecord]:
-        return [host.LogRecord(stream=r.stream, text=policy.mask(SETTINGS, r.text)) for r in records]
+    # Returns edits, not records: every record no edit names is kept, so
+    # lines that do not change are never sent back.
+    def filter(self, ctx: host.LogContext, records: list[host.LogRecord]) -> list[host.LogEdit]:
+        edits = []
+        for i, r in enumerate(records):
+            text = policy.mask(SETTINGS, r.text)
+            if text != r.text:
+                edits.append(host.LogEdit_Replace((i, host.LogRecord(stream=r.stream, text=text))))
+        return edits
 "#,
         );
     }
@@ -703,9 +710,19 @@ export const admission = {
     if hook.logs() {
         app.push_str(
             r#"
+// Returns edits, not records: every record no edit names is kept, so lines
+// that do not change are never sent back. Other edits: { tag: "drop", val: i }
+// and { tag: "insert", val: [i, record] } (before record i).
 export const logFilter = {
   filter(ctx, records) {
-    return records.map((r) => ({ stream: r.stream, text: policy.mask(settings, r.text) }));
+    const edits = [];
+    records.forEach((r, i) => {
+      const text = policy.mask(settings, r.text);
+      if (text !== r.text) {
+        edits.push({ tag: "replace", val: [i, { stream: r.stream, text }] });
+      }
+    });
+    return edits;
   },
 };
 "#,
