@@ -88,6 +88,7 @@ fn check_names_hooks_size_and_accepts_settings() {
     assert!(out.status.success(), "{}", stderr(&out));
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["hooks"], json!(["logs"]));
+    assert_eq!(v["contract"], "0.2.0");
     assert_eq!(
         v["sizeBytes"].as_u64().unwrap(),
         std::fs::metadata(components().path("redact"))
@@ -99,7 +100,7 @@ fn check_names_hooks_size_and_accepts_settings() {
 
     let text = executor(&["plugin", "check", &wasm("misbehave")], None);
     assert!(
-        stdout(&text).contains("hooks:    admission, logs"),
+        stdout(&text).contains("hooks:    admission, logs\ncontract: executor:plugin@0.1.0\n"),
         "{}",
         stdout(&text)
     );

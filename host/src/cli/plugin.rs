@@ -236,6 +236,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             println!("size:     {} bytes", info.size_bytes);
             println!("sha256:   {}", info.sha256);
             println!("hooks:    {}", info.hooks.join(", "));
+            println!("contract: executor:plugin@{}", info.contract);
             println!(
                 "compile:  {:.1} ms",
                 info.compile_time.as_secs_f64() * 1000.0
