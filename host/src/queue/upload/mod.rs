@@ -50,6 +50,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -192,8 +194,11 @@ pub struct Uploaded {
 
 /// Uploads the entries of one job's log until `events` closes and every
 /// changed entry has been sent once more (or sending stopped because the job
-/// is gone). Reading events goes on while a send is awaited, so a slow sink
-/// never holds up the pipeline that feeds `events`.
+/// is gone). Reading events goes on while sends are awaited, so a slow sink
+/// never holds up the pipeline that feeds `events`. Each entry has at most
+/// one send in flight, so the queue sees its sends in order; different
+/// entries' sends overlap, so that a job's last entries do not queue behind
+/// each other (the end of a job waits for all of them).
 pub async fn upload<S: EntrySink>(
     mut events: mpsc::Receiver<LogEvent>,
     sink: &S,
@@ -205,35 +210,31 @@ pub async fn upload<S: EntrySink>(
         Due,
     }
     let mut state = State::new(policy.clone());
-    let mut inflight: Option<InFlight<'_>> = None;
+    let mut inflight: FuturesUnordered<InFlight<'_>> = FuturesUnordered::new();
     let mut open = true;
     let mut last_event = None;
     loop {
-        if inflight.is_none()
-            && !state.stopped
+        while !state.stopped
             && let Some(send) = state.next_send(Instant::now(), !open)
         {
-            inflight = Some(send.run(sink));
+            inflight.push(send.run(sink));
         }
-        if inflight.is_none() && !open {
+        if inflight.is_empty() && !open {
             break;
         }
-        let due = match inflight {
-            None if !state.stopped => state.next_due(!open),
-            _ => None,
+        let due = match state.stopped {
+            false => state.next_due(!open),
+            true => None,
         };
-        // The send is polled first so that a stream of events cannot starve it.
+        // Sends are polled first so that a stream of events cannot starve them.
         let step = tokio::select! {
             biased;
-            (done, result) = finish(&mut inflight) => Step::Sent(done, result),
+            Some((done, result)) = inflight.next(), if !inflight.is_empty() => Step::Sent(done, result),
             event = events.recv(), if open => Step::Event(event),
             () = sleep_until(due) => Step::Due,
         };
         match step {
-            Step::Sent(done, result) => {
-                inflight = None;
-                state.finish(done, result);
-            }
+            Step::Sent(done, result) => state.finish(done, result),
             // Once the job is gone its log has nowhere to go; events are
             // still read so that the pipeline is never blocked.
             Step::Event(Some(_)) if state.stopped => last_event = Some(std::time::Instant::now()),
@@ -347,15 +348,6 @@ where
 
 type InFlight<'a> =
     Pin<Box<dyn Future<Output = (Completed, Result<Option<i64>, ClientError>)> + Send + 'a>>;
-
-async fn finish(
-    inflight: &mut Option<InFlight<'_>>,
-) -> (Completed, Result<Option<i64>, ClientError>) {
-    match inflight {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
 
 async fn sleep_until(at: Option<Instant>) {
     match at {

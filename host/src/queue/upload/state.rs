@@ -34,6 +34,9 @@ pub(super) struct Entry {
     pub(super) failures: u32,
     /// Tried once since the events ended.
     pub(super) flushed: bool,
+    /// A send of this entry is awaited: the next waits for it, so that the
+    /// queue sees an entry's sends in order, while other entries' go on.
+    pub(super) in_flight: bool,
     /// The version each batch of lines made and when its oldest line was
     /// written, until the queue has it: for the upload delay metric.
     pub(super) unsent: VecDeque<(u64, Timestamp)>,
@@ -98,6 +101,7 @@ impl Entry {
             attempted_len: 0,
             failures: 0,
             flushed: false,
+            in_flight: false,
             unsent: VecDeque::new(),
             tail: Tail::default(),
             head_escaped: 0,
@@ -294,6 +298,9 @@ impl State {
 
     /// When `e` should be sent next; `None` when it need not be.
     pub(super) fn due(&self, e: &Entry, ending: bool) -> Option<Instant> {
+        if e.in_flight {
+            return None;
+        }
         let opened = e.opened?;
         let Some(last) = e.last_attempt else {
             return Some(opened);
@@ -368,6 +375,7 @@ impl State {
         let len = snapshot.out.as_ref().map_or(0, String::len);
         e.last_attempt = Some(now);
         e.attempted_len = len;
+        e.in_flight = true;
         if ending {
             e.flushed = true;
         }
@@ -385,6 +393,7 @@ impl State {
         let Some(e) = self.entries.get_mut(&done.entry) else {
             return;
         };
+        e.in_flight = false;
         match result {
             Ok(id) => {
                 metrics::counter!(LOG_UPLOADED_BYTES).increment(done.bytes as u64);

@@ -529,3 +529,47 @@ fn an_entry_over_its_limit_keeps_its_head_and_tail_and_says_what_was_dropped() {
     assert_eq!(kept + dropped, 10_000);
     assert!(sim.uploaded.errors.is_empty());
 }
+
+/// A slow send of one entry does not hold up another's: the end of a job
+/// waits for its last sends together, not one after the other.
+#[tokio::test]
+async fn sends_of_different_entries_overlap_and_each_entrys_stay_in_order() {
+    let (mut sink, mut seen) = Recorder::new();
+    sink.gate = Some(Semaphore::new(0));
+    let (tx, rx) = mpsc::channel(16);
+    let policy = patient();
+    let uploading = upload(rx, &sink, &policy);
+    let driving = async {
+        tx.send(opened(0)).await.unwrap();
+        tx.send(opened(1)).await.unwrap();
+        for _ in 0..2 {
+            assert!(matches!(seen.recv().await, Some(Call::Add(_))));
+        }
+        tx.send(closed(0, 0)).await.unwrap();
+        tx.send(closed(1, 0)).await.unwrap();
+        // Both updates arrive while the sink holds the first: one send in
+        // flight per job would wait here for ever (the timeout turns that
+        // into a failure).
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let call = tokio::time::timeout(Duration::from_secs(30), seen.recv())
+                .await
+                .expect("the second entry's update is sent while the first is held");
+            let Some(Call::Update(id, _)) = call else {
+                panic!("expected an update, got {call:?}");
+            };
+            held.push(id);
+        }
+        held.sort();
+        assert_eq!(held, [100, 101]);
+        // A later change of entry 0 waits for its held send.
+        tx.send(batch(0, 1)).await.unwrap();
+        drop(tx);
+        sink.gate.as_ref().unwrap().add_permits(2);
+        assert!(matches!(seen.recv().await, Some(Call::Update(100, _))));
+        sink.gate.as_ref().unwrap().add_permits(1);
+    };
+    let (uploaded, ()) = tokio::join!(uploading, driving);
+    assert_eq!(uploaded.requests, 5, "{:?}", sink.calls());
+    assert!(uploaded.errors.is_empty(), "{:?}", uploaded.errors);
+}
