@@ -1,0 +1,177 @@
+//! A soak: 2,000 short jobs through `executor serve` (its embedded queue, the image's four plugins) at concurrency 32 against the simulator, with both processes' resident memory after the first 100 jobs and after all. Prints figures; `cargo bench -p executor --bench soak` (`-- N` for another count).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{free_port, image_plugins};
+use serde_json::{Value, json};
+
+const CONCURRENCY: usize = 32;
+const WARM: usize = 100;
+
+fn main() {
+    let jobs: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(2000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(bench(jobs.max(WARM + 1)));
+}
+
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+fn kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+async fn bench(jobs: usize) {
+    let sim = sim::Sim::start("127.0.0.1:0".parse().unwrap(), sim::Options::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let config = image_plugins(&plugins);
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let token = "soak-bench-token";
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_executor"))
+        .arg("serve")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .env("EXECUTOR_PLUGINS_CONFIG", &config)
+        .env("EXECUTOR_DATA_DIR", dir.path().join("state"))
+        .env("EXECUTOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EXECUTOR_API_TOKEN", token)
+        .env("EXECUTOR_DEBUG_LISTEN", "off")
+        .env("EXECUTOR_MAXIMUM_NUM_JOBS", CONCURRENCY.to_string())
+        .env("EXECUTOR_QUEUE_POLL_INTERVAL", "100ms")
+        .env("EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY", "1Mi")
+        .env("EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY", "64Mi")
+        // The default delete budget (10/s) would set the pace, not the executor.
+        .env("EXECUTOR_KUBERNETES_API_DELETE_QPS", "1000")
+        .env("EXECUTOR_KUBERNETES_API_DELETE_BURST", "2000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = serve.id().unwrap();
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{server}/api/v1/{path}");
+    // The queue answers once serve has started.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let up = http.get(api("jobs")).bearer_auth(token).send().await;
+        if up.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve never answered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let submit = |n: usize| {
+        let http = http.clone();
+        let url = api("jobs");
+        async move {
+            for i in 0..n {
+                let resp = http
+                    .post(&url)
+                    .bearer_auth(token)
+                    .json(&json!({
+                        "image": "alpine:3",
+                        "commands": [format!("echo soak job {i}; echo token=hunter2 done")],
+                    }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 201, "submit");
+            }
+        }
+    };
+    // Counts the jobs that ended, by state; a bench may poll.
+    let ended = || {
+        let http = http.clone();
+        let url = api("jobs?limit=10000");
+        async move {
+            let list: Value = http
+                .get(&url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let mut done = 0;
+            let mut other = Vec::new();
+            for job in list["jobs"].as_array().into_iter().flatten() {
+                match job["state"].as_str().unwrap_or("?") {
+                    "completed" => done += 1,
+                    "queued" | "processing" => {}
+                    s => other.push(s.to_owned()),
+                }
+            }
+            (done, other)
+        }
+    };
+    let wait_for = |n: usize| async move {
+        loop {
+            let (done, other) = ended().await;
+            assert!(other.is_empty(), "jobs ended otherwise: {other:?}");
+            if done >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    let me = std::process::id();
+    let started = Instant::now();
+    submit(WARM).await;
+    wait_for(WARM).await;
+    let warm = (kib(pid, "VmRSS"), kib(me, "VmRSS"), started.elapsed());
+    submit(jobs - WARM).await;
+    wait_for(jobs).await;
+    let elapsed = started.elapsed();
+    let end = (kib(pid, "VmRSS"), kib(me, "VmRSS"));
+    let peak = (kib(pid, "VmHWM"), kib(me, "VmHWM"));
+    serve.start_kill().unwrap();
+    let _ = serve.wait().await;
+    drop(sim);
+
+    println!(
+        "{jobs} jobs at concurrency {CONCURRENCY} in {:.1} s ({:.1} jobs/s), all completed",
+        elapsed.as_secs_f64(),
+        jobs as f64 / elapsed.as_secs_f64()
+    );
+    for (what, w, e, p) in [
+        ("executor serve", warm.0, end.0, peak.0),
+        ("simulator (the bench process)", warm.1, end.1, peak.1),
+    ] {
+        println!(
+            "{what}: RSS after {WARM} jobs {:.1} MiB, after {jobs} {:.1} MiB ({:+.1} %), peak {:.1} MiB",
+            mib(w),
+            mib(e),
+            (e as f64 / w as f64 - 1.0) * 100.0,
+            mib(p)
+        );
+    }
+}
