@@ -45,7 +45,11 @@ fn from_dir(specs: Vec<PluginSpec>, dir: &std::path::Path) -> Vec<PluginSpec> {
     specs
         .into_iter()
         .map(|mut s| {
-            let file = s.path.file_name().expect("a component file name").to_owned();
+            let file = s
+                .path
+                .file_name()
+                .expect("a component file name")
+                .to_owned();
             s.path = dir.join(file);
             s
         })
@@ -62,30 +66,30 @@ fn runtime() -> Arc<Runtime> {
 
 fn chain(dir: Option<&std::path::Path>) -> Plugins {
     let specs = vec![
-            spec(
-                "annotate",
-                json!({
-                    "job": {"annotations": {"acme.com/source": "{{repository}}@{{commit}}"}, "labels": {"team": "infra"}},
-                    "pod": {"labels": {"acme.com/queue": "{{queue}}"}}
-                }),
-            ),
-            spec(
-                "scheduling-policy",
-                json!({
-                    "rules": [
-                        {"match": {"images": ["ghcr.io/acme/**"]}, "nodeSelector": {"pool": "linters"},
-                         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ci", "effect": "NoSchedule"}]},
-                        {"match": {"repositories": ["github.com/acme/*"]},
-                         "nodeAffinity": {"required": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}}
-                    ],
-                    "allowedRegistries": ["docker.io", "ghcr.io/acme"]
-                }),
-            ),
-            spec(
-                "pull-secrets",
-                json!({"registries": [{"registry": "ghcr.io", "secrets": ["ghcr-pull"]}], "default": ["mirror"]}),
-            ),
-        ];
+        spec(
+            "annotate",
+            json!({
+                "job": {"annotations": {"acme.com/source": "{{repository}}@{{commit}}"}, "labels": {"team": "infra"}},
+                "pod": {"labels": {"acme.com/queue": "{{queue}}"}}
+            }),
+        ),
+        spec(
+            "scheduling-policy",
+            json!({
+                "rules": [
+                    {"match": {"images": ["ghcr.io/acme/**"]}, "nodeSelector": {"pool": "linters"},
+                     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ci", "effect": "NoSchedule"}]},
+                    {"match": {"repositories": ["github.com/acme/*"]},
+                     "nodeAffinity": {"required": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}}
+                ],
+                "allowedRegistries": ["docker.io", "ghcr.io/acme"]
+            }),
+        ),
+        spec(
+            "pull-secrets",
+            json!({"registries": [{"registry": "ghcr.io", "secrets": ["ghcr-pull"]}], "default": ["mirror"]}),
+        ),
+    ];
     let plugins = match dir {
         Some(dir) => from_dir(specs, dir),
         None => specs,
@@ -171,7 +175,10 @@ fn admission(c: &mut Criterion) {
     let before = before().map(|dir| chain(Some(&dir)));
     if let Some(before) = &before {
         let out = before.admit(&ctx(), job.clone(), &validate);
-        assert_eq!(out.decision, plugins.admit(&ctx(), job.clone(), &validate).decision);
+        assert_eq!(
+            out.decision,
+            plugins.admit(&ctx(), job.clone(), &validate).decision
+        );
     }
     let time = |plugins: &Plugins| {
         let start = Instant::now();

@@ -243,8 +243,12 @@ macro_rules! __export_hook {
                     .into_iter()
                     .map(|edit| match edit {
                         $crate::__private::Edit::Drop(i) => wit::LogEdit::Drop(i),
-                        $crate::__private::Edit::Replace(i, r) => wit::LogEdit::Replace((i, record(r))),
-                        $crate::__private::Edit::Insert(i, r) => wit::LogEdit::Insert((i, record(r))),
+                        $crate::__private::Edit::Replace(i, r) => {
+                            wit::LogEdit::Replace((i, record(r)))
+                        }
+                        $crate::__private::Edit::Insert(i, r) => {
+                            wit::LogEdit::Insert((i, record(r)))
+                        }
                     })
                     .collect())
             }

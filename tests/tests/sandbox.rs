@@ -471,7 +471,10 @@ fn plugins_of_every_supported_contract_version_run_in_one_chain() {
     assert_eq!(
         texts(
             &session
-                .filter("step.0", lines(&["login with hunter2", "trace noise", "ok"]))
+                .filter(
+                    "step.0",
+                    lines(&["login with hunter2", "trace noise", "ok"])
+                )
                 .unwrap()
         ),
         ["LOGIN WITH [REDACTED]", "OK"]

@@ -7,8 +7,8 @@ use serde_json::Value;
 use super::bindings::executor::plugin::host::{
     AdmissionResponse, Decision as WitDecision, JobContext,
 };
-use super::contract::AdmissionIndices;
 use super::config::Mode;
+use super::contract::AdmissionIndices;
 use super::engine::Runtime;
 use super::error::{Hook, PluginError};
 use super::loader::LoadedPlugin;

@@ -180,7 +180,9 @@ pub enum EditError {
     },
     /// An edit comes after one of a later record, or inserts after the record
     /// of its index was already dropped or replaced.
-    #[error("edit {edit} ({what} record {index}) comes after an edit of record {after}; edits must be in order of their index, inserts first")]
+    #[error(
+        "edit {edit} ({what} record {index}) comes after an edit of record {after}; edits must be in order of their index, inserts first"
+    )]
     OutOfOrder {
         /// The edit's position in the list.
         edit: usize,
@@ -299,7 +301,12 @@ mod tests {
         let backwards = vec![LogEdit::Drop(2), LogEdit::Drop(1)];
         assert!(matches!(
             Filtered::Edits(backwards).apply(&batch()),
-            Err(EditError::OutOfOrder { edit: 1, index: 1, after: 2, .. })
+            Err(EditError::OutOfOrder {
+                edit: 1,
+                index: 1,
+                after: 2,
+                ..
+            })
         ));
         let twice = vec![LogEdit::Drop(1), LogEdit::Replace((1, rec("x")))];
         assert!(matches!(

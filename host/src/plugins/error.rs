@@ -296,7 +296,8 @@ pub enum LoadError {
     },
     /// Built against another version of the contract.
     #[error(
-        "plugin `{plugin}` was built against executor:plugin@{found}, but this executor loads plugins of executor:plugin versions {} only; rebuild it with a plugin-sdk that targets one of them", Contract::supported()
+        "plugin `{plugin}` was built against executor:plugin@{found}, but this executor loads plugins of executor:plugin versions {} only; rebuild it with a plugin-sdk that targets one of them",
+        Contract::supported()
     )]
     Version {
         /// The plugin.

@@ -357,10 +357,7 @@ fn read_pinned(spec: &PluginSpec) -> Result<(Vec<u8>, String), LoadError> {
 /// that they are those of a plugin of a supported version: compiling is the
 /// expensive part of loading, and a component of another world or version
 /// should not pay for it.
-fn contract_exports(
-    spec: &PluginSpec,
-    wasm: &[u8],
-) -> Result<(Contract, Vec<String>), LoadError> {
+fn contract_exports(spec: &PluginSpec, wasm: &[u8]) -> Result<(Contract, Vec<String>), LoadError> {
     use wasmtime::wasmparser::{Parser, Payload};
     let plugin = || spec.name.clone();
     let malformed = |e: wasmtime::wasmparser::BinaryReaderError| LoadError::Malformed {
@@ -469,11 +466,10 @@ fn link(
             plugin: plugin.to_owned(),
             detail: format!("{e:#}"),
         })?;
-    let lifecycle =
-        LifecycleIndices::new(contract, &pre).map_err(|_| LoadError::NotAPlugin {
-            plugin: plugin.to_owned(),
-            exports: listed(exports),
-        })?;
+    let lifecycle = LifecycleIndices::new(contract, &pre).map_err(|_| LoadError::NotAPlugin {
+        plugin: plugin.to_owned(),
+        exports: listed(exports),
+    })?;
     let exported = |name: &str| exports.iter().any(|e| *e == contract.interface(name));
     let admission = exported("admission")
         .then(|| AdmissionIndices::new(contract, &pre))

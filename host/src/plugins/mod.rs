@@ -21,11 +21,11 @@ use serde_json::Value;
 
 pub use admission::{AdmissionOutcome, Decision, JobCheck, Step, TrailEntry};
 pub use bindings::executor::plugin::host::{JobContext, LogContext, LogEdit, LogRecord, Stream};
-pub use contract::Contract;
 pub use config::{
     ConfigError, DEFAULT_ADMISSION_TIMEOUT, DEFAULT_LOG_TIMEOUT, DEFAULT_MEMORY_MIB, FailurePolicy,
     Mode, PluginSpec, PluginsConfig, Trust,
 };
+pub use contract::Contract;
 pub use engine::{EngineError, Runtime, RuntimeOptions, default_cache_dir};
 pub use error::{Hook, KeyProblem, LoadError, LoadErrors, PluginError, SignatureProblem};
 pub use filter::LogSession;
