@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -104,17 +105,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
 
     let stop = CancellationToken::new();
-    tokio::spawn(signals(stop.clone()));
+    let hurry = CancellationToken::new();
+    tokio::spawn(signals(stop.clone(), hurry.clone(), options.drain_timeout));
     let draining = stop.clone();
     let not_ready = readiness.clone();
     tokio::spawn(async move {
         draining.cancelled().await;
         not_ready.draining();
     });
-    let summary = Worker::new(client, runner, options).run(stop).await;
+    let summary = Worker::new(client, runner, options)
+        .hurried_by(hurry)
+        .run(stop)
+        .await;
     eprintln!(
-        "stopped: {} taken, {} completed, {} failed, {} errored, {} unreported",
-        summary.taken, summary.completed, summary.failed, summary.errored, summary.unreported
+        "stopped: {} taken, {} completed, {} failed, {} cancelled, {} errored, {} unreported",
+        summary.taken,
+        summary.completed,
+        summary.failed,
+        summary.cancelled,
+        summary.errored,
+        summary.unreported
     );
     shutdown.cancel();
     for server in [queue.server, ops_server].into_iter().flatten() {
@@ -367,8 +377,10 @@ async fn sweep(kube: &kube::Client, config: &Config, instance: &Instance, execut
     }
 }
 
-/// SIGTERM or SIGINT: stop taking jobs and drain; a second one: exit at once.
-async fn signals(stop: CancellationToken) {
+/// SIGTERM or SIGINT: stop taking jobs and drain. A second one: cancel
+/// the running jobs (their Jobs deleted) and hand them back to the queue,
+/// which takes seconds; a third: exit at once.
+async fn signals(stop: CancellationToken, hurry: CancellationToken, drain: Duration) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -376,24 +388,32 @@ async fn signals(stop: CancellationToken) {
             return;
         }
     };
-    let next = async {
+    let mut next = async || {
         tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = tokio::signal::ctrl_c() => "SIGINT",
         }
     };
-    let first = next.await;
-    eprintln!("{first}: no more jobs; running ones may finish (again to exit at once)");
+    let first = next().await;
+    eprintln!("{}", first_signal(first, drain));
     stop.cancel();
-    let second = async {
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-        }
-    };
-    let second = second.await;
-    eprintln!("{second} again: exiting now");
+    let second = next().await;
+    eprintln!(
+        "{second} again: cancelling the running jobs and handing them back to the queue (again to exit at once, leaving them running)"
+    );
+    hurry.cancel();
+    let third = next().await;
+    eprintln!("{third} a third time: exiting now");
     std::process::exit(130);
+}
+
+/// What the first signal does, and how to cut it short.
+fn first_signal(signal: &str, drain: Duration) -> String {
+    format!(
+        "{signal}: no more jobs; running ones may finish within {} ({}); again (Ctrl-C) to cancel them now and hand them back to the queue",
+        humantime::format_duration(drain),
+        crate::config::QueueConfig::DRAIN_TIMEOUT,
+    )
 }
 
 fn queues(config: &Config) -> String {
