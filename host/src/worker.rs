@@ -504,7 +504,9 @@ async fn run_job(
         ),
         Some(Stop::Shutdown) if outcome == Outcome::Cancelled => report(
             client
-                .mark_errored("the executor shut down before the job finished; the queue may run it again")
+                .mark_errored(
+                    "the executor shut down before the job finished; the queue may run it again",
+                )
                 .await,
             Reported::Errored,
             &id,
