@@ -57,8 +57,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         options.heartbeat_interval,
     ));
     let reload_slot = ops::server::ReloadSlot::default();
-    let ops_server = start_ops(&config, &readiness, &reload_slot, &shutdown, &mut banner).await?;
-    let queue = start_queue(&mut config, &shutdown, &mut banner).await?;
+    // Both ports are taken before anything else starts, and a busy one is
+    // reported with the other's problem, so that one restart fixes both.
+    let queue_listener = match config.queue.frontend_url {
+        Some(_) => Ok(None),
+        None => tokio::net::TcpListener::bind(config.embedded.listen)
+            .await
+            .map(Some)
+            .map_err(|e| listen_error(config.embedded.listen, &e)),
+    };
+    let ops_server = start_ops(&config, &readiness, &reload_slot, &shutdown, &mut banner).await;
+    let (queue_listener, ops_server) = match (queue_listener, ops_server) {
+        (Ok(listener), Ok(ops)) => (listener, ops),
+        (queue, ops) => {
+            let problems: Vec<String> = [queue.err(), ops.err().map(|e| format!("{e:#}"))]
+                .into_iter()
+                .flatten()
+                .collect();
+            anyhow::bail!("{}", problems.join("\n"));
+        }
+    };
+    let queue = start_queue(&mut config, queue_listener, &shutdown, &mut banner).await?;
     let (kube, _sim) = start_cluster(&config, readiness.api(), &mut banner).await?;
     let plugins = load_plugins(&config, &readiness, &shutdown, &mut banner).await?;
     if let Some(reloader) = &plugins.reloader {
@@ -179,6 +198,7 @@ struct Queue {
 /// becomes the frontend the jobs clone through.
 async fn start_queue(
     config: &mut Config,
+    listener: Option<tokio::net::TcpListener>,
     shutdown: &CancellationToken,
     banner: &mut Vec<String>,
 ) -> anyhow::Result<Queue> {
@@ -204,14 +224,9 @@ async fn start_queue(
         retention: config.embedded.retention,
         ..EmbeddedOptions::default()
     })?;
-    let listener = tokio::net::TcpListener::bind(config.embedded.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "EXECUTOR_LISTEN: cannot listen on {}",
-                config.embedded.listen
-            )
-        })?;
+    let Some(listener) = listener else {
+        anyhow::bail!("the embedded queue has no listener");
+    };
     let addr = listener.local_addr()?;
     let url = url::Url::parse(&format!("http://{addr}"))?;
     AddressFile {
@@ -259,6 +274,21 @@ async fn start_queue(
         password,
         server: Some(server),
     })
+}
+
+/// Why the embedded queue cannot listen, and what to do: a busy port is
+/// most often an executor already serving.
+fn listen_error(addr: std::net::SocketAddr, e: &std::io::Error) -> String {
+    let variable = crate::config::EmbeddedConfig::LISTEN_VARIABLE;
+    let mut message = format!("{variable}: cannot listen on {addr}: {e}");
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        let mut other = addr;
+        other.set_port(addr.port().wrapping_add(1).max(1));
+        message.push_str(&format!(
+            "; another `executor serve` may be running (its jobs: `executor jobs`). To serve beside it, pick another port: {variable}={other} scripts/serve (or --listen {other}; port 0 picks a free one)"
+        ));
+    }
+    message
 }
 
 /// The cluster: the configured one, else the simulator (kept running as

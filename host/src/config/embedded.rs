@@ -110,6 +110,10 @@ impl RawEmbedded {
 }
 
 impl EmbeddedConfig {
+    /// The variable that sets [`EmbeddedConfig::listen`], for messages that
+    /// tell an operator what to change.
+    pub const LISTEN_VARIABLE: &'static str = LISTEN;
+
     /// Why jobs' pods could not reach the queue at the URL they would be
     /// given: listening on every interface names no address to connect to.
     pub(super) fn check_reachable(&self, c: &mut Checker) {
