@@ -122,7 +122,14 @@ fn serve_runs_what_submit_sends_and_logs_follows_it_to_its_end() {
     );
     assert!(said.contains("cluster: simulator"), "{said}");
     assert!(said.contains("plugins: annotate from"), "{said}");
-    assert!(said.contains("user API token (generated"), "{said}");
+    assert!(said.contains("the user API token is in"), "{said}");
+    let token = std::fs::read_to_string(dir.path().join("serve.json")).unwrap();
+    let token: Value = serde_json::from_str(&token).unwrap();
+    let token = token["token"].as_str().unwrap();
+    assert!(
+        !said.contains(token),
+        "the token is printed where logs keep it: {said}"
+    );
 
     let submitted = executor(
         dir.path(),

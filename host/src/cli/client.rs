@@ -509,7 +509,12 @@ pub(super) fn cancel(args: CancelArgs) -> ExitCode {
         )?;
         if job.state.terminal() {
             eprintln!("job {}: {}", job.id, job.state);
-        } else if !args.wait {
+        } else if args.wait {
+            eprintln!(
+                "job {}: cancel requested; waiting for its executor to stop it",
+                job.id
+            );
+        } else {
             eprintln!(
                 "job {}: cancel requested; its executor stops it within seconds, keeping its log so far (`executor cancel --wait {}` waits for that)",
                 job.id, job.id

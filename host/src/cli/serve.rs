@@ -234,15 +234,17 @@ async fn start_queue(
         token: embedded.api_token().to_owned(),
     }
     .write(dir)?;
-    // `generated` also covers the executors' secret: a token the operator
-    // configured (EXECUTOR_API_TOKEN, e.g. from a Secret) never goes to the log.
-    if embedded.generated() && config.embedded.api_token.is_none() {
-        banner.push(format!(
-            "user API token (generated, kept in {}): {}",
-            dir.display(),
-            embedded.api_token()
-        ));
-    }
+    // Where the token is, at every start, never the token itself: this
+    // output is often a log, and the commands on this machine read the file.
+    let generated = if config.embedded.api_token.is_none() {
+        "generated, "
+    } else {
+        ""
+    };
+    banner.push(format!(
+        "token:   the user API token is in {} ({generated}mode 0600; the commands read it there, elsewhere give --token)",
+        dir.join(AddressFile::NAME).display(),
+    ));
     if config.queue.queue_names.is_empty() {
         config.queue.queue_names = vec!["default".to_owned()];
     }

@@ -109,6 +109,9 @@ mod tests {
             ),
             r#"denied by plugin `p`: image "e/m:1" of container "step-0" is not allowed (container step-0 is step.kubernetes.main)"#
         );
-        assert_eq!(name_steps("nothing about step-01", &payload), "nothing about step-01");
+        assert_eq!(
+            name_steps("nothing about step-01", &payload),
+            "nothing about step-01"
+        );
     }
 }
