@@ -55,7 +55,7 @@ impl AddressFile {
         let path = dir.join(Self::NAME);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
-                "no serving executor found: cannot read {} (start `executor serve`, or pass --server and --token)",
+                "no serving executor found: cannot read {} (start one with `scripts/serve` or `executor serve`, or pass --server and --token)",
                 path.display()
             )
         })?;
