@@ -505,3 +505,33 @@ async fn shipped_plugins() -> anyhow::Result<Option<PathBuf>> {
     );
     Ok(Some(file))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_queue_port_says_how_to_serve_beside_the_executor_that_holds_it() {
+        let busy = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 3180));
+        let message = listen_error(addr, &busy);
+        assert!(
+            message.starts_with("EXECUTOR_LISTEN: cannot listen on 127.0.0.1:3180")
+                && message.contains("another `executor serve` may be running")
+                && message.contains("EXECUTOR_LISTEN=127.0.0.1:3181 scripts/serve"),
+            "{message}"
+        );
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!listen_error(addr, &denied).contains("another"));
+    }
+
+    #[test]
+    fn the_first_signal_says_how_long_the_drain_lasts_and_how_to_cut_it_short() {
+        let message = first_signal("SIGINT", Duration::from_secs(300));
+        assert!(
+            message.contains("within 5m (EXECUTOR_DRAIN_TIMEOUT)")
+                && message.contains("again (Ctrl-C) to cancel them now"),
+            "{message}"
+        );
+    }
+}

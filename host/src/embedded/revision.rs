@@ -19,8 +19,12 @@ const MAX_REVISION: usize = 256;
 pub(super) enum RevisionError {
     #[error("repository path {path} does not exist on the machine that serves the queue")]
     Missing { path: String },
-    #[error("repository path {path} is not a git repository (git rev-parse --git-dir: {reason})")]
+    #[error("repository path {path} is not a git repository (git rev-parse: {reason})")]
     NotGit { path: String, reason: String },
+    #[error(
+        "repository path {path} is a directory inside a git repository; register the repository's top directory (`git -C {path} rev-parse --show-toplevel`)"
+    )]
+    Inside { path: String },
     #[error("repository URL {url} is not a valid URL: {reason}")]
     BadUrl { url: String, reason: String },
     #[error(
@@ -55,14 +59,18 @@ pub(super) async fn check(source: &Source) -> Result<(), RevisionError> {
             if !path.exists() {
                 return Err(RevisionError::Missing { path: shown_path });
             }
-            let out = git(Some(path), &["rev-parse", "--git-dir"], &shown_path).await?;
-            if out.success {
-                Ok(())
-            } else {
+            // The way up to the work tree's top: none for the top itself
+            // and for a bare repository, the two that the git route serves.
+            let out = git(Some(path), &["rev-parse", "--show-cdup"], &shown_path).await?;
+            if !out.success {
                 Err(RevisionError::NotGit {
                     path: shown_path,
                     reason: out.error,
                 })
+            } else if !out.stdout.trim().is_empty() {
+                Err(RevisionError::Inside { path: shown_path })
+            } else {
+                Ok(())
             }
         }
         Source::Remote(url) => match url::Url::parse(url) {
@@ -327,6 +335,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("is not a git repository"), "{err}");
+        let inside = dir.path().join("sub");
+        std::fs::create_dir(&inside).unwrap();
+        let err = check(&Source::Local(inside)).await.unwrap_err().to_string();
+        assert!(err.contains("inside a git repository"), "{err}");
+        let bare = tempfile::tempdir().unwrap();
+        run(bare.path(), &["init", "-q", "--bare"]);
+        assert!(
+            check(&Source::Local(bare.path().to_path_buf()))
+                .await
+                .is_ok()
+        );
         let err = check(&Source::Remote("https://".into()))
             .await
             .unwrap_err()
