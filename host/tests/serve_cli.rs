@@ -345,6 +345,17 @@ fn cancel_says_a_cancel_is_pending_and_show_and_jobs_show_it_until_the_job_ends(
     );
     let kept = text(&executor(dir.path(), &["logs", &id]).stdout);
     assert!(kept.contains("started"), "the log so far is kept: {kept}");
+    let never = executor(dir.path(), &["logs", &id, "--until", "finished"]);
+    assert_eq!(
+        never.status.code(),
+        Some(1),
+        "--until fails when the job ends first"
+    );
+    assert!(
+        text(&never.stderr).contains("no line contained \"finished\""),
+        "{}",
+        text(&never.stderr)
+    );
     let shown = text(&executor(dir.path(), &["show", &id]).stdout);
     assert!(shown.contains("attempts: 1"), "the job ran once: {shown}");
 

@@ -485,9 +485,16 @@ pub(super) fn logs(args: LogsArgs) -> ExitCode {
                     s.state,
                     s.message
                         .as_deref()
-                        .map(|m| format!(": {m}"))
+                        .map(|m| format!(": {}", printable(m)))
                         .unwrap_or_default()
                 );
+                if let Some(text) = &args.until {
+                    eprintln!(
+                        "no line contained {:?} before the job ended",
+                        printable(text)
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
                 return Ok(if s.state == JobState::Completed {
                     ExitCode::SUCCESS
                 } else {
