@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use super::git::{Source, shown};
+use super::git::{self, Source, shown};
 use crate::plugins::text::printable;
 
 /// The longest git may take to answer (a remote's refs over the network).
@@ -139,16 +139,18 @@ pub(super) async fn resolve(
             // A pattern matches a ref's tail; a tag's commit (its peeled
             // line) ends in `^{}` and needs a pattern of its own.
             let peeled = format!("{revision}^{{}}");
-            let out = git(
+            let (bare, auth) = credentials_apart(url);
+            let out = git_with(
                 None,
-                &["ls-remote", "--", url, revision, &peeled],
+                &["ls-remote", "--", &bare, revision, &peeled],
                 repository,
+                auth.as_deref(),
             )
             .await?;
             if !out.success {
                 return Err(RevisionError::Git {
                     repository: repository.to_owned(),
-                    reason: out.error.replace(url.as_str(), &shown(url)),
+                    reason: out.error,
                 });
             }
             match pick(&out.stdout, revision) {
@@ -181,6 +183,30 @@ fn pick(listing: &str, revision: &str) -> Option<String> {
     .filter(|sha| full_sha(sha))
 }
 
+/// `url` without its user and password, and those as an `Authorization`
+/// header: given to git through its environment, not its arguments, which
+/// every user of the machine can read in the process list.
+fn credentials_apart(url: &str) -> (String, Option<String>) {
+    use base64::Engine;
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return (url.to_owned(), None);
+    };
+    let user = git::percent_decoded(parsed.username());
+    let password = parsed.password().map(git::percent_decoded);
+    if user.is_empty() && password.is_none() {
+        return (url.to_owned(), None);
+    }
+    // Neither fails on a URL with a host, the only kind with credentials.
+    let _ = parsed.set_password(None);
+    let _ = parsed.set_username("");
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{user}:{}", password.unwrap_or_default()));
+    (
+        parsed.to_string(),
+        Some(format!("Authorization: Basic {basic}")),
+    )
+}
+
 /// A whole SHA-1 or SHA-256 object name.
 fn full_sha(s: &str) -> bool {
     matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -201,6 +227,16 @@ async fn git(
     args: &[&str],
     repository: &str,
 ) -> Result<GitOutput, RevisionError> {
+    git_with(dir, args, repository, None).await
+}
+
+/// [`git`], with an HTTP header for every request it makes.
+async fn git_with(
+    dir: Option<&Path>,
+    args: &[&str],
+    repository: &str,
+    header: Option<&str>,
+) -> Result<GitOutput, RevisionError> {
     let mut cmd = Command::new("git");
     if let Some(dir) = dir {
         cmd.arg("-C").arg(dir);
@@ -217,6 +253,11 @@ async fn git(
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .kill_on_drop(true);
+    if let Some(header) = header {
+        cmd.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+            .env("GIT_CONFIG_VALUE_0", header);
+    }
     let failed = |reason: String| RevisionError::Git {
         repository: repository.to_owned(),
         reason,
@@ -314,6 +355,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("short SHA"), "{err}");
+    }
+
+    #[test]
+    fn a_remote_urls_credentials_go_to_a_header_not_to_gits_arguments() {
+        let (url, header) = credentials_apart("https://bot:p%40ss@git.example.com/acme/api.git");
+        assert_eq!(url, "https://git.example.com/acme/api.git");
+        // base64("bot:p@ss")
+        assert_eq!(header.as_deref(), Some("Authorization: Basic Ym90OnBAc3M="));
+        let (url, header) = credentials_apart("https://git.example.com/acme/api.git");
+        assert_eq!(
+            (url.as_str(), header),
+            ("https://git.example.com/acme/api.git", None)
+        );
     }
 
     #[tokio::test]
