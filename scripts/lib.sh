@@ -39,7 +39,8 @@ flag() {
 # Stops `scripts/serve` before the build when a port `executor serve` takes
 # (the embedded queue's, the operations port) is in use, naming both fixes.
 ports_free() {
-  local queue ops problems=""
+  local queue ops problems="" arg
+  for arg in "$@"; do case "$arg" in -h|--help|-V|--version) return ;; esac; done
   queue=$(flag listen "$@"); queue=${queue:-${EXECUTOR_LISTEN:-127.0.0.1:3180}}
   ops=$(flag debug-listen "$@"); ops=${ops:-${EXECUTOR_DEBUG_LISTEN:-127.0.0.1:6060}}
   if [ -z "${EXECUTOR_FRONTEND_URL:-}" ] && busy "$queue"; then
