@@ -84,8 +84,11 @@ pub struct Summary {
     pub taken: u64,
     /// Marked complete.
     pub completed: u64,
-    /// Marked failed (a step failed, denied, malformed, cancelled by the queue).
+    /// Marked failed (a step failed, denied, malformed).
     pub failed: u64,
+    /// Cancelled through the queue (reported to it as failed, as the
+    /// protocol has no other word for it).
+    pub cancelled: u64,
     /// Marked errored (retryable, including those handed back at shutdown).
     pub errored: u64,
     /// No longer the queue's to report (not in `knownIds`), or not reported
@@ -143,6 +146,7 @@ type Jobs = Arc<Mutex<HashMap<JobRef, Running>>>;
 enum Reported {
     Completed,
     Failed,
+    Cancelled,
     Errored,
     Unreported,
 }
@@ -152,7 +156,8 @@ impl Reported {
     fn label(self) -> &'static str {
         match self {
             Reported::Completed => "succeeded",
-            Reported::Failed => "failed",
+            // What the queue was told: markFailed.
+            Reported::Failed | Reported::Cancelled => "failed",
             Reported::Errored => "errored",
             Reported::Unreported => "unreported",
         }
@@ -180,6 +185,7 @@ pub struct Worker {
     queue: QueueClient,
     runner: Arc<Runner>,
     options: WorkerOptions,
+    hurry: CancellationToken,
 }
 
 impl Worker {
@@ -189,7 +195,16 @@ impl Worker {
             queue,
             runner,
             options,
+            hurry: CancellationToken::new(),
         }
+    }
+
+    /// Ends the drain early when `hurry` is cancelled (a second Ctrl-C):
+    /// the running jobs are cancelled (their Jobs deleted, so nothing keeps
+    /// running) and handed back to the queue, as at the end of the drain period.
+    pub fn hurried_by(mut self, hurry: CancellationToken) -> Worker {
+        self.hurry = hurry;
+        self
     }
 
     /// Works until `stop` is cancelled (then drains), or until the total
@@ -266,6 +281,14 @@ impl Worker {
                     () = tokio::time::sleep_until(deadline) => {
                         let running: Vec<Running> = lock(&jobs).values().cloned().collect();
                         tracing::warn!(left = running.len(), "drain period over: cancelling the rest and handing them back to the queue");
+                        for r in running {
+                            r.stop(Stop::Shutdown);
+                        }
+                        break;
+                    }
+                    () = self.hurry.cancelled() => {
+                        let running: Vec<Running> = lock(&jobs).values().cloned().collect();
+                        tracing::warn!(left = running.len(), "drain cut short: cancelling the running jobs and handing them back to the queue");
                         for r in running {
                             r.stop(Stop::Shutdown);
                         }
@@ -395,6 +418,7 @@ fn count(summary: &mut Summary, done: Result<Reported, tokio::task::JoinError>) 
     match done {
         Ok(Reported::Completed) => summary.completed += 1,
         Ok(Reported::Failed) => summary.failed += 1,
+        Ok(Reported::Cancelled) => summary.cancelled += 1,
         Ok(Reported::Errored) => summary.errored += 1,
         Ok(Reported::Unreported) => summary.unreported += 1,
         Err(e) => {
@@ -475,12 +499,14 @@ async fn run_job(
             client
                 .mark_failed("the job was cancelled through the queue")
                 .await,
-            Reported::Failed,
+            Reported::Cancelled,
             &id,
         ),
         Some(Stop::Shutdown) if outcome == Outcome::Cancelled => report(
             client
-                .mark_errored("the executor shut down before the job finished (drain period over); the queue may run it again")
+                .mark_errored(
+                    "the executor shut down before the job finished; the queue may run it again",
+                )
                 .await,
             Reported::Errored,
             &id,

@@ -1165,6 +1165,100 @@ fn auth_headers(job: &Held) -> Vec<String> {
 }
 
 #[tokio::test]
+async fn registration_refuses_what_cannot_be_cloned_and_submission_resolves_refs_to_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = dir.path().join("origin");
+    std::fs::create_dir(&origin).unwrap();
+    ok(git(&origin).args(["init", "--quiet", "-b", "main"])).await;
+    ok(git(&origin).args(["commit", "--quiet", "--allow-empty", "-m", "first"])).await;
+    let commit = ok(git(&origin).args(["rev-parse", "HEAD"])).await;
+    let s = start(options(dir.path())).await;
+    let register = |name: &str, url: String| {
+        s.api(Method::POST, "repositories")
+            .json(&json!({"name": name, "url": url}))
+            .send()
+    };
+    for (url, needle) in [
+        ("/not/a/url".to_owned(), "/not/a/url does not exist"),
+        (
+            "file:///does/not/exist".to_owned(),
+            "/does/not/exist does not exist",
+        ),
+        (dir.path().display().to_string(), "is not a git repository"),
+    ] {
+        error(
+            register("github.com/acme/bad", url).await.unwrap(),
+            StatusCode::BAD_REQUEST,
+            needle,
+        )
+        .await;
+    }
+    let resp = register(
+        "github.com/acme/api",
+        format!("file://{}", origin.display()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    for revision in ["main", "HEAD", "refs/heads/main", &commit[..7]] {
+        let body = json!({"image": "alpine", "commands": ["true"],
+                          "repository": "github.com/acme/api", "commit": revision});
+        let id = s.submit(body).await.id;
+        let job: Value = s
+            .api(Method::GET, &format!("jobs/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            job["payload"]["commit"], commit,
+            "{revision} is queued as the commit it names"
+        );
+    }
+    error(
+        s.api(Method::POST, "jobs")
+            .json(&json!({"image": "alpine", "commands": ["true"],
+                          "repository": "github.com/acme/api", "commit": "no-such-branch"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "\"no-such-branch\" names no commit of github.com/acme/api",
+    )
+    .await;
+
+    let removed = s
+        .api(Method::DELETE, "repositories/github.com/acme/api")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::OK);
+    error(
+        s.api(Method::POST, "jobs")
+            .json(&json!({"image": "alpine", "commands": ["true"],
+                          "repository": "github.com/acme/api", "commit": "main"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "register it with `executor repos add github.com/acme/api",
+    )
+    .await;
+    error(
+        s.api(Method::DELETE, "repositories/github.com/acme/api")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+        "is not registered",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn git_fetches_a_registered_repository_with_the_token_of_its_job_only() {
     let dir = tempfile::tempdir().unwrap();
     let origin = dir.path().join("origin");
@@ -1465,7 +1559,10 @@ async fn a_remote_repository_is_fetched_by_the_queue_and_the_job_token_never_lea
     );
     s.submit(
         json!({"queue": "batches", "image": "alpine", "commands": ["true"],
-                    "repository": "github.com/acme/remote", "commit": "main"}),
+                    "repository": "github.com/acme/remote",
+                    // A full SHA: a ref name would be resolved by asking this
+                    // fake host, which advertises no refs.
+                    "commit": "0123456789abcdef0123456789abcdef01234567"}),
     )
     .await;
     let job = s.dequeue("batches", "e1").await.unwrap();

@@ -228,6 +228,16 @@ async fn worker(
     flags: &[&str],
     tune: impl FnOnce(&mut WorkerOptions),
 ) -> (CancellationToken, JoinHandle<Summary>) {
+    hurried_worker(stack, flags, tune, CancellationToken::new()).await
+}
+
+/// A worker whose drain `hurry` cuts short (a second Ctrl-C).
+async fn hurried_worker(
+    stack: &Stack,
+    flags: &[&str],
+    tune: impl FnOnce(&mut WorkerOptions),
+    hurry: CancellationToken,
+) -> (CancellationToken, JoinHandle<Summary>) {
     let args = [
         "test",
         "--resource-request-memory=1Mi",
@@ -261,7 +271,11 @@ async fn worker(
         name,
     ));
     let stop = CancellationToken::new();
-    let handle = tokio::spawn(Worker::new(queue, runner, options).run(stop.clone()));
+    let handle = tokio::spawn(
+        Worker::new(queue, runner, options)
+            .hurried_by(hurry)
+            .run(stop.clone()),
+    );
     (stop, handle)
 }
 
@@ -434,7 +448,12 @@ async fn cancelling_through_the_queue_stops_the_job_and_keeps_its_log() {
             .is_empty()
     );
     stop.cancel();
-    assert_eq!(worker.await.unwrap().failed, 1);
+    let summary = worker.await.unwrap();
+    assert_eq!(
+        (summary.failed, summary.cancelled),
+        (0, 1),
+        "a cancelled job is counted as cancelled, not failed: {summary:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,6 +503,47 @@ async fn a_stop_lets_running_jobs_finish_then_hands_the_rest_back() {
             .unwrap()
             .items
             .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_stop_cancels_the_running_jobs_and_hands_them_back_without_waiting_for_the_drain()
+{
+    let stack = stack().await;
+    let hurry = CancellationToken::new();
+    // A drain no test waits out: only the second stop can end this worker.
+    let (stop, worker) = hurried_worker(
+        &stack,
+        &[],
+        |o| o.drain_timeout = Duration::from_secs(24 * 3600),
+        hurry.clone(),
+    )
+    .await;
+    let id = stack
+        .queue
+        .submit(short(&["echo started", "sleep 600"]))
+        .await;
+    stack
+        .queue
+        .wait(id, "started", |j| {
+            out(j, "step.kubernetes.main").contains("stdout: started")
+        })
+        .await;
+    stop.cancel();
+    hurry.cancel();
+    let summary = worker.await.unwrap();
+    assert_eq!(summary.errored, 1, "handed back to the queue: {summary:?}");
+    let back = stack.queue.job(id, None).await;
+    assert_eq!(back["state"], "queued", "handed back for a retry: {back:#}");
+    assert!(out(&back, "step.kubernetes.main").contains("stdout: started"));
+    let jobs: Api<Job> = Api::namespaced(stack.kube.clone(), "default");
+    assert!(
+        jobs.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "the job's Job is deleted, so its processes stop"
     );
 }
 

@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 
 use executor_tests::components;
 use serde_json::Value;
@@ -37,6 +38,12 @@ fn executor(dir: &Path, args: &[&str]) -> Output {
 
 /// Starts `executor serve` and returns once it printed how to try it.
 fn serve(dir: &Path) -> (Child, Vec<String>) {
+    let (child, banner, _) = serve_said(dir);
+    (child, banner)
+}
+
+/// [`serve`], and what it says after its banner, line by line.
+fn serve_said(dir: &Path) -> (Child, Vec<String>, mpsc::Receiver<String>) {
     let plugins = dir.join("plugins.yaml");
     std::fs::write(
         &plugins,
@@ -70,8 +77,46 @@ fn serve(dir: &Path) -> (Child, Vec<String>) {
         "serve ended before it was ready: {banner:#?}"
     );
     // Keep reading what it says, so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, banner)
+    let (said, later) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = said.send(line);
+        }
+    });
+    (child, banner, later)
+}
+
+/// The first line `serve` says that contains `needle`.
+fn said(later: &mpsc::Receiver<String>, needle: &str) -> String {
+    let mut heard = Vec::new();
+    loop {
+        match later.recv_timeout(common::STEP) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => heard.push(line),
+            Err(e) => panic!("serve never said {needle:?} ({e}); it said: {heard:#?}"),
+        }
+    }
+}
+
+/// Sends `signal` to `child`.
+fn kill(child: &Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// Whether a process of this machine runs `argv` exactly.
+fn running(argv: &[&str]) -> bool {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|p| std::fs::read(p.path().join("cmdline")).is_ok_and(|c| c == wanted))
 }
 
 /// A plain HTTP/1.0 GET: the whole response, head and body.
@@ -122,7 +167,14 @@ fn serve_runs_what_submit_sends_and_logs_follows_it_to_its_end() {
     );
     assert!(said.contains("cluster: simulator"), "{said}");
     assert!(said.contains("plugins: annotate from"), "{said}");
-    assert!(said.contains("user API token (generated"), "{said}");
+    assert!(said.contains("the user API token is in"), "{said}");
+    let token = std::fs::read_to_string(dir.path().join("serve.json")).unwrap();
+    let token: Value = serde_json::from_str(&token).unwrap();
+    let token = token["token"].as_str().unwrap();
+    assert!(
+        !said.contains(token),
+        "the token is printed where logs keep it: {said}"
+    );
 
     let submitted = executor(
         dir.path(),
@@ -223,9 +275,200 @@ fn the_user_commands_say_when_no_executor_serves() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
-        err.contains("no serving executor found") && err.contains("serve.json"),
+        err.contains("no serving executor found")
+            && err.contains("serve.json")
+            && err.contains("scripts/serve"),
         "{err}"
     );
+
+    // An address file left by an executor that stopped.
+    let port = common::free_port();
+    std::fs::write(
+        dir.path().join("serve.json"),
+        format!(r#"{{"url": "http://127.0.0.1:{port}/", "token": "t"}}"#),
+    )
+    .unwrap();
+    let out = executor(dir.path(), &["jobs"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: no executor is serving at http://127.0.0.1:{port}; start it with `scripts/serve` (or `executor serve`), or give its address with --server\n"
+        ),
+        "one sentence, not a stack of client errors"
+    );
+}
+
+#[test]
+fn cancel_says_a_cancel_is_pending_and_show_and_jobs_show_it_until_the_job_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut serve, _) = serve(dir.path());
+    let submitted = executor(
+        dir.path(),
+        &[
+            "submit",
+            "--image",
+            "alpine:3",
+            "--",
+            "echo started",
+            "sleep 600",
+        ],
+    );
+    let id = text(&submitted.stdout).trim().to_owned();
+    let until = executor(dir.path(), &["logs", &id, "--until", "started"]);
+    assert!(until.status.success(), "{}", text(&until.stderr));
+    assert!(
+        text(&until.stdout).ends_with("started\n"),
+        "{}",
+        text(&until.stdout)
+    );
+
+    let cancel = executor(dir.path(), &["cancel", &id]);
+    assert!(cancel.status.success(), "{}", text(&cancel.stderr));
+    let said = text(&cancel.stderr);
+    assert!(
+        said.contains(&format!("job {id}: cancel requested")),
+        "{said}"
+    );
+    // The executor hears of it at its next heartbeat; until then both say so.
+    let shown = text(&executor(dir.path(), &["show", &id]).stdout);
+    let listed = text(&executor(dir.path(), &["jobs"]).stdout);
+    let pending = |t: &str| t.contains("processing (cancel requested)") || t.contains("cancelled");
+    assert!(pending(&shown), "{shown}");
+    assert!(pending(&listed), "{listed}");
+
+    let waited = executor(dir.path(), &["cancel", "--wait", &id]);
+    let said = text(&waited.stderr);
+    assert!(
+        waited.status.success() && said.contains(&format!("job {id}: cancelled")),
+        "{said}"
+    );
+    let kept = text(&executor(dir.path(), &["logs", &id]).stdout);
+    assert!(kept.contains("started"), "the log so far is kept: {kept}");
+    let never = executor(dir.path(), &["logs", &id, "--until", "finished"]);
+    assert_eq!(
+        never.status.code(),
+        Some(1),
+        "--until fails when the job ends first"
+    );
+    assert!(
+        text(&never.stderr).contains("no line contained \"finished\""),
+        "{}",
+        text(&never.stderr)
+    );
+    let shown = text(&executor(dir.path(), &["show", &id]).stdout);
+    assert!(shown.contains("attempts: 1"), "the job ran once: {shown}");
+
+    kill(&serve, "-TERM");
+    assert!(serve.wait().unwrap().success());
+}
+
+#[test]
+fn repos_add_refuses_what_is_not_a_repository_and_remove_unregisters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut serve, _) = serve(dir.path());
+    for (url, needle) in [
+        ("/not/a/url", "/not/a/url does not exist"),
+        ("file:///does/not/exist", "/does/not/exist does not exist"),
+    ] {
+        let out = executor(dir.path(), &["repos", "add", "github.com/acme/x", url]);
+        assert_eq!(out.status.code(), Some(2), "{url} is refused");
+        assert!(text(&out.stderr).contains(needle), "{}", text(&out.stderr));
+    }
+    let submitted = executor(
+        dir.path(),
+        &[
+            "submit",
+            "--image",
+            "a",
+            "--repository",
+            "github.com/acme/x",
+            "--commit",
+            "main",
+            "--",
+            "true",
+        ],
+    );
+    let said = text(&submitted.stderr);
+    assert!(
+        said.contains("register it with `executor repos add github.com/acme/x"),
+        "{said}"
+    );
+    let listed = text(&executor(dir.path(), &["repos", "list"]).stdout);
+    assert!(!listed.contains("github.com/acme/x"), "{listed}");
+    let removed = executor(dir.path(), &["repos", "remove", "github.com/acme/x"]);
+    assert_eq!(removed.status.code(), Some(2));
+    assert!(
+        text(&removed.stderr).contains("is not registered"),
+        "{}",
+        text(&removed.stderr)
+    );
+
+    kill(&serve, "-TERM");
+    assert!(serve.wait().unwrap().success());
+}
+
+#[test]
+fn a_second_ctrl_c_cancels_the_running_job_hands_it_back_and_leaves_no_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first_life, _, later) = serve_said(dir.path());
+    // A command line no other process has, to look for after the exit.
+    let sleep = ["sleep", "987654"];
+    let submitted = executor(
+        dir.path(),
+        &[
+            "submit",
+            "--image",
+            "alpine:3",
+            "--",
+            "echo started",
+            &sleep.join(" "),
+        ],
+    );
+    let id = text(&submitted.stdout).trim().to_owned();
+    let until = executor(dir.path(), &["logs", &id, "--until", "started"]);
+    assert!(until.status.success(), "{}", text(&until.stderr));
+
+    kill(&first_life, "-INT");
+    let first = said(&later, "SIGINT:");
+    assert!(
+        first.contains("within 5m") && first.contains("again (Ctrl-C) to cancel them"),
+        "the first Ctrl-C says how long the drain lasts and how to skip it: {first}"
+    );
+    kill(&first_life, "-INT");
+    said(&later, "SIGINT again: cancelling the running jobs");
+    let summary = said(&later, "stopped:");
+    assert!(
+        summary.contains("1 taken") && summary.contains("1 errored"),
+        "{summary}"
+    );
+    assert!(first_life.wait().unwrap().success());
+    common::eventually_blocking("the job's processes stop", || {
+        (!running(&sleep))
+            .then_some(())
+            .ok_or("sleep 987654 still runs".to_owned())
+    });
+
+    // Handed back: the next start finds it queued again, with its log so far.
+    let (mut serve, _) = serve(dir.path());
+    let job: Value =
+        serde_json::from_slice(&executor(dir.path(), &["show", &id, "-o", "json"]).stdout).unwrap();
+    assert_eq!(job["attempts"], 1, "{job:#}");
+    assert!(
+        job["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("the executor shut down before the job finished"),
+        "{job:#}"
+    );
+    kill(&serve, "-INT");
+    kill(&serve, "-INT");
+    assert!(serve.wait().unwrap().success());
+    common::eventually_blocking("the job's processes stop", || {
+        (!running(&sleep))
+            .then_some(())
+            .ok_or("sleep 987654 still runs".to_owned())
+    });
 }
 
 #[test]
@@ -239,13 +482,7 @@ fn serve_reloads_its_plugins_on_post_reload_on_sighup_and_when_a_file_changes() 
         "{reply}"
     );
 
-    let kill = |signal: &str| {
-        let sent = Command::new("kill")
-            .args([signal, &serve.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    };
+    let kill = |signal: &str| kill(&serve, signal);
     kill("-HUP");
     common::eventually_blocking("SIGHUP reloads", || {
         let metrics = get(ops, "/metrics");

@@ -11,10 +11,12 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::table::{self, Align};
 use super::{EXIT_BAD_INPUT, Output};
 use crate::embedded::model::{
     EntryView, JobDetail, JobList, JobState, JobSummary, Repository, RepositoryList, Submitted,
 };
+use crate::plugins::text::printable;
 
 /// Where a serving executor says it listens, for the commands on the same machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +55,7 @@ impl AddressFile {
         let path = dir.join(Self::NAME);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
-                "no serving executor found: cannot read {} (start `executor serve`, or pass --server and --token)",
+                "no serving executor found: cannot read {} (start one with `scripts/serve` or `executor serve`, or pass --server and --token)",
                 path.display()
             )
         })?;
@@ -100,7 +102,7 @@ pub(super) struct SubmitArgs {
     /// Short form: a registered repository to clone into the workspace.
     #[arg(long, requires = "commit")]
     repository: Option<String>,
-    /// Short form: the commit to check out.
+    /// Short form: the revision to check out: a full commit SHA, or a branch, tag or other ref name (`main`, `v1.2`, `HEAD`), which the queue resolves to a commit when the job is submitted.
     #[arg(long, requires = "repository")]
     commit: Option<String>,
     /// Short form: the step's commands, run in order by `sh` (after `--`).
@@ -143,6 +145,9 @@ pub(super) struct LogsArgs {
     /// Follow the log until the job ends; the exit status then says whether it succeeded.
     #[arg(short, long)]
     follow: bool,
+    /// Follow the log only until a line contains TEXT, then exit 0 (1 if the job ends first): for scripts that wait for a job to reach a point.
+    #[arg(long, value_name = "TEXT")]
+    until: Option<String>,
     #[command(flatten)]
     connection: Connection,
 }
@@ -151,6 +156,9 @@ pub(super) struct LogsArgs {
 pub(super) struct CancelArgs {
     /// The job id.
     id: i64,
+    /// Wait until the job has ended, and print how; exit 0 when it ended cancelled.
+    #[arg(long)]
+    wait: bool,
     #[command(flatten)]
     connection: Connection,
 }
@@ -168,6 +176,13 @@ pub(super) enum ReposCommand {
     },
     /// List the registered repositories.
     List {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Unregister a repository: jobs submitted later cannot clone it (running ones already have).
+    Remove {
+        /// The name it was registered under.
+        name: String,
         #[command(flatten)]
         connection: Connection,
     },
@@ -226,10 +241,15 @@ impl Api {
             if let Some(body) = body {
                 req = req.json(body);
             }
-            let resp = req
-                .send()
-                .await
-                .with_context(|| format!("cannot reach the executor at {url}"))?;
+            let resp = match req.send().await {
+                Ok(resp) => resp,
+                // The chain of client errors says nothing a user can act on.
+                Err(e) if e.is_connect() => bail!(
+                    "no executor is serving at {}; start it with `scripts/serve` (or `executor serve`), or give its address with --server",
+                    self.base
+                ),
+                Err(e) => return Err(e).with_context(|| format!("cannot reach the executor at {url}")),
+            };
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
             if !status.is_success() {
@@ -339,23 +359,35 @@ pub(super) fn jobs(args: JobsArgs) -> ExitCode {
         match args.output {
             Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?,
             Output::Text => {
-                writeln!(
+                let rows: Vec<Vec<String>> = list
+                    .jobs
+                    .iter()
+                    .map(|j| {
+                        vec![
+                            j.id.to_string(),
+                            printable(&j.queue),
+                            state(j),
+                            j.runs().to_string(),
+                            j.created_at.clone(),
+                            j.message.as_deref().map(printable).unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                write!(
                     out,
-                    "{:>6}  {:<12} {:<10} {:>8}  {:<20}  MESSAGE",
-                    "ID", "QUEUE", "STATE", "ATTEMPTS", "CREATED"
+                    "{}",
+                    table::render(
+                        &[
+                            ("ID", Align::Right),
+                            ("QUEUE", Align::Left),
+                            ("STATE", Align::Left),
+                            ("ATTEMPTS", Align::Right),
+                            ("CREATED", Align::Left),
+                            ("MESSAGE", Align::Left),
+                        ],
+                        &rows,
+                    )
                 )?;
-                for j in &list.jobs {
-                    writeln!(
-                        out,
-                        "{:>6}  {:<12} {:<10} {:>8}  {:<20}  {}",
-                        j.id,
-                        j.queue,
-                        j.state,
-                        j.attempts,
-                        j.created_at,
-                        j.message.as_deref().unwrap_or("")
-                    )?;
-                }
             }
         }
         Ok(ExitCode::SUCCESS)
@@ -371,14 +403,14 @@ pub(super) fn show(args: ShowArgs) -> ExitCode {
         match args.output {
             Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&job)?)?,
             Output::Text => {
-                writeln!(out, "job {} ({})", s.id, s.queue)?;
-                writeln!(out, "  state:    {}", s.state)?;
-                writeln!(out, "  attempts: {}", s.attempts)?;
+                writeln!(out, "job {} ({})", s.id, printable(&s.queue))?;
+                writeln!(out, "  state:    {}", state(s))?;
+                writeln!(out, "  attempts: {}", s.runs())?;
                 if let Some(m) = &s.message {
-                    writeln!(out, "  message:  {m}")?;
+                    writeln!(out, "  message:  {}", printable(m))?;
                 }
                 if let Some(e) = &s.executor {
-                    writeln!(out, "  executor: {e}")?;
+                    writeln!(out, "  executor: {}", printable(e))?;
                 }
                 writeln!(out, "  created:  {}", s.created_at)?;
                 for EntryView { entry: e, .. } in &job.entries {
@@ -398,6 +430,16 @@ pub(super) fn show(args: ShowArgs) -> ExitCode {
     })())
 }
 
+/// The job's state, and a pending cancellation, which the state alone
+/// does not show: the job stays `processing` until its executor stops it.
+fn state(s: &JobSummary) -> String {
+    if s.cancel_requested && !s.state.terminal() {
+        format!("{} (cancel requested)", s.state)
+    } else {
+        s.state.to_string()
+    }
+}
+
 fn strip(line: &str) -> &str {
     line.strip_prefix("stdout: ")
         .or_else(|| line.strip_prefix("stderr: "))
@@ -412,6 +454,7 @@ pub(super) fn logs(args: LogsArgs) -> ExitCode {
         loop {
             let job = api.job(args.id, since)?;
             let mut out = std::io::stdout().lock();
+            let mut reached = false;
             for EntryView { id, entry: e } in &job.entries {
                 let text = e.out.as_deref().unwrap_or("");
                 let done = printed.entry(*id).or_insert_with(|| usize::MAX);
@@ -424,6 +467,7 @@ pub(super) fn logs(args: LogsArgs) -> ExitCode {
                 if upto > *done {
                     for line in text.get(*done..upto).unwrap_or("").lines() {
                         writeln!(out, "{}", strip(line))?;
+                        reached |= args.until.as_deref().is_some_and(|t| line.contains(t));
                     }
                     *done = upto;
                 }
@@ -431,7 +475,7 @@ pub(super) fn logs(args: LogsArgs) -> ExitCode {
             out.flush()?;
             drop(out);
             let s = &job.summary;
-            if !args.follow {
+            if reached || (!args.follow && args.until.is_none()) {
                 return Ok(ExitCode::SUCCESS);
             }
             if s.state.terminal() {
@@ -441,9 +485,16 @@ pub(super) fn logs(args: LogsArgs) -> ExitCode {
                     s.state,
                     s.message
                         .as_deref()
-                        .map(|m| format!(": {m}"))
+                        .map(|m| format!(": {}", printable(m)))
                         .unwrap_or_default()
                 );
+                if let Some(text) = &args.until {
+                    eprintln!(
+                        "no line contained {:?} before the job ended",
+                        printable(text)
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
                 return Ok(if s.state == JobState::Completed {
                     ExitCode::SUCCESS
                 } else {
@@ -463,8 +514,41 @@ pub(super) fn cancel(args: CancelArgs) -> ExitCode {
             &format!("/api/v1/jobs/{}/cancel", args.id),
             None,
         )?;
-        eprintln!("job {}: {}", job.id, job.state);
-        Ok(ExitCode::SUCCESS)
+        if job.state.terminal() {
+            eprintln!("job {}: {}", job.id, job.state);
+        } else if args.wait {
+            eprintln!(
+                "job {}: cancel requested; waiting for its executor to stop it",
+                job.id
+            );
+        } else {
+            eprintln!(
+                "job {}: cancel requested; its executor stops it within seconds, keeping its log so far (`executor cancel --wait {}` waits for that)",
+                job.id, job.id
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let mut detail = api.job(args.id, None)?;
+        while !detail.summary.state.terminal() {
+            detail = api.job(args.id, Some(detail.version))?;
+        }
+        let s = &detail.summary;
+        if !job.state.terminal() {
+            eprintln!(
+                "job {}: {}{}",
+                s.id,
+                s.state,
+                s.message
+                    .as_deref()
+                    .map(|m| format!(": {}", printable(m)))
+                    .unwrap_or_default()
+            );
+        }
+        Ok(if s.state == JobState::Cancelled {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
     })())
 }
 
@@ -476,6 +560,7 @@ pub(super) fn repos(cmd: ReposCommand) -> ExitCode {
                 url,
                 connection,
             } => {
+                let url = absolute(url);
                 let api = Api::connect(&connection)?;
                 let repo: Repository = api.call(
                     reqwest::Method::POST,
@@ -488,11 +573,47 @@ pub(super) fn repos(cmd: ReposCommand) -> ExitCode {
                 let api = Api::connect(&connection)?;
                 let list: RepositoryList =
                     api.call(reqwest::Method::GET, "/api/v1/repositories", None)?;
-                for r in list.repositories {
-                    println!("{}\t{}", r.name, r.url);
-                }
+                let rows: Vec<Vec<String>> = list
+                    .repositories
+                    .iter()
+                    .map(|r| vec![printable(&r.name), printable(&r.url)])
+                    .collect();
+                print!(
+                    "{}",
+                    table::render(&[("NAME", Align::Left), ("URL", Align::Left)], &rows)
+                );
+            }
+            ReposCommand::Remove { name, connection } => {
+                let api = Api::connect(&connection)?;
+                let removed: Repository =
+                    api.call(reqwest::Method::DELETE, &repository_path(&name), None)?;
+                eprintln!("removed {} ({})", removed.name, removed.url);
             }
         }
         Ok(ExitCode::SUCCESS)
     })())
+}
+
+/// A relative path to a local repository made absolute: the serving
+/// executor resolves paths from its own directory, not the caller's.
+fn absolute(url: String) -> String {
+    if url.contains("://") || url.starts_with('/') {
+        return url;
+    }
+    match std::fs::canonicalize(&url) {
+        Ok(path) => path.display().to_string(),
+        // The queue says what is wrong with it.
+        Err(_) => url,
+    }
+}
+
+/// `/api/v1/repositories/<name>`, each part of the name percent-encoded.
+fn repository_path(name: &str) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let parts: Vec<String> = name
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(|p| utf8_percent_encode(p, NON_ALPHANUMERIC).to_string())
+        .collect();
+    format!("/api/v1/repositories/{}", parts.join("/"))
 }

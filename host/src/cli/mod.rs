@@ -6,6 +6,7 @@ mod render;
 mod run;
 mod serve;
 mod sim;
+mod table;
 
 use std::process::ExitCode;
 
@@ -40,7 +41,7 @@ enum Command {
     Show(client::ShowArgs),
     /// Print a job's log; with -f follow it until the job ends (non-zero status when it did not succeed).
     Logs(client::LogsArgs),
-    /// Cancel a job.
+    /// Cancel a job: at once when it is queued, else through its executor within seconds (--wait waits for the end).
     Cancel(client::CancelArgs),
     /// Repositories the embedded queue's jobs may clone.
     #[command(subcommand)]

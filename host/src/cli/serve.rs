@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -56,8 +57,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         options.heartbeat_interval,
     ));
     let reload_slot = ops::server::ReloadSlot::default();
-    let ops_server = start_ops(&config, &readiness, &reload_slot, &shutdown, &mut banner).await?;
-    let queue = start_queue(&mut config, &shutdown, &mut banner).await?;
+    // Both ports are taken before anything else starts, and a busy one is
+    // reported with the other's problem, so that one restart fixes both.
+    let queue_listener = match config.queue.frontend_url {
+        Some(_) => Ok(None),
+        None => tokio::net::TcpListener::bind(config.embedded.listen)
+            .await
+            .map(Some)
+            .map_err(|e| listen_error(config.embedded.listen, &e)),
+    };
+    let ops_server = start_ops(&config, &readiness, &reload_slot, &shutdown, &mut banner).await;
+    let (queue_listener, ops_server) = match (queue_listener, ops_server) {
+        (Ok(listener), Ok(ops)) => (listener, ops),
+        (queue, ops) => {
+            let problems: Vec<String> = [queue.err(), ops.err().map(|e| format!("{e:#}"))]
+                .into_iter()
+                .flatten()
+                .collect();
+            anyhow::bail!("{}", problems.join("\n"));
+        }
+    };
+    let queue = start_queue(&mut config, queue_listener, &shutdown, &mut banner).await?;
     let (kube, _sim) = start_cluster(&config, readiness.api(), &mut banner).await?;
     let plugins = load_plugins(&config, &readiness, &shutdown, &mut banner).await?;
     if let Some(reloader) = &plugins.reloader {
@@ -104,17 +124,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
 
     let stop = CancellationToken::new();
-    tokio::spawn(signals(stop.clone()));
+    let hurry = CancellationToken::new();
+    tokio::spawn(signals(stop.clone(), hurry.clone(), options.drain_timeout));
     let draining = stop.clone();
     let not_ready = readiness.clone();
     tokio::spawn(async move {
         draining.cancelled().await;
         not_ready.draining();
     });
-    let summary = Worker::new(client, runner, options).run(stop).await;
+    let summary = Worker::new(client, runner, options)
+        .hurried_by(hurry)
+        .run(stop)
+        .await;
     eprintln!(
-        "stopped: {} taken, {} completed, {} failed, {} errored, {} unreported",
-        summary.taken, summary.completed, summary.failed, summary.errored, summary.unreported
+        "stopped: {} taken, {} completed, {} failed, {} cancelled, {} errored, {} unreported",
+        summary.taken,
+        summary.completed,
+        summary.failed,
+        summary.cancelled,
+        summary.errored,
+        summary.unreported
     );
     shutdown.cancel();
     for server in [queue.server, ops_server].into_iter().flatten() {
@@ -169,6 +198,7 @@ struct Queue {
 /// becomes the frontend the jobs clone through.
 async fn start_queue(
     config: &mut Config,
+    listener: Option<tokio::net::TcpListener>,
     shutdown: &CancellationToken,
     banner: &mut Vec<String>,
 ) -> anyhow::Result<Queue> {
@@ -194,14 +224,9 @@ async fn start_queue(
         retention: config.embedded.retention,
         ..EmbeddedOptions::default()
     })?;
-    let listener = tokio::net::TcpListener::bind(config.embedded.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "EXECUTOR_LISTEN: cannot listen on {}",
-                config.embedded.listen
-            )
-        })?;
+    let Some(listener) = listener else {
+        anyhow::bail!("the embedded queue has no listener");
+    };
     let addr = listener.local_addr()?;
     let url = url::Url::parse(&format!("http://{addr}"))?;
     AddressFile {
@@ -209,15 +234,17 @@ async fn start_queue(
         token: embedded.api_token().to_owned(),
     }
     .write(dir)?;
-    // `generated` also covers the executors' secret: a token the operator
-    // configured (EXECUTOR_API_TOKEN, e.g. from a Secret) never goes to the log.
-    if embedded.generated() && config.embedded.api_token.is_none() {
-        banner.push(format!(
-            "user API token (generated, kept in {}): {}",
-            dir.display(),
-            embedded.api_token()
-        ));
-    }
+    // Where the token is, at every start, never the token itself: this
+    // output is often a log, and the commands on this machine read the file.
+    let generated = if config.embedded.api_token.is_none() {
+        "generated, "
+    } else {
+        ""
+    };
+    banner.push(format!(
+        "token:   the user API token is in {} ({generated}mode 0600; the commands read it there, elsewhere give --token)",
+        dir.join(AddressFile::NAME).display(),
+    ));
     if config.queue.queue_names.is_empty() {
         config.queue.queue_names = vec!["default".to_owned()];
     }
@@ -249,6 +276,21 @@ async fn start_queue(
         password,
         server: Some(server),
     })
+}
+
+/// Why the embedded queue cannot listen, and what to do: a busy port is
+/// most often an executor already serving.
+fn listen_error(addr: std::net::SocketAddr, e: &std::io::Error) -> String {
+    let variable = crate::config::EmbeddedConfig::LISTEN_VARIABLE;
+    let mut message = format!("{variable}: cannot listen on {addr}: {e}");
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        let mut other = addr;
+        other.set_port(addr.port().wrapping_add(1).max(1));
+        message.push_str(&format!(
+            "; another `executor serve` may be running (its jobs: `executor jobs`). To serve beside it, pick another port: {variable}={other} scripts/serve (or --listen {other}; port 0 picks a free one)"
+        ));
+    }
+    message
 }
 
 /// The cluster: the configured one, else the simulator (kept running as
@@ -367,8 +409,10 @@ async fn sweep(kube: &kube::Client, config: &Config, instance: &Instance, execut
     }
 }
 
-/// SIGTERM or SIGINT: stop taking jobs and drain; a second one: exit at once.
-async fn signals(stop: CancellationToken) {
+/// SIGTERM or SIGINT: stop taking jobs and drain. A second one: cancel
+/// the running jobs (their Jobs deleted) and hand them back to the queue,
+/// which takes seconds; a third: exit at once.
+async fn signals(stop: CancellationToken, hurry: CancellationToken, drain: Duration) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -376,24 +420,32 @@ async fn signals(stop: CancellationToken) {
             return;
         }
     };
-    let next = async {
+    let mut next = async || {
         tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = tokio::signal::ctrl_c() => "SIGINT",
         }
     };
-    let first = next.await;
-    eprintln!("{first}: no more jobs; running ones may finish (again to exit at once)");
+    let first = next().await;
+    eprintln!("{}", first_signal(first, drain));
     stop.cancel();
-    let second = async {
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-        }
-    };
-    let second = second.await;
-    eprintln!("{second} again: exiting now");
+    let second = next().await;
+    eprintln!(
+        "{second} again: cancelling the running jobs and handing them back to the queue (again to exit at once, leaving them running)"
+    );
+    hurry.cancel();
+    let third = next().await;
+    eprintln!("{third} a third time: exiting now");
     std::process::exit(130);
+}
+
+/// What the first signal does, and how to cut it short.
+fn first_signal(signal: &str, drain: Duration) -> String {
+    format!(
+        "{signal}: no more jobs; running ones may finish within {} ({}); again (Ctrl-C) to cancel them now and hand them back to the queue",
+        humantime::format_duration(drain),
+        crate::config::QueueConfig::DRAIN_TIMEOUT,
+    )
 }
 
 fn queues(config: &Config) -> String {
@@ -452,4 +504,34 @@ async fn shipped_plugins() -> anyhow::Result<Option<PathBuf>> {
         "building the first-party plugins failed ({status}); build them with `cargo build --release --target wasm32-wasip2 -p annotate -p scheduling-policy -p pull-secrets -p redact`"
     );
     Ok(Some(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_queue_port_says_how_to_serve_beside_the_executor_that_holds_it() {
+        let busy = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 3180));
+        let message = listen_error(addr, &busy);
+        assert!(
+            message.starts_with("EXECUTOR_LISTEN: cannot listen on 127.0.0.1:3180")
+                && message.contains("another `executor serve` may be running")
+                && message.contains("EXECUTOR_LISTEN=127.0.0.1:3181 scripts/serve"),
+            "{message}"
+        );
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!listen_error(addr, &denied).contains("another"));
+    }
+
+    #[test]
+    fn the_first_signal_says_how_long_the_drain_lasts_and_how_to_cut_it_short() {
+        let message = first_signal("SIGINT", Duration::from_secs(300));
+        assert!(
+            message.contains("within 5m (EXECUTOR_DRAIN_TIMEOUT)")
+                && message.contains("again (Ctrl-C) to cancel them now"),
+            "{message}"
+        );
+    }
 }

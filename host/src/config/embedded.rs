@@ -27,7 +27,7 @@ pub struct RawEmbedded {
     /// How long the embedded queue keeps a job that ended, with its log (0: for ever).
     #[arg(long, env = RETENTION, default_value = "30d")]
     pub job_retention: String,
-    /// Token of the embedded queue's user API (default: generated at first start, kept in the data directory, printed).
+    /// Token of the embedded queue's user API (default: generated at first start, kept in the data directory's serve.json, where the commands read it; never printed).
     #[arg(long, env = API_TOKEN, hide_env_values = true)]
     pub api_token: Option<String>,
 }
@@ -110,6 +110,10 @@ impl RawEmbedded {
 }
 
 impl EmbeddedConfig {
+    /// The variable that sets [`EmbeddedConfig::listen`], for messages that
+    /// tell an operator what to change.
+    pub const LISTEN_VARIABLE: &'static str = LISTEN;
+
     /// Why jobs' pods could not reach the queue at the URL they would be
     /// given: listening on every interface names no address to connect to.
     pub(super) fn check_reachable(&self, c: &mut Checker) {

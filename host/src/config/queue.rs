@@ -78,6 +78,12 @@ pub struct QueueConfig {
     pub drain_timeout: Duration,
 }
 
+impl QueueConfig {
+    /// The variable that sets [`QueueConfig::drain_timeout`], for messages
+    /// that tell an operator what to change.
+    pub const DRAIN_TIMEOUT: &'static str = DRAIN_TIMEOUT;
+}
+
 impl RawQueue {
     /// Checks every queue setting; `None` when any is invalid (each recorded in `c`).
     pub(super) fn check(&self, c: &mut Checker) -> Option<QueueConfig> {

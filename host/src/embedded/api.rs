@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -21,6 +21,7 @@ use super::model::{
     SubmitRequest, Submitted, valid_queue,
 };
 use super::reply::{HttpError, blocking, parse_json};
+use super::revision;
 use super::store::CancelOutcome;
 use crate::payload::JobPayload;
 
@@ -38,6 +39,7 @@ pub(super) fn routes() -> Router<Embedded> {
             "/api/v1/repositories",
             post(put_repository).get(list_repositories),
         )
+        .route("/api/v1/repositories/{*name}", delete(remove_repository))
         .route("/api/v1/executors", get(list_executors))
 }
 
@@ -56,7 +58,7 @@ async fn submit(
             "queue {queue:?} is not a queue name; expected 1 to 63 of [a-z0-9-]"
         )));
     }
-    let payload = build_payload(req)?;
+    let mut payload = build_payload(req)?;
     let mut probe = payload.clone();
     probe.insert("id".into(), json!(0));
     probe.insert("queue".into(), json!(queue));
@@ -65,14 +67,18 @@ async fn submit(
     if let Some(repo) = parsed.repository {
         let name = git::normalize(&repo.name);
         let lookup = name.clone();
-        if blocking(&e, move |s| s.repository(&lookup))
-            .await?
-            .is_none()
-        {
+        let Some(registered) = blocking(&e, move |s| s.repository(&lookup)).await? else {
             return Err(HttpError::bad_request(format!(
-                "repository {name} is not registered; register it with POST /api/v1/repositories"
+                "repository {name} is not registered; register it with `executor repos add {name} <clone URL or path>` (POST /api/v1/repositories)"
             )));
-        }
+        };
+        // Resolved here, where the repository can be asked, rather than
+        // failing at checkout in the pod; the job then runs that commit.
+        let source = git::Source::of(&registered.url).map_err(HttpError::bad_request)?;
+        let commit = revision::resolve(&source, &name, &repo.commit)
+            .await
+            .map_err(|err| HttpError::bad_request(err.to_string()))?;
+        payload.insert("commit".into(), json!(commit));
     }
     let text = Value::Object(payload).to_string();
     let (q, now) = (queue.clone(), SystemTime::now());
@@ -315,7 +321,10 @@ async fn put_repository(
             given.name
         )));
     }
-    git::Source::of(&given.url).map_err(HttpError::bad_request)?;
+    let source = git::Source::of(&given.url).map_err(HttpError::bad_request)?;
+    revision::check(&source)
+        .await
+        .map_err(|err| HttpError::bad_request(err.to_string()))?;
     let repo = Repository {
         name,
         url: given.url,
@@ -348,6 +357,29 @@ async fn list_repositories(
         })
         .collect();
     Ok(Json(RepositoryList { repositories }))
+}
+
+async fn remove_repository(
+    State(e): State<Embedded>,
+    _: ApiAuth,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<Repository>, HttpError> {
+    let Path(name) = name.map_err(|err| HttpError::bad_request(err.body_text()))?;
+    let name = git::normalize(&name);
+    let lookup = name.clone();
+    let removed = blocking(&e, move |s| s.remove_repository(&lookup))
+        .await?
+        .ok_or_else(|| {
+            HttpError::new(
+                StatusCode::NOT_FOUND,
+                format!("repository {name} is not registered (`executor repos list` shows those that are)"),
+            )
+        })?;
+    tracing::info!(repository = %removed.name, "repository unregistered");
+    Ok(Json(Repository {
+        url: git::shown(&removed.url),
+        name: removed.name,
+    }))
 }
 
 async fn list_executors(

@@ -252,7 +252,7 @@ async fn proxy(
 }
 
 /// A URL's user or password as the remote expects it.
-fn percent_decoded(text: &str) -> String {
+pub(super) fn percent_decoded(text: &str) -> String {
     percent_encoding::percent_decode_str(text)
         .decode_utf8_lossy()
         .into_owned()

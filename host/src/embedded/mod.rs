@@ -6,6 +6,7 @@ mod git;
 pub mod listen;
 pub mod model;
 mod reply;
+mod revision;
 mod server;
 pub mod store;
 

@@ -156,6 +156,22 @@ pub struct JobSummary {
     pub finished_at: Option<String>,
 }
 
+impl JobSummary {
+    /// How many times the job was run: every requeue followed a run, and
+    /// the last attempt counts once it was dequeued. (A job cancelled while
+    /// waiting to be run again is counted as if its last attempt ran.)
+    pub fn runs(&self) -> u32 {
+        let last = match self.state {
+            JobState::Queued => false,
+            JobState::Processing | JobState::Completed | JobState::Errored | JobState::Failed => {
+                true
+            }
+            JobState::Cancelled => self.started_at.is_some(),
+        };
+        self.attempts.saturating_add(u32::from(last))
+    }
+}
+
 /// One execution log entry of a job: what the executor sent, and its id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryView {

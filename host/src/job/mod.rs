@@ -197,7 +197,8 @@ impl Runner {
             Err(e) => {
                 drop(input);
                 let _ = pipeline.await;
-                return (report(Outcome::Refused(e.to_string()), Ok(()), None), None);
+                let message = prepare::name_steps(&e.to_string(), payload);
+                return (report(Outcome::Refused(message), Ok(()), None), None);
             }
         };
         let launched = match launch::launch(

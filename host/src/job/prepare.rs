@@ -63,3 +63,55 @@ pub async fn admit(plugins: Arc<Plugins>, ctx: JobContext, built: JobObjects) ->
         trail: admission.outcome.trail,
     }
 }
+
+/// `message` with the steps it names by container (`step-0`) named as the
+/// job's log names them (`step.kubernetes.main`): a plugin sees the Job,
+/// whose containers are numbered, while the user knows the steps by key.
+pub fn name_steps(message: &str, payload: &JobPayload) -> String {
+    let named: Vec<String> = payload
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mentions(message, &format!("step-{i}")))
+        .map(|(i, step)| format!("container step-{i} is step.kubernetes.{}", step.key))
+        .collect();
+    if named.is_empty() {
+        message.to_owned()
+    } else {
+        format!("{message} ({})", named.join(", "))
+    }
+}
+
+/// Whether `name` appears in `text` as a whole word (`step-1` is not in `step-10`).
+fn mentions(text: &str, name: &str) -> bool {
+    let part = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    text.match_indices(name).any(|(at, _)| {
+        !text[..at].chars().next_back().is_some_and(part)
+            && !text[at + name.len()..].chars().next().is_some_and(part)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_denial_that_names_a_step_container_also_names_the_step_as_the_log_does() {
+        let payload = JobPayload::parse(
+            r#"{"id": 1, "dockerSteps": [{"key": "main", "image": "a", "commands": ["x"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            name_steps(
+                r#"denied by plugin `p`: image "e/m:1" of container "step-0" is not allowed"#,
+                &payload
+            ),
+            r#"denied by plugin `p`: image "e/m:1" of container "step-0" is not allowed (container step-0 is step.kubernetes.main)"#
+        );
+        assert_eq!(
+            name_steps("nothing about step-01", &payload),
+            "nothing about step-01"
+        );
+    }
+}

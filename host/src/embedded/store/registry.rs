@@ -39,6 +39,19 @@ impl Store {
         })
     }
 
+    /// Unregisters a repository: what was registered, if anything.
+    pub fn remove_repository(&self, name: &str) -> Result<Option<Repository>, StoreError> {
+        self.write(|tx| {
+            Ok(tx
+                .query_row(
+                    "DELETE FROM repositories WHERE name = ?1 RETURNING name, url",
+                    [name],
+                    repository_row,
+                )
+                .optional()?)
+        })
+    }
+
     /// A registered repository.
     pub fn repository(&self, name: &str) -> Result<Option<Repository>, StoreError> {
         self.read(|conn| {
