@@ -7,10 +7,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::EXIT_BAD_INPUT;
 use super::client::AddressFile;
-use crate::config::{Config, RawConfig};
+use crate::config::{Config, LogFormat, RawConfig};
 use crate::embedded::{Embedded, EmbeddedOptions};
 use crate::instance::Instance;
 use crate::job::{Runner, Settings};
@@ -30,7 +31,7 @@ const FIRST_PARTY: [&str; 4] = ["annotate", "scheduling-policy", "pull-secrets",
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
     #[command(flatten)]
-    config: RawConfig,
+    pub(super) config: RawConfig,
 }
 
 pub(super) fn run(args: ServeArgs) -> ExitCode {
@@ -45,8 +46,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
-    for warning in config.warnings() {
-        eprintln!("warning: {warning}");
+    let say = Say {
+        plain: config.logging.format == LogFormat::Text,
+    };
+    for warning in super::startup_warnings(&config) {
+        say.warn(&warning);
     }
     let shutdown = CancellationToken::new();
     let mut banner = Vec::new();
@@ -90,11 +94,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         executor_name.clone(),
     ));
 
-    eprintln!("executor {executor_name}");
+    say.info(&format!("executor {executor_name}"));
     for line in &banner {
-        eprintln!("  {line}");
+        say.info(&format!("  {line}"));
     }
-    if queue.server.is_some() {
+    if queue.server.is_some() && say.plain {
         let exe = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "executor".to_owned());
@@ -104,18 +108,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
 
     let stop = CancellationToken::new();
-    tokio::spawn(signals(stop.clone()));
+    tokio::spawn(signals(stop.clone(), say));
     let draining = stop.clone();
     let not_ready = readiness.clone();
     tokio::spawn(async move {
         draining.cancelled().await;
         not_ready.draining();
     });
-    let summary = Worker::new(client, runner, options).run(stop).await;
-    eprintln!(
+    let summary = Worker::new(client, runner, options)
+        .run(stop)
+        .instrument(crate::job::executor_span(&executor_name))
+        .await;
+    say.info(&format!(
         "stopped: {} taken, {} completed, {} failed, {} errored, {} unreported",
         summary.taken, summary.completed, summary.failed, summary.errored, summary.unreported
-    );
+    ));
     shutdown.cancel();
     for server in [queue.server, ops_server].into_iter().flatten() {
         let _ = server.await;
@@ -368,7 +375,7 @@ async fn sweep(kube: &kube::Client, config: &Config, instance: &Instance, execut
 }
 
 /// SIGTERM or SIGINT: stop taking jobs and drain; a second one: exit at once.
-async fn signals(stop: CancellationToken) {
+async fn signals(stop: CancellationToken, say: Say) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -383,7 +390,9 @@ async fn signals(stop: CancellationToken) {
         }
     };
     let first = next.await;
-    eprintln!("{first}: no more jobs; running ones may finish (again to exit at once)");
+    say.info(&format!(
+        "{first}: no more jobs; running ones may finish (again to exit at once)"
+    ));
     stop.cancel();
     let second = async {
         tokio::select! {
@@ -392,8 +401,34 @@ async fn signals(stop: CancellationToken) {
         }
     };
     let second = second.await;
-    eprintln!("{second} again: exiting now");
+    say.info(&format!("{second} again: exiting now"));
     std::process::exit(130);
+}
+
+/// Where `serve` says what it does: plain lines on stderr for a person
+/// (the text log format), else log events in the log's own format, since a
+/// cluster's log pipeline reads only those.
+#[derive(Debug, Clone, Copy)]
+struct Say {
+    plain: bool,
+}
+
+impl Say {
+    fn info(self, line: &str) {
+        if self.plain {
+            eprintln!("{line}");
+        } else {
+            tracing::info!("{}", line.trim_start());
+        }
+    }
+
+    fn warn(self, line: &str) {
+        if self.plain {
+            eprintln!("warning: {line}");
+        } else {
+            tracing::warn!("{line}");
+        }
+    }
 }
 
 fn queues(config: &Config) -> String {

@@ -97,7 +97,10 @@ const ELSEWHERE: &[(&str, Option<&str>)] = &[
     ("EXECUTOR_FIRECRACKER_IMAGE", None),
     ("EXECUTOR_FIRECRACKER_KERNEL_IMAGE", None),
     ("EXECUTOR_FIRECRACKER_SANDBOX_IMAGE", None),
-    ("EXECUTOR_FIRECRACKER_DISK_SPACE", Some("KUBERNETES_JOB_VOLUME_SIZE")),
+    (
+        "EXECUTOR_FIRECRACKER_DISK_SPACE",
+        Some("KUBERNETES_JOB_VOLUME_SIZE"),
+    ),
     ("EXECUTOR_FIRECRACKER_BANDWIDTH_INGRESS", None),
     ("EXECUTOR_FIRECRACKER_BANDWIDTH_EGRESS", None),
     ("EXECUTOR_VM_PREFIX", None),
@@ -119,7 +122,10 @@ const ELSEWHERE: &[(&str, Option<&str>)] = &[
     ),
     ("EXECUTOR_DOCKER_ADD_HOST_GATEWAY", None),
     ("EXECUTOR_DOCKER_REGISTRY_MIRROR_URL", None),
-    ("EXECUTOR_DOCKER_AUTH_CONFIG", Some("KUBERNETES_IMAGE_PULL_SECRETS")),
+    (
+        "EXECUTOR_DOCKER_AUTH_CONFIG",
+        Some("KUBERNETES_IMAGE_PULL_SECRETS"),
+    ),
     ("EXECUTOR_CLEANUP_TASK_INTERVAL", None),
     ("SRC_PROF_HTTP", Some("EXECUTOR_DEBUG_LISTEN")),
     ("SRC_LOG_SCOPE_LEVEL", Some("RUST_LOG (levels per module)")),
@@ -256,11 +262,15 @@ mod tests {
     fn a_misspelt_variable_gets_a_did_you_mean() {
         assert_eq!(
             warn(&[("EXECUTOR_MAXIMUM_NUM_JOB", "8")]),
-            ["EXECUTOR_MAXIMUM_NUM_JOB is not a variable this executor knows; did you mean EXECUTOR_MAXIMUM_NUM_JOBS?"]
+            [
+                "EXECUTOR_MAXIMUM_NUM_JOB is not a variable this executor knows; did you mean EXECUTOR_MAXIMUM_NUM_JOBS?"
+            ]
         );
         assert_eq!(
             warn(&[("KUBERNETES_NAMESPACE", "ci")]),
-            ["KUBERNETES_NAMESPACE is not a variable this executor knows; did you mean EXECUTOR_KUBERNETES_NAMESPACE?"]
+            [
+                "KUBERNETES_NAMESPACE is not a variable this executor knows; did you mean EXECUTOR_KUBERNETES_NAMESPACE?"
+            ]
         );
         assert_eq!(
             warn(&[("SRC_LOG_LEVLE", "dbug")]),
@@ -272,7 +282,9 @@ mod tests {
     fn an_unknown_variable_far_from_every_name_is_named_without_a_guess() {
         assert_eq!(
             warn(&[("EXECUTOR_COLOUR", "blue")]),
-            ["EXECUTOR_COLOUR is not a variable this executor knows (`executor config` lists them); it is ignored"]
+            [
+                "EXECUTOR_COLOUR is not a variable this executor knows (`executor config` lists them); it is ignored"
+            ]
         );
     }
 

@@ -456,19 +456,15 @@ fn the_seeds_name_of_the_step_image_wins_and_the_other_is_warned_about() {
         "{warnings}"
     );
     // The same image under both names is no conflict.
-    let same = parse(&[
-        "--single-job-step-image",
-        "a:1",
-        "--job-step-image",
-        "a:1",
-    ])
-    .unwrap();
+    let same = parse(&["--single-job-step-image", "a:1", "--job-step-image", "a:1"]).unwrap();
     assert!(same.warnings().is_empty(), "{:?}", same.warnings());
 }
 
 #[test]
 fn a_bad_step_image_is_named_under_the_variable_it_came_from() {
-    let err = parse(&["--job-step-image", "my image"]).unwrap_err().to_string();
+    let err = parse(&["--job-step-image", "my image"])
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("KUBERNETES_JOB_STEP_IMAGE: \"my image\" is not an image reference"),
         "{err}"
@@ -477,14 +473,25 @@ fn a_bad_step_image_is_named_under_the_variable_it_came_from() {
 
 #[test]
 fn single_job_pod_false_is_warned_about_as_the_one_mode_this_executor_has() {
-    assert!(parse(&["--single-job-pod", "true"]).unwrap().warnings().is_empty());
-    let warnings = parse(&["--single-job-pod", "false"]).unwrap().warnings().join("\n");
     assert!(
-        warnings.contains("KUBERNETES_SINGLE_JOB_POD=false is ignored: this executor runs each job as one pod")
-            && warnings.contains("no shared volume"),
+        parse(&["--single-job-pod", "true"])
+            .unwrap()
+            .warnings()
+            .is_empty()
+    );
+    let warnings = parse(&["--single-job-pod", "false"])
+        .unwrap()
+        .warnings()
+        .join("\n");
+    assert!(
+        warnings.contains(
+            "KUBERNETES_SINGLE_JOB_POD=false is ignored: this executor runs each job as one pod"
+        ) && warnings.contains("no shared volume"),
         "{warnings}"
     );
-    let err = parse(&["--single-job-pod", "sometimes"]).unwrap_err().to_string();
+    let err = parse(&["--single-job-pod", "sometimes"])
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("KUBERNETES_SINGLE_JOB_POD: \"sometimes\" is not a boolean"),
         "{err}"

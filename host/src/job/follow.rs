@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -246,8 +247,9 @@ impl<'a> Follow<'a> {
             };
             let changes = changes.clone();
             let input = self.input.clone();
-            self.followers
-                .spawn(async move { container.follow(start, changes, input).await });
+            self.followers.spawn(
+                async move { container.follow(start, changes, input).await }.in_current_span(),
+            );
         }
     }
 }

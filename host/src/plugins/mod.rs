@@ -9,7 +9,7 @@ mod filter;
 mod host;
 mod loader;
 mod scope;
-mod text;
+pub(crate) mod text;
 mod trust;
 
 use std::sync::Arc;
