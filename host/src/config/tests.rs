@@ -306,11 +306,11 @@ fn the_readme_table_matches_the_code() {
         .split("## Configuration\n")
         .nth(1)
         .expect("README has a ## Configuration section");
-    // The first table of the section: | variable | default | whose | meaning |
+    // The table | variable | default | whose | meaning |
     let mut whose = BTreeMap::new();
     let table: BTreeMap<String, String> = section
         .lines()
-        .skip_while(|l| !l.starts_with("| variable"))
+        .skip_while(|l| !l.starts_with("| variable | default |"))
         .take_while(|l| l.starts_with('|'))
         .filter_map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
