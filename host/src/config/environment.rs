@@ -158,23 +158,32 @@ pub fn warnings<'a>(
     unknown.dedup_by_key(|(name, _)| *name);
     unknown
         .into_iter()
-        .map(|(name, _)| match ELSEWHERE.iter().find(|(n, _)| *n == name) {
-            Some((_, Some(instead))) => format!(
-                "{name} is ignored: only Sourcegraph's VM and Docker executors read it; here jobs are Kubernetes pods, and {instead} does its job"
-            ),
-            Some((_, None)) => format!(
-                "{name} is ignored: only Sourcegraph's VM and Docker executors read it; here jobs are Kubernetes pods, and nothing takes its place"
-            ),
-            None => match closest(name, known) {
-                Some(near) => {
-                    format!("{name} is not a variable this executor knows; did you mean {near}?")
-                }
-                None => format!(
-                    "{name} is not a variable this executor knows (`executor config` lists them); it is ignored"
-                ),
-            },
-        })
+        .map(|(name, _)| warning(name, known))
         .collect()
+}
+
+/// What is said about `name`, a variable with one of [`PREFIXES`] that the
+/// executor does not read.
+fn warning(name: &str, known: &[&str]) -> String {
+    let shown = printable(name);
+    let elsewhere =
+        "only Sourcegraph's VM and Docker executors read it; here jobs are Kubernetes pods";
+    match ELSEWHERE.iter().find(|(n, _)| *n == name) {
+        Some((_, Some(instead))) => {
+            format!("{shown} is ignored: {elsewhere}, and {instead} does its job")
+        }
+        Some((_, None)) => {
+            format!("{shown} is ignored: {elsewhere}, and nothing takes its place")
+        }
+        None => match closest(name, known) {
+            Some(near) => {
+                format!("{shown} is not a variable this executor knows; did you mean {near}?")
+            }
+            None => format!(
+                "{shown} is not a variable this executor knows (`executor config` lists them); it is ignored"
+            ),
+        },
+    }
 }
 
 /// [`warnings`] for this process's environment (names and values that are
@@ -184,6 +193,16 @@ pub fn process_warnings(known: &[&str]) -> Vec<String> {
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().unwrap_or_default())))
         .collect();
     warnings(known, vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// `name` as a warning shows it: control characters and the like escaped,
+/// so that a variable's name cannot drive the terminal it is printed on.
+fn printable(name: &str) -> String {
+    if name.chars().all(|c| c.is_ascii_graphic()) {
+        name.to_owned()
+    } else {
+        name.escape_debug().to_string()
+    }
 }
 
 /// The known name most like `name`: one that differs by a few letters, or
@@ -342,5 +361,12 @@ mod tests {
         );
         // A `_PORT` variable whose value is no service address is the operator's.
         assert_eq!(warn(&[("EXECUTOR_QUEUE_PORT", "3180")]).len(), 1);
+    }
+
+    #[test]
+    fn a_name_with_control_characters_is_shown_escaped() {
+        let got = warn(&[("EXECUTOR_\u{1b}[2JX", "1")]);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].starts_with("EXECUTOR_\\u{1b}[2JX is not"), "{got:?}");
     }
 }
