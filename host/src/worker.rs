@@ -318,38 +318,37 @@ impl Worker {
         let policy = self.options.upload.clone();
         let observer = self.options.observer.clone();
         let jobs = jobs.clone();
+        // Everything the job logs, here and in the runner, names it.
         let span = crate::job::span(&job.job.queue, job.job.id);
-        tasks.spawn(
-            async move {
-                let _gauge = RunningGauge::new();
-                let key = job.job.clone();
-                // Released however the task ends, a panic included, so that a
-                // later attempt waiting on this one never waits forever.
-                let _release = Release {
-                    jobs: jobs.clone(),
-                    job: key.clone(),
-                    running: running.clone(),
-                };
-                if let Some(stale) = stale {
-                    // Its teardown deletes the Job by name: let it finish before
-                    // this attempt makes its own.
-                    stale.ended.cancelled().await;
-                }
-                let (reported, timings) = run_job(&queue, &runner, &policy, job, &running).await;
-                metrics::counter!(JOBS_FINISHED, "outcome" => reported.label()).increment(1);
-                metrics::histogram!(JOB_DURATION, "outcome" => reported.label())
-                    .record(dequeued.elapsed().as_secs_f64());
-                if let Some(mut t) = timings {
-                    t.dequeued = dequeued;
-                    observe(&t);
-                    if let Some(observer) = observer {
-                        let _ = observer.send(t);
-                    }
-                }
-                reported
+        let task = async move {
+            let _gauge = RunningGauge::new();
+            let key = job.job.clone();
+            // Released however the task ends, a panic included, so that a
+            // later attempt waiting on this one never waits forever.
+            let _release = Release {
+                jobs: jobs.clone(),
+                job: key.clone(),
+                running: running.clone(),
+            };
+            if let Some(stale) = stale {
+                // Its teardown deletes the Job by name: let it finish before
+                // this attempt makes its own.
+                stale.ended.cancelled().await;
             }
-            .instrument(span),
-        );
+            let (reported, timings) = run_job(&queue, &runner, &policy, job, &running).await;
+            metrics::counter!(JOBS_FINISHED, "outcome" => reported.label()).increment(1);
+            metrics::histogram!(JOB_DURATION, "outcome" => reported.label())
+                .record(dequeued.elapsed().as_secs_f64());
+            if let Some(mut t) = timings {
+                t.dequeued = dequeued;
+                observe(&t);
+                if let Some(observer) = observer {
+                    let _ = observer.send(t);
+                }
+            }
+            reported
+        };
+        tasks.spawn(task.instrument(span));
     }
 }
 

@@ -294,3 +294,69 @@ async fn json_logs_of_a_job_carry_the_executor_name_job_id_and_queue() {
         "{err}"
     );
 }
+
+#[test]
+fn serve_with_json_logs_says_its_start_as_json_lines_and_keeps_the_generated_token_out() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins.yaml");
+    std::fs::write(&plugins, "plugins: []\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_executor"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("EXECUTOR_DATA_DIR", dir.path())
+        .env("EXECUTOR_PLUGINS_CONFIG", &plugins)
+        .env("EXECUTOR_LISTEN", "127.0.0.1:0")
+        .env("EXECUTOR_DEBUG_LISTEN", "127.0.0.1:0")
+        .env("EXECUTOR_MAXIMUM_NUM_JOB", "2")
+        .env("SRC_LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let last = line.contains("plugins:");
+        said.push(line);
+        if last {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let events: Vec<Value> = said
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let messages: Vec<&str> = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default())
+        .collect();
+    assert!(
+        events.iter().any(|e| e["level"] == "WARN"
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("did you mean EXECUTOR_MAXIMUM_NUM_JOBS?")),
+        "{messages:#?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.starts_with("queue:")),
+        "{messages:#?}"
+    );
+    let address: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("serve.json")).unwrap()).unwrap();
+    let token = address["token"].as_str().unwrap();
+    assert!(
+        !said.iter().any(|l| l.contains(token)),
+        "the generated token is in the log: {said:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("user API token generated, kept in")),
+        "{messages:#?}"
+    );
+}

@@ -219,11 +219,20 @@ async fn start_queue(
     // `generated` also covers the executors' secret: a token the operator
     // configured (EXECUTOR_API_TOKEN, e.g. from a Secret) never goes to the log.
     if embedded.generated() && config.embedded.api_token.is_none() {
-        banner.push(format!(
-            "user API token (generated, kept in {}): {}",
-            dir.display(),
-            embedded.api_token()
-        ));
+        // On a terminal, once; never into a log pipeline's store, where
+        // anyone who reads logs would hold it.
+        if config.logging.format == LogFormat::Text {
+            banner.push(format!(
+                "user API token (generated, kept in {}): {}",
+                dir.display(),
+                embedded.api_token()
+            ));
+        } else {
+            banner.push(format!(
+                "user API token generated, kept in {} (shown with the text log format only)",
+                dir.display()
+            ));
+        }
     }
     if config.queue.queue_names.is_empty() {
         config.queue.queue_names = vec!["default".to_owned()];

@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
 use k8s_openapi::jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::redact::Redactor;
 use crate::k8s::logs::Line;
