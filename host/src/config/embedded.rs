@@ -27,7 +27,7 @@ pub struct RawEmbedded {
     /// How long the embedded queue keeps a job that ended, with its log (0: for ever).
     #[arg(long, env = RETENTION, default_value = "30d")]
     pub job_retention: String,
-    /// Token of the embedded queue's user API (default: generated at first start, kept in the data directory, printed).
+    /// Token of the embedded queue's user API (default: generated at first start, kept in the data directory, printed on a first start with the text log format).
     #[arg(long, env = API_TOKEN, hide_env_values = true)]
     pub api_token: Option<String>,
 }
