@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::QueueConfig;
 use crate::job::Runner;
@@ -340,7 +341,9 @@ impl Worker {
         let policy = self.options.upload.clone();
         let observer = self.options.observer.clone();
         let jobs = jobs.clone();
-        tasks.spawn(async move {
+        // Everything the job logs, here and in the runner, names it.
+        let span = crate::job::span(&job.job.queue, job.job.id);
+        let task = async move {
             let _gauge = RunningGauge::new();
             let key = job.job.clone();
             // Released however the task ends, a panic included, so that a
@@ -367,7 +370,8 @@ impl Worker {
                 }
             }
             reported
-        });
+        };
+        tasks.spawn(task.instrument(span));
     }
 }
 

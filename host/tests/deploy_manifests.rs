@@ -199,3 +199,124 @@ fn in_every_overlay_a_drain_ends_before_the_kubelet_kills_the_pod() {
         }
     }
 }
+
+/// The executor container's environment as the kubelet would give it: the
+/// ConfigMap it takes with `envFrom`, then its `env` (which wins), with a
+/// stand-in for each value the Downward API or a Secret supplies.
+fn container_environment(objects: &[Value]) -> Vec<(String, String)> {
+    let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mut env: Vec<(String, String)> = Vec::new();
+    for from in container["envFrom"].as_array().into_iter().flatten() {
+        let name = &from["configMapRef"]["name"];
+        let map = objects
+            .iter()
+            .find(|o| o["kind"] == "ConfigMap" && &o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no ConfigMap {name}"));
+        for (k, v) in map["data"].as_object().into_iter().flatten() {
+            env.push((k.clone(), v.as_str().unwrap().to_owned()));
+        }
+    }
+    for var in container["env"].as_array().into_iter().flatten() {
+        let name = var["name"].as_str().unwrap().to_owned();
+        let value = match (&var["value"], &var["valueFrom"]) {
+            (Value::String(v), _) => v.clone(),
+            (_, from) => match from["fieldRef"]["fieldPath"].as_str() {
+                Some("metadata.name") => "executor-7d9f8b6c5-x2x4z".to_owned(),
+                Some("metadata.uid") => "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0".to_owned(),
+                Some("metadata.namespace") => "default".to_owned(),
+                Some("spec.nodeName") => "node-1".to_owned(),
+                _ => "a-secret-value".to_owned(),
+            },
+        };
+        env.retain(|(k, _)| *k != name);
+        env.push((name, value));
+    }
+    env
+}
+
+/// `executor config -o json` with exactly `env`, as the pod would run it.
+fn executor_config(env: &[(String, String)]) -> (Option<i32>, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_executor"))
+        .args(["config", "-o", "json"])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("executor config -o json printed no JSON ({e}): {stderr}"));
+    (out.status.code(), doc, stderr)
+}
+
+#[test]
+fn every_overlays_and_components_environment_is_a_valid_configuration_with_no_unknown_variable() {
+    // The plugin configuration is a file mounted in the pod; a file here stands in for it.
+    let mounted = tempfile::NamedTempFile::new().unwrap();
+    let mut cases: Vec<(String, Vec<Value>)> = ["sourcegraph", "simulator"]
+        .iter()
+        .map(|o| {
+            (
+                format!("overlays/{o}"),
+                kustomize(&deploy().join("overlays").join(o)),
+            )
+        })
+        .collect();
+    cases.push(("base".to_owned(), kustomize(&deploy().join("base"))));
+    for set in [
+        &["plugins", "embedded-queue", "network-policy", "prometheus"][..],
+        &["plugins-image"][..],
+    ] {
+        cases.push((format!("components {set:?}"), with_components(set)));
+    }
+    for (name, objects) in cases {
+        let mut env = container_environment(&objects);
+        for (k, v) in &mut env {
+            if k == "EXECUTOR_PLUGINS_CONFIG" {
+                *v = mounted.path().display().to_string();
+            }
+        }
+        assert!(
+            env.iter().any(|(k, _)| k == "EXECUTOR_DRAIN_TIMEOUT"),
+            "{name}: the ConfigMap's data reached the environment: {env:?}"
+        );
+        let (code, doc, stderr) = executor_config(&env);
+        assert_eq!(
+            code,
+            Some(0),
+            "{name}: `executor config` refused the manifests' configuration: {stderr}"
+        );
+        assert_eq!(
+            doc["warnings"],
+            serde_json::json!([]),
+            "{name}: the manifests set variables the executor warns about"
+        );
+        // Every variable the manifests set is one `executor config` shows as set.
+        for (k, _) in &env {
+            let Some(setting) = doc["settings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["variable"] == k.as_str())
+            else {
+                continue; // HOME, XDG_CACHE_HOME: not the executor's settings
+            };
+            assert_eq!(setting["source"], "environment", "{name}: {k}");
+        }
+    }
+}
+
+#[test]
+fn a_misspelt_variable_in_a_configmap_is_named_with_the_variable_meant() {
+    let mut env = container_environment(&kustomize(&deploy().join("overlays/sourcegraph")));
+    env.push(("EXECUTOR_MAXIMUM_NUM_JOB".to_owned(), "8".to_owned()));
+    env.push(("EXECUTOR_JOB_NUM_CPUS".to_owned(), "4".to_owned()));
+    let (code, doc, _) = executor_config(&env);
+    assert_eq!(code, Some(0), "a warning does not stop the executor");
+    let warnings = doc["warnings"].to_string();
+    assert!(
+        warnings.contains("EXECUTOR_MAXIMUM_NUM_JOB is not a variable this executor knows; did you mean EXECUTOR_MAXIMUM_NUM_JOBS?")
+            && warnings.contains("EXECUTOR_JOB_NUM_CPUS is ignored"),
+        "{warnings}"
+    );
+}

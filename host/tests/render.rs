@@ -105,7 +105,7 @@ const EVERYTHING: &[(&str, &str)] = &[
         r#"[{"name": "ca-certs", "mountPath": "/etc/ssl/certs/corporate", "readOnly": true}]"#,
     ),
     (
-        "KUBERNETES_JOB_STEP_IMAGE",
+        "KUBERNETES_SINGLE_JOB_STEP_IMAGE",
         "registry.acme.com/executor-helper:1.4",
     ),
 ];

@@ -1,6 +1,8 @@
 //! The `executor` command line: argument parsing and the commands' output; the only place (with `main`) that uses `anyhow`.
 
 mod client;
+mod config;
+mod log;
 mod plugin;
 mod render;
 mod run;
@@ -10,7 +12,7 @@ mod table;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// A Kubernetes-native job executor with sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -46,6 +48,22 @@ enum Command {
     /// Repositories the embedded queue's jobs may clone.
     #[command(subcommand)]
     Repos(client::ReposCommand),
+    /// Print the effective configuration: every setting, its value (secrets masked) and where it came from; exit 2 with every problem when it is invalid.
+    Config(Box<config::ConfigArgs>),
+}
+
+impl Command {
+    /// The logging settings of a command that takes the configuration's
+    /// flags; the others read them from the environment alone.
+    fn logging(&self) -> Option<&crate::config::RawLogging> {
+        match self {
+            Command::Render(a) => Some(&a.config.logging),
+            Command::Run(a) => Some(&a.config.logging),
+            Command::Serve(a) => Some(&a.config.logging),
+            Command::Config(a) => Some(&a.config.logging),
+            _ => None,
+        }
+    }
 }
 
 /// How a command prints its result.
@@ -182,7 +200,7 @@ fn read_job(
             return Ok(None);
         }
     };
-    for warning in config.warnings() {
+    for warning in startup_warnings(&config) {
         eprintln!("warning: {warning}");
     }
     let text = std::fs::read_to_string(job)
@@ -204,10 +222,57 @@ fn read_job(
     }))
 }
 
+/// Every environment variable any command reads, as clap declares them.
+fn known_variables() -> Vec<String> {
+    fn collect(command: &clap::Command, out: &mut Vec<String>) {
+        out.extend(
+            command
+                .get_arguments()
+                .filter_map(|a| Some(a.get_env()?.to_string_lossy().into_owned())),
+        );
+        for sub in command.get_subcommands() {
+            collect(sub, out);
+        }
+    }
+    let mut out = Vec::new();
+    collect(&Cli::command(), &mut out);
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Warnings about the environment alone: variables with the executor's
+/// prefixes that it does not know or ignores.
+fn environment_warnings() -> Vec<String> {
+    let known = known_variables();
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    crate::config::environment::process_warnings(&known)
+}
+
+/// Everything a command that runs jobs says at start: the configuration's
+/// warnings, then the environment's.
+fn startup_warnings(config: &crate::config::Config) -> Vec<String> {
+    let mut out = config.warnings();
+    out.extend(environment_warnings());
+    out
+}
+
 /// Parses the arguments and runs the command.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing(matches!(cli.command, Command::Serve(_)));
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let from_environment;
+    let logging = match cli.command.logging() {
+        Some(l) => l,
+        None => {
+            from_environment = log::from_environment();
+            &from_environment
+        }
+    };
+    log::init(logging, matches!(cli.command, Command::Serve(_)));
     match cli.command {
         Command::Plugin(cmd) => plugin::run(cmd),
         Command::Render(args) => render::run(*args),
@@ -220,23 +285,8 @@ pub fn main() -> ExitCode {
         Command::Logs(args) => client::logs(args),
         Command::Cancel(args) => client::cancel(args),
         Command::Repos(cmd) => client::repos(cmd),
+        Command::Config(args) => config::run(*args, matches.subcommand_matches(config::NAME)),
     }
-}
-
-fn init_tracing(daemon: bool) {
-    use tracing_subscriber::EnvFilter;
-    // Plugin authors want to see what their plugin logs; the rest only when
-    // it matters, except for the daemon, whose operators follow its jobs.
-    let default = if daemon {
-        "info,executor::plugins::host=debug"
-    } else {
-        "warn,executor::plugins::host=debug"
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub(super) struct RenderArgs {
     #[arg(long)]
     executor_name: Option<String>,
     #[command(flatten)]
-    config: RawConfig,
+    pub(super) config: RawConfig,
 }
 
 pub(super) fn run(args: RenderArgs) -> ExitCode {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use clap::Args;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::EXIT_BAD_INPUT;
 use crate::config::RawConfig;
@@ -29,7 +30,7 @@ pub(super) struct RunArgs {
     #[arg(long)]
     queue: Option<String>,
     #[command(flatten)]
-    config: RawConfig,
+    pub(super) config: RawConfig,
 }
 
 pub(super) fn run(args: RunArgs) -> ExitCode {
@@ -93,7 +94,13 @@ async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
             print(&mut keys, event);
         }
     });
-    let report = runner.run(&queue, &payload, events, cancel).await;
+    // The job's span inside the executor's, as `serve` has them.
+    let job_span = crate::job::executor_span(runner.executor_name())
+        .in_scope(|| crate::job::span(&queue, payload.id));
+    let report = runner
+        .run(&queue, &payload, events, cancel)
+        .instrument(job_span)
+        .await;
     let _ = printer.await;
     if let Err(e) = &report.teardown {
         eprintln!("warning: {e}");

@@ -8,10 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::EXIT_BAD_INPUT;
 use super::client::AddressFile;
-use crate::config::{Config, RawConfig};
+use crate::config::{Config, LogFormat, RawConfig};
 use crate::embedded::{Embedded, EmbeddedOptions};
 use crate::instance::Instance;
 use crate::job::{Runner, Settings};
@@ -31,7 +32,7 @@ const FIRST_PARTY: [&str; 4] = ["annotate", "scheduling-policy", "pull-secrets",
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
     #[command(flatten)]
-    config: RawConfig,
+    pub(super) config: RawConfig,
 }
 
 pub(super) fn run(args: ServeArgs) -> ExitCode {
@@ -46,8 +47,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
-    for warning in config.warnings() {
-        eprintln!("warning: {warning}");
+    let say = Say {
+        plain: config.logging.format == LogFormat::Text,
+    };
+    for warning in super::startup_warnings(&config) {
+        say.warn(&warning);
     }
     let shutdown = CancellationToken::new();
     let mut banner = Vec::new();
@@ -110,11 +114,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         executor_name.clone(),
     ));
 
-    eprintln!("executor {executor_name}");
+    say.info(&format!("executor {executor_name}"));
     for line in &banner {
-        eprintln!("  {line}");
+        say.info(&format!("  {line}"));
     }
-    if queue.server.is_some() {
+    if queue.server.is_some() && say.plain {
         let exe = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "executor".to_owned());
@@ -125,7 +129,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let stop = CancellationToken::new();
     let hurry = CancellationToken::new();
-    tokio::spawn(signals(stop.clone(), hurry.clone(), options.drain_timeout));
+    tokio::spawn(signals(stop.clone(), hurry.clone(), options.drain_timeout, say));
     let draining = stop.clone();
     let not_ready = readiness.clone();
     tokio::spawn(async move {
@@ -135,8 +139,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let summary = Worker::new(client, runner, options)
         .hurried_by(hurry)
         .run(stop)
+        .instrument(crate::job::executor_span(&executor_name))
         .await;
-    eprintln!(
+    say.info(&format!(
         "stopped: {} taken, {} completed, {} failed, {} cancelled, {} errored, {} unreported",
         summary.taken,
         summary.completed,
@@ -144,7 +149,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         summary.cancelled,
         summary.errored,
         summary.unreported
-    );
+    ));
     shutdown.cancel();
     for server in [queue.server, ops_server].into_iter().flatten() {
         let _ = server.await;
@@ -412,7 +417,7 @@ async fn sweep(kube: &kube::Client, config: &Config, instance: &Instance, execut
 /// SIGTERM or SIGINT: stop taking jobs and drain. A second one: cancel
 /// the running jobs (their Jobs deleted) and hand them back to the queue,
 /// which takes seconds; a third: exit at once.
-async fn signals(stop: CancellationToken, hurry: CancellationToken, drain: Duration) {
+async fn signals(stop: CancellationToken, hurry: CancellationToken, drain: Duration, say: Say) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -427,15 +432,15 @@ async fn signals(stop: CancellationToken, hurry: CancellationToken, drain: Durat
         }
     };
     let first = next().await;
-    eprintln!("{}", first_signal(first, drain));
+    say.info(&first_signal(first, drain));
     stop.cancel();
     let second = next().await;
-    eprintln!(
+    say.info(&format!(
         "{second} again: cancelling the running jobs and handing them back to the queue (again to exit at once, leaving them running)"
-    );
+    ));
     hurry.cancel();
     let third = next().await;
-    eprintln!("{third} a third time: exiting now");
+    say.info(&format!("{third} a third time: exiting now"));
     std::process::exit(130);
 }
 
@@ -446,6 +451,32 @@ fn first_signal(signal: &str, drain: Duration) -> String {
         humantime::format_duration(drain),
         crate::config::QueueConfig::DRAIN_TIMEOUT,
     )
+}
+
+/// Where `serve` says what it does: plain lines on stderr for a person
+/// (the text log format), else log events in the log's own format, since a
+/// cluster's log pipeline reads only those.
+#[derive(Debug, Clone, Copy)]
+struct Say {
+    plain: bool,
+}
+
+impl Say {
+    fn info(self, line: &str) {
+        if self.plain {
+            eprintln!("{line}");
+        } else {
+            tracing::info!("{}", line.trim_start());
+        }
+    }
+
+    fn warn(self, line: &str) {
+        if self.plain {
+            eprintln!("warning: {line}");
+        } else {
+            tracing::warn!("{line}");
+        }
+    }
 }
 
 fn queues(config: &Config) -> String {

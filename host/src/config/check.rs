@@ -16,9 +16,13 @@ pub struct Problem {
 #[error("invalid configuration ({} problem(s)):\n  - {}", .0.len(), .0.iter().map(|p| format!("{}: {}", p.variable, p.message)).collect::<Vec<_>>().join("\n  - "))]
 pub struct ConfigError(pub Vec<Problem>);
 
-/// The problems found so far, in the order the sections were checked.
+/// The problems found so far, in the order the sections were checked, and
+/// the warnings: settings that are valid but that an operator should hear about.
 #[derive(Debug, Default)]
-pub(super) struct Checker(Vec<Problem>);
+pub(super) struct Checker {
+    problems: Vec<Problem>,
+    warnings: Vec<String>,
+}
 
 impl Checker {
     /// Records `result`'s error against `variable`.
@@ -38,7 +42,18 @@ impl Checker {
 
     /// Records a problem found by a check across values.
     pub(super) fn problem(&mut self, variable: &'static str, message: String) {
-        self.0.push(Problem { variable, message });
+        self.problems.push(Problem { variable, message });
+    }
+
+    /// Records a warning found while checking (the values alone cannot tell
+    /// it afterwards, such as which of two names of a setting was used).
+    pub(super) fn warn(&mut self, message: String) {
+        self.warnings.push(message);
+    }
+
+    /// The warnings recorded so far, leaving none.
+    pub(super) fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// Parses a value that may be absent; blank counts as absent.
@@ -67,10 +82,10 @@ impl Checker {
 
     /// `Err` with every problem, if there was any.
     pub(super) fn finish(self) -> Result<(), ConfigError> {
-        if self.0.is_empty() {
+        if self.problems.is_empty() {
             Ok(())
         } else {
-            Err(ConfigError(self.0))
+            Err(ConfigError(self.problems))
         }
     }
 }

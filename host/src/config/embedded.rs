@@ -7,7 +7,7 @@ use clap::Args;
 use super::check::Checker;
 
 const LISTEN: &str = "EXECUTOR_LISTEN";
-const DATA_DIR: &str = "EXECUTOR_DATA_DIR";
+pub(super) const DATA_DIR: &str = "EXECUTOR_DATA_DIR";
 const API_TOKEN: &str = "EXECUTOR_API_TOKEN";
 const ADVERTISE_URL: &str = "EXECUTOR_ADVERTISE_URL";
 const RETENTION: &str = "EXECUTOR_JOB_RETENTION";

@@ -1,8 +1,11 @@
 //! All configuration from environment variables and flags, parsed and validated in one place, one section per file; nothing else in the executor reads the environment.
 
 mod check;
+pub mod effective;
 mod embedded;
+pub mod environment;
 mod kubernetes;
+mod logging;
 mod ops;
 pub mod parse;
 mod plugins;
@@ -15,9 +18,10 @@ use clap::Args;
 pub use check::{ConfigError, Problem};
 pub use embedded::{EmbeddedConfig, RawEmbedded, default_data_dir};
 pub use kubernetes::{
-    Amount, ApiLimits, DEFAULT_PERSISTENCE_VOLUME_NAME, KubernetesConfig, PodIdentity,
-    RawKubernetes, RawPlacement, Resources, VolumeType,
+    Amount, ApiLimits, DEFAULT_PERSISTENCE_VOLUME_NAME, DEFAULT_STEP_IMAGE, KubernetesConfig,
+    PodIdentity, RawKubernetes, RawPlacement, Resources, VolumeType,
 };
+pub use logging::{LogFormat, LoggingConfig, RawLogging};
 pub use ops::{DEFAULT_OPS_PORT, OpsConfig, RawOps};
 pub use plugins::RawPlugins;
 pub use queue::{QueueConfig, RawQueue};
@@ -46,6 +50,9 @@ pub struct RawConfig {
     /// The operations port.
     #[command(flatten)]
     pub ops: RawOps,
+    /// The executor's own log.
+    #[command(flatten)]
+    pub logging: RawLogging,
 }
 
 /// The validated configuration.
@@ -61,6 +68,10 @@ pub struct Config {
     pub plugins_config: Option<PathBuf>,
     /// The operations port.
     pub ops: OpsConfig,
+    /// The executor's own log.
+    pub logging: LoggingConfig,
+    /// Warnings found while checking, which the values alone cannot tell.
+    notes: Vec<String>,
 }
 
 /// This process's executor name, `<hostname>-<uuid v4>` (in a pod the
@@ -94,7 +105,9 @@ impl Config {
     /// Settings that are valid but deserve a word at start-up: they weaken
     /// the defaults or have no effect here. Never silent (design.md).
     pub fn warnings(&self) -> Vec<String> {
-        self.kubernetes.warnings()
+        let mut out = self.notes.clone();
+        out.extend(self.kubernetes.warnings());
+        out
     }
 
     /// Validates every setting, reporting all problems at once.
@@ -113,6 +126,8 @@ impl Config {
         let in_pod =
             kubernetes.as_ref().is_some_and(|k| k.pod.is_some()) || ops::in_cluster_environment();
         let ops = raw.ops.check(&mut c, in_pod);
+        let logging = raw.logging.check(&mut c);
+        let notes = c.take_warnings();
         c.finish()?;
         match (kubernetes, queue, embedded, ops) {
             (Some(kubernetes), Some(queue), Some(embedded), Some(ops)) => Ok(Config {
@@ -121,6 +136,8 @@ impl Config {
                 embedded,
                 plugins_config,
                 ops,
+                logging,
+                notes,
             }),
             // A section gives `None` only after recording a problem.
             _ => Err(ConfigError(vec![])),

@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::check::Checker;
 
-const DEBUG_LISTEN: &str = "EXECUTOR_DEBUG_LISTEN";
+pub(super) const DEBUG_LISTEN: &str = "EXECUTOR_DEBUG_LISTEN";
 /// Set by the kubelet in every pod: with it, in-cluster configuration applies.
 const SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";
 /// Sourcegraph's `http-debug` port, which its operators already open for probes and scrapes.

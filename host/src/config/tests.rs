@@ -213,7 +213,7 @@ fn the_other_kinds_of_invalid_value_are_named_too() {
         r#"[{"name": "workspace", "emptyDir": {}}]"#,
         "--additional-job-volume-mounts",
         r#"[{"name": "workspace", "mountPath": "/job/"}]"#,
-        "--job-step-image",
+        "--single-job-step-image",
         "my image",
         "--queue-name",
         "Batches!",
@@ -239,7 +239,7 @@ fn the_other_kinds_of_invalid_value_are_named_too() {
         "KUBERNETES_JOB_VOLUME_SIZE: \"5 GiB\" is not a Kubernetes quantity",
         "KUBERNETES_ADDITIONAL_JOB_VOLUMES: volume name \"workspace\" is the executor's own",
         "KUBERNETES_ADDITIONAL_JOB_VOLUME_MOUNTS: mount path \"/job/\" is the executor's own",
-        "KUBERNETES_JOB_STEP_IMAGE: \"my image\" is not an image reference",
+        "KUBERNETES_SINGLE_JOB_STEP_IMAGE: \"my image\" is not an image reference",
         "EXECUTOR_QUEUE_NAME: \"Batches!\" is not a queue name",
         "EXECUTOR_MAXIMUM_RUNTIME_PER_JOB: \"forever\" is not a duration",
         "EXECUTOR_NUM_TOTAL_JOBS: \"-3\" is out of range",
@@ -294,6 +294,11 @@ fn the_readme_table_matches_the_code() {
                 .unwrap_or_default();
             Some((env, default))
         })
+        .chain(
+            kubernetes::CHECKED_DEFAULTS
+                .iter()
+                .map(|(v, d)| ((*v).to_owned(), (*d).to_owned())),
+        )
         .collect();
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
@@ -301,14 +306,18 @@ fn the_readme_table_matches_the_code() {
         .split("## Configuration\n")
         .nth(1)
         .expect("README has a ## Configuration section");
+    // The table | variable | default | whose | meaning |
+    let mut whose = BTreeMap::new();
     let table: BTreeMap<String, String> = section
         .lines()
-        .take_while(|l| !l.starts_with("## "))
+        .skip_while(|l| !l.starts_with("| variable | default |"))
+        .take_while(|l| l.starts_with('|'))
         .filter_map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
             let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
             let default = cells.get(2)?.trim_matches('`');
-            let meaning = cells.get(3)?;
+            whose.insert(name.to_owned(), cells.get(3)?.to_string());
+            let meaning = cells.get(4)?;
             assert!(!meaning.is_empty(), "README: {name} has no meaning");
             Some((
                 name.to_owned(),
@@ -324,12 +333,13 @@ fn the_readme_table_matches_the_code() {
         .iter()
         .map(|(k, d)| {
             format!(
-                "| `{k}` | {} | ... |\n",
+                "| `{k}` | {} | {} | ... |\n",
                 if d.is_empty() {
                     "—".into()
                 } else {
                     format!("`{d}`")
-                }
+                },
+                environment::origin(k).as_str()
             )
         })
         .collect();
@@ -337,6 +347,13 @@ fn the_readme_table_matches_the_code() {
         table, code,
         "the README's configuration table is out of step; its rows should be:\n{expected}"
     );
+    for (name, said) in &whose {
+        assert_eq!(
+            said,
+            environment::origin(name).as_str(),
+            "README: whose variable {name} is"
+        );
+    }
 }
 
 #[test]
@@ -407,4 +424,90 @@ fn durations_that_would_overflow_a_timer_or_busy_poll_are_refused_at_start() {
         assert!(err.contains(named), "{named}: {err}");
     }
     assert!(err.contains("out of range"), "{err}");
+}
+
+#[test]
+fn the_step_image_is_read_by_the_seeds_name_and_by_the_earlier_one() {
+    let k = |args: &[&str]| parse(args).unwrap().kubernetes.step_image;
+    assert_eq!(k(&[]), "sourcegraph/batcheshelper:insiders");
+    assert_eq!(
+        k(&["--single-job-step-image", "registry.acme.com/helper:2"]),
+        "registry.acme.com/helper:2"
+    );
+    assert_eq!(
+        k(&["--job-step-image", "registry.acme.com/helper:1"]),
+        "registry.acme.com/helper:1"
+    );
+}
+
+#[test]
+fn the_seeds_name_of_the_step_image_wins_and_the_other_is_warned_about() {
+    let c = parse(&[
+        "--single-job-step-image",
+        "registry.acme.com/helper:2",
+        "--job-step-image",
+        "registry.acme.com/helper:1",
+    ])
+    .unwrap();
+    assert_eq!(c.kubernetes.step_image, "registry.acme.com/helper:2");
+    let warnings = c.warnings().join("\n");
+    assert!(
+        warnings.contains("KUBERNETES_JOB_STEP_IMAGE=\"registry.acme.com/helper:1\" is ignored: KUBERNETES_SINGLE_JOB_STEP_IMAGE=\"registry.acme.com/helper:2\" is set too"),
+        "{warnings}"
+    );
+    // The same image under both names is no conflict.
+    let same = parse(&["--single-job-step-image", "a:1", "--job-step-image", "a:1"]).unwrap();
+    assert!(same.warnings().is_empty(), "{:?}", same.warnings());
+}
+
+#[test]
+fn a_bad_step_image_is_named_under_the_variable_it_came_from() {
+    let err = parse(&["--job-step-image", "my image"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("KUBERNETES_JOB_STEP_IMAGE: \"my image\" is not an image reference"),
+        "{err}"
+    );
+}
+
+#[test]
+fn single_job_pod_false_is_warned_about_as_the_one_mode_this_executor_has() {
+    assert!(
+        parse(&["--single-job-pod", "true"])
+            .unwrap()
+            .warnings()
+            .is_empty()
+    );
+    let warnings = parse(&["--single-job-pod", "false"])
+        .unwrap()
+        .warnings()
+        .join("\n");
+    assert!(
+        warnings.contains(
+            "KUBERNETES_SINGLE_JOB_POD=false is ignored: this executor runs each job as one pod"
+        ) && warnings.contains("no shared volume"),
+        "{warnings}"
+    );
+    let err = parse(&["--single-job-pod", "sometimes"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("KUBERNETES_SINGLE_JOB_POD: \"sometimes\" is not a boolean"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_log_settings_are_checked_with_every_other_setting() {
+    let err = parse(&["--log-level", "verbose", "--maximum-num-jobs", "0"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("EXECUTOR_MAXIMUM_NUM_JOBS") && err.contains("SRC_LOG_LEVEL: \"verbose\""),
+        "{err}"
+    );
+    let c = parse(&["--log-format", "json", "--log-level", "dbug"]).unwrap();
+    assert_eq!(c.logging.format, LogFormat::Json);
+    assert_eq!(c.logging.level, Some(tracing::Level::DEBUG));
 }

@@ -11,6 +11,7 @@ use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::log::Input;
 use super::trail;
@@ -246,8 +247,9 @@ impl<'a> Follow<'a> {
             };
             let changes = changes.clone();
             let input = self.input.clone();
-            self.followers
-                .spawn(async move { container.follow(start, changes, input).await });
+            self.followers.spawn(
+                async move { container.follow(start, changes, input).await }.in_current_span(),
+            );
         }
     }
 }

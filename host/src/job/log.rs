@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::redact::Redactor;
 use crate::k8s::logs::Line;
@@ -110,7 +111,8 @@ pub fn spawn(
         batch: None,
         failed: None,
     };
-    (input, tokio::spawn(pipeline.run(lines)))
+    // In the job's span, so that what the pipeline logs names the job.
+    (input, tokio::spawn(pipeline.run(lines).in_current_span()))
 }
 
 /// The state of one job's pipeline between inputs.
@@ -277,7 +279,10 @@ impl Pipeline {
             self.filters = Some(filters);
             return Ok(records);
         }
+        let span = tracing::Span::current();
         let filtered = tokio::task::spawn_blocking(move || {
+            // What the plugins log names the job they filter for.
+            let _job = span.enter();
             let result = filters.filter(&key, records);
             (filters, result)
         })

@@ -100,6 +100,19 @@ pub struct Runner {
     teardown: Teardown,
 }
 
+/// The span all of one job's log lines are written in, with its id and
+/// queue as fields. Their names are dotted so that they never clash with an
+/// event's own fields (`queue`, `job`) when JSON logs flatten both.
+pub fn span(queue: &str, id: i64) -> tracing::Span {
+    tracing::info_span!("job", job.id = id, job.queue = %queue)
+}
+
+/// The span around an executor's work (its jobs' spans inside it), with its
+/// name as a field.
+pub fn executor_span(name: &str) -> tracing::Span {
+    tracing::info_span!("executor", executor.name = %name)
+}
+
 impl Runner {
     /// Starts the pod watch for `executor_name`'s jobs.
     pub fn new(

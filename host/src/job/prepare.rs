@@ -39,16 +39,18 @@ pub fn build(inputs: &Inputs<'_>, payload: &JobPayload) -> Result<JobObjects, Pr
 /// Runs the admission chain on `built`, on a blocking thread: plugins run
 /// synchronously, bounded by their deadlines.
 pub async fn admit(plugins: Arc<Plugins>, ctx: JobContext, built: JobObjects) -> Admission {
-    let admission =
-        match tokio::task::spawn_blocking(move || spec::admit(&plugins, &ctx, built)).await {
-            Ok(admission) => admission,
-            Err(e) => {
-                return Admission {
-                    result: Err(PrepareError::Crashed(e)),
-                    trail: Vec::new(),
-                };
-            }
-        };
+    let span = tracing::Span::current();
+    // What the plugins log names the job they admit.
+    let admit = move || span.in_scope(|| spec::admit(&plugins, &ctx, built));
+    let admission = match tokio::task::spawn_blocking(admit).await {
+        Ok(admission) => admission,
+        Err(e) => {
+            return Admission {
+                result: Err(PrepareError::Crashed(e)),
+                trail: Vec::new(),
+            };
+        }
+    };
     let result = match admission.result {
         Ok(admitted) => {
             if !admitted.reverted.is_empty() {

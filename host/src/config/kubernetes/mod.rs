@@ -21,6 +21,19 @@ const RESERVED_VOLUMES: &[&str] = &["workspace", "files"];
 /// Mount paths the Job uses itself (see `k8s::spec`).
 const RESERVED_MOUNTS: &[&str] = &["/job", "/executor/files"];
 
+/// Default of `KUBERNETES_SINGLE_JOB_STEP_IMAGE`. Not clap's default: the
+/// check must see whether either name of the setting was given.
+pub const DEFAULT_STEP_IMAGE: &str = "sourcegraph/batcheshelper:insiders";
+
+/// Settings with a second name: (the second name, the setting's own). The
+/// setting's own name wins when both are set.
+pub(in crate::config) const ALIASES: &[(&str, &str)] = &[(JOB_STEP_IMAGE, SINGLE_JOB_STEP_IMAGE)];
+
+/// Defaults applied by the checks rather than by clap, because a second
+/// name may stand in for the setting.
+pub(in crate::config) const CHECKED_DEFAULTS: &[(&str, &str)] =
+    &[(SINGLE_JOB_STEP_IMAGE, DEFAULT_STEP_IMAGE)];
+
 /// Default of `EXECUTOR_KUBERNETES_PERSISTENCE_VOLUME_NAME`.
 pub const DEFAULT_PERSISTENCE_VOLUME_NAME: &str = "sg-executor-pvc";
 
@@ -44,7 +57,11 @@ const JOB_VOLUME_TYPE: &str = "KUBERNETES_JOB_VOLUME_TYPE";
 const JOB_VOLUME_SIZE: &str = "KUBERNETES_JOB_VOLUME_SIZE";
 const ADDITIONAL_JOB_VOLUMES: &str = "KUBERNETES_ADDITIONAL_JOB_VOLUMES";
 const ADDITIONAL_JOB_VOLUME_MOUNTS: &str = "KUBERNETES_ADDITIONAL_JOB_VOLUME_MOUNTS";
+const SINGLE_JOB_STEP_IMAGE: &str = "KUBERNETES_SINGLE_JOB_STEP_IMAGE";
+/// This executor's earlier name of `KUBERNETES_SINGLE_JOB_STEP_IMAGE`, kept
+/// so that configurations written for it go on working.
 const JOB_STEP_IMAGE: &str = "KUBERNETES_JOB_STEP_IMAGE";
+const SINGLE_JOB_POD: &str = "KUBERNETES_SINGLE_JOB_POD";
 const API_QPS: &str = "EXECUTOR_KUBERNETES_API_QPS";
 const API_BURST: &str = "EXECUTOR_KUBERNETES_API_BURST";
 const API_DELETE_QPS: &str = "EXECUTOR_KUBERNETES_API_DELETE_QPS";
@@ -120,9 +137,15 @@ pub struct RawKubernetes {
     /// Where the additional volumes are mounted in every container (JSON list of VolumeMount).
     #[arg(long, env = ADDITIONAL_JOB_VOLUME_MOUNTS)]
     pub additional_job_volume_mounts: Option<String>,
-    /// Image of the setup and main containers; it needs `sh` and `git`.
-    #[arg(long, env = JOB_STEP_IMAGE, default_value = "sourcegraph/batcheshelper:insiders")]
-    pub job_step_image: String,
+    /// Image of the setup and main containers; it needs `sh` and `git` (default: sourcegraph/batcheshelper:insiders).
+    #[arg(long, env = SINGLE_JOB_STEP_IMAGE)]
+    pub single_job_step_image: Option<String>,
+    /// The earlier name of KUBERNETES_SINGLE_JOB_STEP_IMAGE, which wins when both are set.
+    #[arg(long, env = JOB_STEP_IMAGE)]
+    pub job_step_image: Option<String>,
+    /// One pod per job: `true` is the only mode of this executor; `false` is warned about and ignored.
+    #[arg(long, env = SINGLE_JOB_POD, default_value = "true")]
+    pub single_job_pod: String,
     /// Requests per second the executor makes to the Kubernetes API (reads, creates, watches, logs).
     #[arg(long, env = API_QPS, default_value = "20")]
     pub api_qps: String,
@@ -180,13 +203,8 @@ impl RawKubernetes {
         let (job_annotations, pod_annotations) = self.annotations(c);
         let image_pull_secrets = self.image_pull_secrets(c);
         let volumes = self.volumes(c);
-        let step_image = self.job_step_image.trim().to_owned();
-        if step_image.is_empty() || step_image.contains(char::is_whitespace) {
-            c.problem(
-                JOB_STEP_IMAGE,
-                format!("{step_image:?} is not an image reference"),
-            );
-        }
+        let step_image = self.step_image(c);
+        self.single_job_pod(c);
         let api = self.api_limits(c);
         let pending_timeout = c.check(
             POD_PENDING_TIMEOUT,
@@ -227,6 +245,48 @@ impl RawKubernetes {
             image_pull_grace: image_pull_grace?,
             pod,
         })
+    }
+
+    /// The step image under the seed's name, else the earlier one, else the
+    /// default; the seed's name wins when both are set, with a warning if
+    /// they differ.
+    fn step_image(&self, c: &mut Checker) -> String {
+        let given = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let (variable, image) = match (
+            given(&self.single_job_step_image),
+            given(&self.job_step_image),
+        ) {
+            (Some(seed), Some(earlier)) => {
+                if seed != earlier {
+                    c.warn(format!(
+                        "{JOB_STEP_IMAGE}={earlier:?} is ignored: {SINGLE_JOB_STEP_IMAGE}={seed:?} is set too, and the seed's name wins"
+                    ));
+                }
+                (SINGLE_JOB_STEP_IMAGE, seed)
+            }
+            (Some(seed), None) => (SINGLE_JOB_STEP_IMAGE, seed),
+            (None, Some(earlier)) => (JOB_STEP_IMAGE, earlier),
+            (None, None) => (SINGLE_JOB_STEP_IMAGE, DEFAULT_STEP_IMAGE.to_owned()),
+        };
+        if image.contains(char::is_whitespace) {
+            c.problem(variable, format!("{image:?} is not an image reference"));
+        }
+        image
+    }
+
+    /// The seed's switch between a Job per step and one pod per job: this
+    /// executor has only the second, so `false` is said aloud, not obeyed.
+    fn single_job_pod(&self, c: &mut Checker) {
+        if c.check(SINGLE_JOB_POD, parse::boolean(&self.single_job_pod)) == Some(false) {
+            c.warn(format!(
+                "{SINGLE_JOB_POD}=false is ignored: this executor runs each job as one pod (the workspace set up by an init container, each step an init container after it, all on one workspace volume), the only mode it has. The seed's other mode, a Job per step sharing the executor's volume, needs every job's pods on the executor's node; one pod per job needs no shared volume and no node pinning"
+            ));
+        }
     }
 
     fn resources(&self, c: &mut Checker) -> Resources {
