@@ -43,10 +43,14 @@
 //! The same code runs natively under [`testing::Harness`], so plugin logic is
 //! unit-tested with plain `cargo test`.
 
+pub mod containers;
 mod error;
 pub mod image;
 mod log;
+mod metadata;
 pub mod names;
+pub mod quantity;
+mod settings;
 mod types;
 mod verdict;
 
@@ -60,7 +64,9 @@ pub use k8s_openapi;
 /// The Kubernetes `batch/v1` Job that admission plugins see and change.
 pub use k8s_openapi::api::batch::v1::Job;
 pub use log::{Level, debug, error, info, log, warn};
+pub use metadata::{annotations_mut, labels_mut, pod_annotations_mut, pod_labels_mut};
 pub use serde_json;
+pub use settings::NoSettings;
 pub use types::{JobContext, LogContext, LogRecord, Stream};
 pub use verdict::Verdict;
 
