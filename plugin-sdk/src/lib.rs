@@ -41,7 +41,16 @@
 //! ```
 //!
 //! The same code runs natively under [`testing::Harness`], so plugin logic is
-//! unit-tested with plain `cargo test`.
+//! unit-tested with plain `cargo test`, on the Jobs the executor really
+//! renders ([`testing::jobs`]). Helpers cover what most policies touch:
+//! every container with its role ([`containers`]: the job's steps are the
+//! init containers `step-<i>`, beside the executor's own `setup-workspace`
+//! and `main`), the pod's labels and annotations ([`pod_labels_mut`],
+//! [`pod_annotations_mut`]) and resource quantities ([`quantity`]).
+//!
+//! Use [`k8s_openapi`] and [`serde_json`] through these re-exports: they are
+//! the versions the executor uses (Kubernetes 1.33), and a `k8s-openapi` of
+//! your own with another version feature does not build beside them.
 
 pub mod containers;
 mod error;
@@ -77,9 +86,10 @@ pub use verdict::Verdict;
 /// filtering. Keep it cheap: parse, validate, precompute.
 pub trait Plugin: Sized + 'static {
     /// The settings, parsed from the `settings` of the plugin's entry in the
-    /// executor's plugin configuration. Absent settings parse as `{}` when
-    /// `null` does not fit, so a struct whose fields all have defaults works
-    /// without any.
+    /// executor's plugin configuration. Absent settings arrive as `null`,
+    /// and parse as `{}` when `null` does not fit, so a struct whose fields
+    /// all have defaults works without any; a plugin that takes none uses
+    /// [`NoSettings`].
     type Settings: serde::de::DeserializeOwned;
 
     /// Builds the plugin, or refuses the settings with a message that names
