@@ -258,12 +258,10 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                     value["settingsAccepted"] = json!(true);
                     values.push(value);
                 }
-                let doc = match (is_config(&args.file), values.pop()) {
-                    (false, Some(one)) => one,
-                    (_, last) => {
-                        values.extend(last);
-                        json!({ "plugins": values, "skipped": plugins.skipped() })
-                    }
+                let doc = if is_config(&args.file) {
+                    json!({ "plugins": values, "skipped": plugins.skipped() })
+                } else {
+                    values.pop().unwrap_or_default()
                 };
                 writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
             }

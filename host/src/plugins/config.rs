@@ -655,6 +655,19 @@ plugins:
     }
 
     #[test]
+    fn entries_with_sound_files_and_pins_are_kept_to_load_beside_the_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.wasm"), b"").unwrap();
+        let yaml = "plugins:\n  - name: typo\n    path: a.wasm\n    mode: strict\n  - name: bad-pin\n    path: a.wasm\n    sha256: abc\n  - name: gone\n    path: b.wasm\n  - name: fine\n    path: a.wasm\n";
+        let (config, problems) = PluginsConfig::from_yaml_in_part(yaml, dir.path()).unwrap();
+        let names: Vec<&str> = config.plugins.iter().map(|p| p.name.as_str()).collect();
+        // Loading these finds their refused settings and pins in the same
+        // round; a wrong pin or a missing file is never loaded.
+        assert_eq!(names, ["typo", "fine"]);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    #[test]
     fn unknown_top_level_keys_and_wrong_shapes_are_errors() {
         assert!(
             problems("plugin: []")
