@@ -368,6 +368,22 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(!stderr(&out).contains("Broken pipe"), "{}", stderr(&out));
+
+    // `plugin test` keeps its verdict too (every case passes here).
+    let wasm_dir = components()
+        .path("annotate")
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let plugins = workspace().join("plugins").display().to_string();
+    let out = run(
+        &["plugin", "test", &plugins, "--wasm-dir", &wasm_dir],
+        String::new(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // What the plugins log still goes to stderr; no error does.
+    assert!(!stderr(&out).contains("error"), "{}", stderr(&out));
 }
 
 #[test]
