@@ -93,14 +93,15 @@ pub struct Fingerprint {
 /// The fingerprint of the configuration at `path`: taken before the first
 /// load, it lets the first reload see whether anything changed since.
 pub fn fingerprint(path: &Path) -> Result<Fingerprint, ReloadError> {
-    read(path).map(|(_, fingerprint)| fingerprint)
+    read(path).map(|(_, _, fingerprint)| fingerprint)
 }
 
-/// The configuration at `path`, parsed, and its fingerprint. Reads every
-/// file whole (the loader reads them anyway, and refuses plugins over its
-/// size limit).
-fn read(path: &Path) -> Result<(PluginsConfig, Fingerprint), ReloadError> {
-    let config = PluginsConfig::from_file(path)?;
+/// The configuration at `path`, parsed as far as it goes (its loadable
+/// entries and its problems, so that a refused reload lists what loading
+/// finds too), and its fingerprint. Reads every file whole (the loader
+/// reads them anyway, and refuses plugins over its size limit).
+fn read(path: &Path) -> Result<(PluginsConfig, Vec<String>, Fingerprint), ReloadError> {
+    let (config, problems) = PluginsConfig::from_file_in_part(path)?;
     let mut hash = Sha256::new();
     let mut dirs = BTreeSet::new();
     // Every file the set is made of: a re-signed plugin or a new key is a
@@ -136,6 +137,7 @@ fn read(path: &Path) -> Result<(PluginsConfig, Fingerprint), ReloadError> {
     }
     Ok((
         config,
+        problems,
         Fingerprint {
             digest: hash.finalize().to_vec(),
             dirs,
@@ -208,11 +210,11 @@ impl Reloader {
         let known = state.as_ref().map(|f| f.digest.clone());
         let runtime = self.current.get().runtime().clone();
         let loaded = tokio::task::spawn_blocking(move || {
-            let (config, fingerprint) = read(&path)?;
-            if known.as_ref() == Some(&fingerprint.digest) {
+            let (config, problems, fingerprint) = read(&path)?;
+            if problems.is_empty() && known.as_ref() == Some(&fingerprint.digest) {
                 return Ok((None, fingerprint));
             }
-            let plugins = Plugins::load(runtime, &config)?;
+            let plugins = Plugins::load_in_part(runtime, &path, &config, problems)?;
             Ok::<_, ReloadError>((Some(plugins), fingerprint))
         })
         .await

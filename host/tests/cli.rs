@@ -218,31 +218,196 @@ fn run_exits_non_zero_when_denied_and_reads_yaml_jobs() {
 }
 
 #[test]
-fn a_config_with_typos_lists_every_problem() {
+fn a_config_lists_every_problem_in_one_round_keys_pins_and_settings_alike() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
         &format!(
-            "plugins:\n  - name: a\n    path: {}\n    timeoutMS: 10\n  - name: b\n    path: nowhere.wasm\n    mode: strict\n",
-            wasm("annotate")
+            "plugins:\n  - name: a\n    path: {}\n    timeoutMS: 10\n    settings: {{job: {{labels: {{a: '{{{{oops}}}}'}}}}}}\n  - name: b\n    path: nowhere.wasm\n    mode: strict\n  - name: c\n    path: {}\n    sha256: {}\n",
+            wasm("annotate"),
+            wasm("redact"),
+            "0".repeat(64)
         ),
     );
-    let out = executor(&["plugin", "run", &config, "--job", &job_file()], None);
-    assert_eq!(out.status.code(), Some(2));
+    // `check`, `run` and `filter` read a configuration alike.
+    for args in [
+        &["plugin", "check", &config][..],
+        &["plugin", "run", &config, "--job", &job_file()],
+        &["plugin", "filter", &config],
+    ] {
+        let out = executor(args, Some(""));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("has 5 problem(s)"), "{args:?}: {err}");
+        for needle in [
+            "plugins[0] (a): timeoutMS: unknown key",
+            "plugins[1] (b): mode: \"strict\" is not a mode",
+            "nowhere.wasm does not exist",
+            // Found only by loading: the pin and the settings of the
+            // entries whose keys are wrong or right alike.
+            "plugin `a` refused its settings: invalid settings: job.labels.a: unknown placeholder {{oops}}",
+            "plugin `c`:",
+        ] {
+            assert!(
+                err.contains(needle),
+                "{args:?}: missing {needle:?} in:\n{err}"
+            );
+        }
+        assert!(
+            err.contains(&format!("the configuration pins {}", "0".repeat(64))),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn check_takes_a_configuration_file_and_reports_each_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_admitters(dir.path());
+    let out = executor(&["plugin", "check", &config], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("plugin:   annotate") && text.contains("plugin:   pull-secrets"),
+        "{text}"
+    );
+    let out = executor(&["plugin", "check", &config, "-o", "json"], None);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let names: Vec<&str> = v["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["annotate", "pull-secrets"]);
+    assert!(v["plugins"][0]["sha256"].is_string());
+}
+
+#[test]
+fn a_denial_shows_the_reason_without_the_job_or_empty_patches() {
+    let args = |output: &'static str| {
+        vec![
+            "plugin".to_owned(),
+            "run".into(),
+            wasm("misbehave"),
+            "--settings".into(),
+            "{admit: deny}".into(),
+            "--job".into(),
+            job_file(),
+            "-o".into(),
+            output.into(),
+        ]
+    };
+    let json_args = args("json");
+    let out = executor(
+        &json_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["allowed"], false);
+    assert!(
+        v["message"].as_str().unwrap().contains("is not welcome"),
+        "{v}"
+    );
+    assert_eq!(v["patches"], json!([]), "a denial changes nothing");
+
+    let text_args = args("text");
+    let out = executor(
+        &text_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("decision: refused:"), "{text}");
+    assert!(
+        !text.contains("---") && !text.contains("apiVersion"),
+        "a refused Job is not printed:\n{text}"
+    );
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    // The reader is gone before the first write: `executor ... | head -0`.
+    let run = |args: &[&str], input: String| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_executor"))
+            .args(args)
+            .env("XDG_CACHE_HOME", plugin_cache_home())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let mut stdin = child.stdin.take().unwrap();
+        // The command may stop reading as soon as its output is refused.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        out
+    };
+    let log = "password=hunter2\n".repeat(10_000);
+    let out = run(&["plugin", "filter", &wasm("redact")], log);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+
+    // A denial keeps its status: a closed pipe is no reason to change it.
+    let out = run(
+        &[
+            "plugin",
+            "run",
+            &wasm("misbehave"),
+            "--settings",
+            "{admit: deny}",
+            "--job",
+            &job_file(),
+        ],
+        String::new(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("Broken pipe"), "{}", stderr(&out));
+
+    // `plugin test` keeps its verdict too (every case passes here).
+    let wasm_dir = components()
+        .path("annotate")
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let plugins = workspace().join("plugins").display().to_string();
+    let out = run(
+        &["plugin", "test", &plugins, "--wasm-dir", &wasm_dir],
+        String::new(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // What the plugins log still goes to stderr; no error does.
+    assert!(!stderr(&out).contains("error"), "{}", stderr(&out));
+}
+
+#[test]
+fn plugin_logs_on_a_pipe_carry_no_colour_codes() {
+    let out = executor(
+        &[
+            "plugin",
+            "run",
+            &wasm("misbehave"),
+            "--settings",
+            "{admit: chatty}",
+            "--job",
+            &job_file(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("has 3 problem(s)"), "{err}");
     assert!(
-        err.contains("plugins[0] (a): timeoutMS: unknown key"),
-        "{err}"
+        err.contains("message 0"),
+        "the plugin's log is shown: {err}"
     );
-    assert!(
-        err.contains("plugins[1] (b): path:") && err.contains("nowhere.wasm does not exist"),
-        "{err}"
-    );
-    assert!(
-        err.contains("plugins[1] (b): mode: \"strict\" is not a mode"),
-        "{err}"
-    );
+    assert!(!err.contains('\u{1b}'), "escape codes on a pipe: {err:?}");
 }
 
 #[test]
@@ -274,6 +439,33 @@ fn filter_masks_a_log_from_stdin_line_by_line() {
         stdout(&out),
         "{\"stream\":\"stdout\",\"text\":\"token: [REDACTED]\"}\n"
     );
+}
+
+#[test]
+fn filter_gives_marked_lines_to_plugins_as_stderr() {
+    let log = "E token: abc\nbuilding\n";
+    let out = executor(
+        &[
+            "plugin",
+            "filter",
+            &wasm("redact"),
+            "--stderr-prefix",
+            "E ",
+            "-o",
+            "json",
+        ],
+        Some(log),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "{\"stream\":\"stderr\",\"text\":\"token: [REDACTED]\"}\n{\"stream\":\"stdout\",\"text\":\"building\"}\n"
+    );
+    let out = executor(
+        &["plugin", "filter", &wasm("redact"), "--stderr-prefix", "E "],
+        Some(log),
+    );
+    assert_eq!(stdout(&out), "E token: [REDACTED]\nbuilding\n");
 }
 
 #[test]

@@ -77,7 +77,7 @@ fn a_new_rust_plugin_passes_its_tests_and_its_cases_as_a_component() {
     };
     let tested = ok(cargo(workspace().join("target").join("scaffold")).arg("test"));
     assert!(
-        tested.contains("test result: ok. 3 passed; 0 failed"),
+        tested.contains("test result: ok. 4 passed; 0 failed"),
         "{tested}"
     );
     // Where the first-party plugins are built with the same profile: the

@@ -41,12 +41,25 @@
 //! ```
 //!
 //! The same code runs natively under [`testing::Harness`], so plugin logic is
-//! unit-tested with plain `cargo test`.
+//! unit-tested with plain `cargo test`, on the Jobs the executor really
+//! renders ([`testing::jobs`]). Helpers cover what most policies touch:
+//! every container with its role ([`containers`]: the job's steps are the
+//! init containers `step-<i>`, beside the executor's own `setup-workspace`
+//! and `main`), the pod's labels and annotations ([`pod_labels_mut`],
+//! [`pod_annotations_mut`]) and resource quantities ([`quantity`]).
+//!
+//! Use [`k8s_openapi`] and [`serde_json`] through these re-exports: they are
+//! the versions the executor uses (Kubernetes 1.33), and a `k8s-openapi` of
+//! your own with another version feature does not build beside them.
 
+pub mod containers;
 mod error;
 pub mod image;
 mod log;
+mod metadata;
 pub mod names;
+pub mod quantity;
+mod settings;
 mod types;
 mod verdict;
 
@@ -60,7 +73,9 @@ pub use k8s_openapi;
 /// The Kubernetes `batch/v1` Job that admission plugins see and change.
 pub use k8s_openapi::api::batch::v1::Job;
 pub use log::{Level, debug, error, info, log, warn};
+pub use metadata::{annotations_mut, labels_mut, pod_annotations_mut, pod_labels_mut};
 pub use serde_json;
+pub use settings::NoSettings;
 pub use types::{JobContext, LogContext, LogRecord, Stream};
 pub use verdict::Verdict;
 
@@ -71,9 +86,10 @@ pub use verdict::Verdict;
 /// filtering. Keep it cheap: parse, validate, precompute.
 pub trait Plugin: Sized + 'static {
     /// The settings, parsed from the `settings` of the plugin's entry in the
-    /// executor's plugin configuration. Absent settings parse as `{}` when
-    /// `null` does not fit, so a struct whose fields all have defaults works
-    /// without any.
+    /// executor's plugin configuration. Absent settings arrive as `null`,
+    /// and parse as `{}` when `null` does not fit, so a struct whose fields
+    /// all have defaults works without any; a plugin that takes none uses
+    /// [`NoSettings`].
     type Settings: serde::de::DeserializeOwned;
 
     /// Builds the plugin, or refuses the settings with a message that names

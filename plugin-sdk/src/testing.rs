@@ -1,5 +1,7 @@
 //! A native test harness: run a plugin's hooks with plain `cargo test`, through the same code path as in the component.
 
+pub mod jobs;
+
 use crate::__private::{self, Decision};
 use crate::{Admission, Error, Job, JobContext, Level, LogContext, LogFilter, LogRecord, Plugin};
 
@@ -110,46 +112,9 @@ pub fn log_context() -> LogContext {
     }
 }
 
-/// A Job shaped like the ones the executor creates: labels, a setup init
-/// container, one step, a `main` container, a workspace volume.
+/// The Job the executor renders for [`context`]'s job: a repository clone
+/// and one step, at the executor's default configuration ([`jobs::clone`];
+/// [`jobs`] has the other shapes a real Job takes).
 pub fn job() -> Job {
-    let value = serde_json::json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": "executor-batches-42",
-            "namespace": "default",
-            "labels": {
-                "app.kubernetes.io/managed-by": "executor",
-                "executor.sourcegraph.com/queue": "batches",
-                "executor.sourcegraph.com/job-id": "42"
-            }
-        },
-        "spec": {
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": 1200,
-            "template": {
-                "metadata": {"labels": {"executor.sourcegraph.com/job-id": "42"}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "initContainers": [
-                        {"name": "setup-workspace", "image": "sourcegraph/batcheshelper:insiders",
-                         "command": ["sh", "-c", "git init"], "workingDir": "/job",
-                         "volumeMounts": [{"name": "workspace", "mountPath": "/job"}]},
-                        {"name": "step-0", "image": "alpine:3",
-                         "command": ["sh", "-c", "echo hello"], "workingDir": "/job/repository",
-                         "volumeMounts": [{"name": "workspace", "mountPath": "/job"}]}
-                    ],
-                    "containers": [
-                        {"name": "main", "image": "sourcegraph/batcheshelper:insiders",
-                         "command": ["true"],
-                         "volumeMounts": [{"name": "workspace", "mountPath": "/job"}]}
-                    ],
-                    "volumes": [{"name": "workspace", "emptyDir": {"sizeLimit": "5Gi"}}]
-                }
-            }
-        }
-    });
-    // The literal above is a valid Job; a failure here is a bug in this file.
-    serde_json::from_value(value).unwrap_or_default()
+    jobs::clone()
 }

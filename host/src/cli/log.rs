@@ -47,7 +47,10 @@ fn install(config: &LoggingConfig, default: tracing::Level) {
         .with(layer(
             config.format,
             std::io::stderr,
-            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            super::colour(
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                std::env::var_os("NO_COLOR").as_deref(),
+            ),
         ))
         .try_init();
 }

@@ -151,14 +151,20 @@ fn load_job_plugins(
     max_jobs: u32,
 ) -> anyhow::Result<crate::plugins::Plugins> {
     use crate::plugins::{Plugins, PluginsConfig, Runtime, RuntimeOptions};
-    let config = file.map(PluginsConfig::from_file).transpose()?;
-    let per_job = config.as_ref().map_or(0, |c| c.plugins.len() as u32);
+    let read = file
+        .map(|f| PluginsConfig::from_file_in_part(f).map(|read| (f, read)))
+        .transpose()?;
+    let per_job = read
+        .as_ref()
+        .map_or(0, |(_, (c, _))| c.plugins.len() as u32);
     let runtime = Runtime::new(&RuntimeOptions {
         max_instances: pool_size(max_jobs, per_job),
         cache_dir: crate::plugins::default_cache_dir(),
     })?;
-    Ok(match config {
-        Some(config) => Plugins::load(runtime, &config)?,
+    Ok(match read {
+        Some((path, (config, problems))) => {
+            Plugins::load_in_part(runtime, path, &config, problems)?
+        }
         None => Plugins::none(runtime),
     })
 }
@@ -289,9 +295,28 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Whether to colour stderr: only for a person at a terminal, and not when
+/// `NO_COLOR` is set to anything (<https://no-color.org>); escape codes in a
+/// CI log or a file are noise.
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colours_only_on_a_terminal_and_never_under_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour(true, None));
+        assert!(
+            colour(true, Some(OsStr::new(""))),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        assert!(!colour(false, None));
+    }
 
     #[test]
     fn the_instance_pool_holds_every_running_jobs_log_plugins_and_admission_room() {

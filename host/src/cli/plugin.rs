@@ -36,9 +36,9 @@ pub(super) enum PluginCommand {
 
 #[derive(Debug, Args)]
 pub(super) struct CheckArgs {
-    /// The component (`.wasm`).
+    /// A component (`.wasm`), or a plugin configuration file (`.yaml`/`.yml`) to check all its plugins.
     file: PathBuf,
-    /// Settings for `init`: JSON or YAML text, or `@path` to read them from a file.
+    /// Settings for `init` of a single component: JSON or YAML text, or `@path` to read them from a file.
     #[arg(long)]
     settings: Option<String>,
     #[arg(short = 'o', long, value_enum, default_value = "text")]
@@ -90,6 +90,11 @@ pub(super) struct FilterArgs {
     /// The log file; standard input when absent.
     #[arg(long)]
     log: Option<PathBuf>,
+    /// Lines that start with this text are given to the plugins as stderr
+    /// lines (without it), the rest as stdout; kept stderr lines are printed
+    /// with it again. E.g. `--stderr-prefix 'E '`.
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    stderr_prefix: Option<String>,
     /// The log entry the lines belong to, as plugins see it.
     #[arg(long, default_value = "step.kubernetes.step.0.run")]
     entry: String,
@@ -121,6 +126,9 @@ pub(super) fn run(cmd: PluginCommand) -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader went away (`| head`): nothing is wrong with the input,
+        // and nobody is left to tell.
+        Err(err) if closed_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             if output == Output::Json {
                 println!("{}", json!({ "error": format!("{err:#}") }));
@@ -128,6 +136,24 @@ pub(super) fn run(cmd: PluginCommand) -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::from(EXIT_BAD_INPUT)
         }
+    }
+}
+
+/// Whether `err` is a write to a pipe whose reader has gone.
+fn closed_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// `result` of writing the output, with a closed pipe counted as success:
+/// the command's own status (a denial's 1) still stands.
+fn written(result: anyhow::Result<()>) -> anyhow::Result<()> {
+    match result {
+        Err(err) if closed_pipe(&err) => Ok(()),
+        other => other,
     }
 }
 
@@ -188,70 +214,103 @@ fn is_config(path: &Path) -> bool {
     )
 }
 
-fn load(target: &Target) -> anyhow::Result<Plugins> {
-    let config = if is_config(&target.target) {
-        if target.settings.is_some() {
+/// The plugins of `file` (`--settings` for a single component), every
+/// problem of a configuration file reported at once; `cache` uses the
+/// compiled-plugin cache.
+fn load_target(file: &Path, settings: Option<&str>, cache: bool) -> anyhow::Result<Plugins> {
+    if is_config(file) {
+        if settings.is_some() {
             bail!(
                 "--settings applies to a single .wasm file; put settings in {}",
-                target.target.display()
+                file.display()
             );
         }
-        PluginsConfig::from_file(&target.target)?
-    } else {
-        let mut spec = PluginSpec::new(name_from_path(&target.target), &target.target);
-        if let Some(raw) = &target.settings {
-            spec.settings = parse_settings(raw)?;
-        }
-        PluginsConfig {
-            plugins: vec![spec],
-        }
+        return Ok(Plugins::load_file(runtime(cache)?, file)?);
+    }
+    let mut spec = PluginSpec::new(name_from_path(file), file);
+    if let Some(raw) = settings {
+        spec.settings = parse_settings(raw)?;
+    }
+    let config = PluginsConfig {
+        plugins: vec![spec],
     };
-    Ok(Plugins::load(runtime(true)?, &config)?)
+    Ok(Plugins::load(runtime(cache)?, &config)?)
+}
+
+fn load(target: &Target) -> anyhow::Result<Plugins> {
+    load_target(&target.target, target.settings.as_deref(), true)
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let mut spec = PluginSpec::new(name_from_path(&args.file), &args.file);
-    if let Some(raw) = &args.settings {
-        spec.settings = parse_settings(raw)?;
-    }
     // No cache: the compile time printed is the real one.
-    let plugins = Plugins::load(
-        runtime(false)?,
-        &PluginsConfig {
-            plugins: vec![spec],
-        },
-    )?;
-    let Some(info) = plugins.info().into_iter().next() else {
+    let plugins = load_target(&args.file, args.settings.as_deref(), false)?;
+    let infos = plugins.info();
+    if infos.is_empty() && !is_config(&args.file) {
         bail!("{} was not loaded", args.file.display());
-    };
-    match args.output {
-        Output::Json => {
-            let mut value = serde_json::to_value(&info)?;
-            value["settingsAccepted"] = json!(true);
-            println!("{}", serde_json::to_string_pretty(&value)?);
-        }
-        Output::Text => {
-            println!("plugin:   {}", info.name);
-            println!("path:     {}", info.path.display());
-            println!("size:     {} bytes", info.size_bytes);
-            println!("sha256:   {}", info.sha256);
-            println!("hooks:    {}", info.hooks.join(", "));
-            println!("contract: executor:plugin@{}", info.contract);
-            println!(
-                "compile:  {:.1} ms",
-                info.compile_time.as_secs_f64() * 1000.0
-            );
-            println!(
-                "settings: {}",
-                if args.settings.is_some() {
-                    "accepted by init"
-                } else {
-                    "none given; init accepted null"
-                }
-            );
-        }
     }
+    let mut out = std::io::stdout().lock();
+    written((|| -> anyhow::Result<()> {
+        match args.output {
+            Output::Json => {
+                let mut values = Vec::new();
+                for info in &infos {
+                    let mut value = serde_json::to_value(info)?;
+                    value["settingsAccepted"] = json!(true);
+                    values.push(value);
+                }
+                let doc = if is_config(&args.file) {
+                    json!({ "plugins": values, "skipped": plugins.skipped() })
+                } else {
+                    values.pop().unwrap_or_default()
+                };
+                writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+            }
+            Output::Text => {
+                for (i, info) in infos.iter().enumerate() {
+                    if i > 0 {
+                        writeln!(out)?;
+                    }
+                    write_info(
+                        &mut out,
+                        info,
+                        args.settings.is_some() || is_config(&args.file),
+                    )?;
+                }
+                for skipped in plugins.skipped() {
+                    writeln!(out, "skipped (failurePolicy ignore): {skipped}")?;
+                }
+            }
+        }
+        Ok(())
+    })())?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn write_info(
+    out: &mut dyn Write,
+    info: &crate::plugins::PluginInfo,
+    settings_given: bool,
+) -> std::io::Result<()> {
+    writeln!(out, "plugin:   {}", info.name)?;
+    writeln!(out, "path:     {}", info.path.display())?;
+    writeln!(out, "size:     {} bytes", info.size_bytes)?;
+    writeln!(out, "sha256:   {}", info.sha256)?;
+    writeln!(out, "hooks:    {}", info.hooks.join(", "))?;
+    writeln!(out, "contract: executor:plugin@{}", info.contract)?;
+    writeln!(
+        out,
+        "compile:  {:.1} ms",
+        info.compile_time.as_secs_f64() * 1000.0
+    )?;
+    writeln!(
+        out,
+        "settings: {}",
+        if settings_given {
+            "accepted by init"
+        } else {
+            "none given; init accepted null"
+        }
+    )
 }
 
 fn context(args: &ContextArgs, job: &Value) -> JobContext {
@@ -326,29 +385,39 @@ fn admit(args: RunArgs) -> anyhow::Result<ExitCode> {
     let ctx = context(&args.context, &job);
     let outcome = plugins.admit(&ctx, job, &crate::k8s::spec::validate);
     let allowed = outcome.allowed();
-    match args.output {
-        Output::Json => {
-            let patches: Vec<Value> = outcome
-                .trail
-                .iter()
-                .map(|t| json!({"plugin": t.plugin, "patch": t.patch}))
-                .collect();
-            let doc = json!({
-                "allowed": allowed,
-                "message": outcome.message(),
-                "warnings": outcome.warnings,
-                "job": outcome.job,
-                "patches": patches,
-            });
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+    let mut out = std::io::stdout().lock();
+    written((|| -> anyhow::Result<()> {
+        match args.output {
+            Output::Json => {
+                // Only plugins that changed something have a patch; a
+                // denial's changes are discarded, so it has none.
+                let patches: Vec<Value> = outcome
+                    .trail
+                    .iter()
+                    .filter(|t| !t.patch.0.is_empty())
+                    .map(|t| json!({"plugin": t.plugin, "patch": t.patch}))
+                    .collect();
+                let doc = json!({
+                    "allowed": allowed,
+                    "message": outcome.message(),
+                    "warnings": outcome.warnings,
+                    "job": outcome.job,
+                    "patches": patches,
+                });
+                writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+            }
+            Output::Text => {
+                write_trail(&mut out, &outcome)?;
+                // A refused Job is never created: printing it would only
+                // bury the reason.
+                if allowed {
+                    writeln!(out, "---")?;
+                    write!(out, "{}", serde_norway::to_string(&outcome.job)?)?;
+                }
+            }
         }
-        Output::Text => {
-            let mut out = std::io::stdout().lock();
-            write_trail(&mut out, &outcome)?;
-            writeln!(out, "---")?;
-            write!(out, "{}", serde_norway::to_string(&outcome.job)?)?;
-        }
-    }
+        Ok(())
+    })())?;
     Ok(if allowed {
         ExitCode::SUCCESS
     } else {
@@ -419,12 +488,16 @@ fn filter(args: FilterArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut batch = Vec::with_capacity(args.batch_lines as usize);
     let mut lines = input.split(b'\n');
+    let prefix = args.stderr_prefix.as_deref();
     let mut emit = |batch: Vec<LogRecord>, out: &mut dyn Write| -> anyhow::Result<bool> {
         match session.filter(&args.entry, batch) {
             Ok(kept) => {
                 for r in kept {
                     match args.output {
-                        Output::Text => writeln!(out, "{}", r.text)?,
+                        Output::Text => match (r.stream, prefix) {
+                            (Stream::Stderr, Some(prefix)) => writeln!(out, "{prefix}{}", r.text)?,
+                            _ => writeln!(out, "{}", r.text)?,
+                        },
                         Output::Json => writeln!(
                             out,
                             "{}",
@@ -448,9 +521,16 @@ fn filter(args: FilterArgs) -> anyhow::Result<ExitCode> {
             if bytes.last() == Some(&b'\r') {
                 bytes.pop();
             }
-            batch.push(LogRecord {
-                stream: Stream::Stdout,
-                text: String::from_utf8_lossy(&bytes).into_owned(),
+            let text = String::from_utf8_lossy(&bytes);
+            batch.push(match prefix.and_then(|p| text.strip_prefix(p)) {
+                Some(rest) => LogRecord {
+                    stream: Stream::Stderr,
+                    text: rest.to_owned(),
+                },
+                None => LogRecord {
+                    stream: Stream::Stdout,
+                    text: text.into_owned(),
+                },
             });
         }
         let full = (done && !batch.is_empty()) || batch.len() >= args.batch_lines as usize;

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use super::EXIT_BAD_INPUT;
 use crate::config::RawConfig;
 use crate::k8s::spec::{self, Inputs};
-use crate::plugins::{Plugins, PluginsConfig, Runtime, RuntimeOptions};
+use crate::plugins::{Plugins, Runtime, RuntimeOptions};
 
 /// How `render` prints the List.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -77,12 +77,11 @@ fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
     let objects = match &config.plugins_config {
         None => built,
         Some(path) => {
-            let plugins_config = PluginsConfig::from_file(path)?;
             let runtime = Runtime::new(&RuntimeOptions {
                 max_instances: 64,
                 cache_dir: crate::plugins::default_cache_dir(),
             })?;
-            let plugins = Plugins::load(runtime, &plugins_config)?;
+            let plugins = Plugins::load_file(runtime, path)?;
             let ctx = spec::plugin_context(&inputs, &payload);
             let admission = spec::admit(&plugins, &ctx, built);
             let mut err = std::io::stderr().lock();

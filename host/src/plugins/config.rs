@@ -195,32 +195,57 @@ const KEYS: &[&str] = &[
 impl PluginsConfig {
     /// Reads and validates a configuration file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let (config, problems) = Self::from_file_in_part(path)?;
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// Reads a configuration file as far as it goes: the entries that can
+    /// be loaded (a valid name, an existing file and well-formed pins, even
+    /// when other keys are wrong) and every problem found. Loading those
+    /// entries too finds their refused pins and settings, so that an author
+    /// sees every problem in one round. Only an unreadable file or a YAML
+    /// syntax error is an error here.
+    pub fn from_file_in_part(path: &Path) -> Result<(Self, Vec<String>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::from_yaml(&text, base).map_err(|err| match err {
-            Problems::Syntax(message) => ConfigError::Syntax {
-                path: path.to_owned(),
-                message,
-            },
-            Problems::Invalid(problems) => ConfigError::Invalid {
-                path: path.to_owned(),
-                problems,
-            },
+        Self::from_yaml_in_part(&text, base).map_err(|message| ConfigError::Syntax {
+            path: path.to_owned(),
+            message,
         })
     }
 
+    #[cfg(test)]
     fn from_yaml(text: &str, base: &Path) -> Result<Self, Problems> {
-        let doc: Value =
-            serde_norway::from_str(text).map_err(|e| Problems::Syntax(e.to_string()))?;
+        let (config, problems) = Self::from_yaml_in_part(text, base).map_err(Problems::Syntax)?;
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(Problems::Invalid(problems))
+        }
+    }
+
+    /// The loadable entries and every problem; `Err` is a syntax error.
+    fn from_yaml_in_part(text: &str, base: &Path) -> Result<(Self, Vec<String>), String> {
+        let doc: Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
         let mut problems = Vec::new();
         let Value::Object(top) = doc else {
-            return Err(Problems::Invalid(vec![format!(
-                "the document is {}; expected a mapping with a `plugins` list",
-                kind(&doc)
-            )]));
+            return Ok((
+                PluginsConfig::default(),
+                vec![format!(
+                    "the document is {}; expected a mapping with a `plugins` list",
+                    kind(&doc)
+                )],
+            ));
         };
         for key in top.keys().filter(|k| k.as_str() != "plugins") {
             problems.push(format!(
@@ -242,14 +267,11 @@ impl PluginsConfig {
                 plugins.push(spec);
             }
         }
-        if problems.is_empty() {
-            Ok(PluginsConfig { plugins })
-        } else {
-            Err(Problems::Invalid(problems))
-        }
+        Ok((PluginsConfig { plugins }, problems))
     }
 }
 
+#[cfg(test)]
 enum Problems {
     Syntax(String),
     Invalid(Vec<String>),
@@ -311,8 +333,13 @@ fn parse_entry(
         Some(name) => format!("plugins[{i}] ({name})"),
         None => format!("plugins[{i}]"),
     };
-    let before = problems.len();
-    let mut problem = |key: &str, msg: String| problems.push(format!("{label}: {key}: {msg}"));
+    // The keys with a problem: an entry whose file or pins are wrong is not
+    // loaded, one with any other problem still is (to find the rest).
+    let mut bad: HashSet<String> = HashSet::new();
+    let mut problem = |key: &str, msg: String| {
+        bad.insert(key.to_owned());
+        problems.push(format!("{label}: {key}: {msg}"));
+    };
 
     for key in map.keys().filter(|k| !KEYS.contains(&k.as_str())) {
         problem(
@@ -346,7 +373,10 @@ fn parse_entry(
     let (timeout, memory_mib) = entry_limits(map, &mut problem);
     let allowed_paths = entry_allowed_paths(map, &mut problem);
     let settings = map.get("settings").cloned().unwrap_or(Value::Null);
-    if problems.len() > before {
+    if ["name", "path", "sha256", "publicKey", "signature"]
+        .iter()
+        .any(|k| bad.contains(*k))
+    {
         return None;
     }
     Some(PluginSpec {
@@ -622,6 +652,19 @@ plugins:
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
+    }
+
+    #[test]
+    fn entries_with_sound_files_and_pins_are_kept_to_load_beside_the_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.wasm"), b"").unwrap();
+        let yaml = "plugins:\n  - name: typo\n    path: a.wasm\n    mode: strict\n  - name: bad-pin\n    path: a.wasm\n    sha256: abc\n  - name: gone\n    path: b.wasm\n  - name: fine\n    path: a.wasm\n";
+        let (config, problems) = PluginsConfig::from_yaml_in_part(yaml, dir.path()).unwrap();
+        let names: Vec<&str> = config.plugins.iter().map(|p| p.name.as_str()).collect();
+        // Loading these finds their refused settings and pins in the same
+        // round; a wrong pin or a missing file is never loaded.
+        assert_eq!(names, ["typo", "fine"]);
+        assert_eq!(problems.len(), 3, "{problems:?}");
     }
 
     #[test]

@@ -117,6 +117,37 @@ impl Plugins {
         }
     }
 
+    /// Reads the configuration file at `path` and loads its plugins, with
+    /// every problem in one error: the file's own (keys, values) and each
+    /// plugin's refusal at load (pins, contract, settings), so that fixing
+    /// the keys does not reveal a second round of problems.
+    pub fn load_file(
+        runtime: Arc<Runtime>,
+        path: &std::path::Path,
+    ) -> Result<Plugins, ConfigError> {
+        let (config, problems) = PluginsConfig::from_file_in_part(path)?;
+        Plugins::load_in_part(runtime, path, &config, problems)
+    }
+
+    /// [`Self::load_file`] for a file already read with
+    /// [`PluginsConfig::from_file_in_part`] (its loadable entries and its problems).
+    pub fn load_in_part(
+        runtime: Arc<Runtime>,
+        path: &std::path::Path,
+        config: &PluginsConfig,
+        mut problems: Vec<String>,
+    ) -> Result<Plugins, ConfigError> {
+        match Plugins::load(runtime, config) {
+            Ok(plugins) if problems.is_empty() => return Ok(plugins),
+            Ok(_) => {}
+            Err(LoadErrors(errors)) => problems.extend(errors.iter().map(ToString::to_string)),
+        }
+        Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        })
+    }
+
     /// What is known about each loaded plugin, in order.
     pub fn info(&self) -> Vec<PluginInfo> {
         self.plugins.iter().map(|p| p.info.clone()).collect()

@@ -2,7 +2,7 @@
 
 use plugin_sdk::image::ImageRef;
 use plugin_sdk::k8s_openapi::api::core::v1::LocalObjectReference;
-use plugin_sdk::{Admission, Error, Job, JobContext, Plugin, Verdict, names};
+use plugin_sdk::{Admission, Error, Job, JobContext, Plugin, Verdict, containers, names};
 use serde::Deserialize;
 
 /// Secrets for the images of one registry.
@@ -83,18 +83,8 @@ impl Entry {
 
 impl Admission for PullSecrets {
     fn admit(&self, _ctx: &JobContext, job: &mut Job) -> Result<Verdict, Error> {
-        let pod = job
-            .spec
-            .get_or_insert_default()
-            .template
-            .spec
-            .get_or_insert_default();
-        let images: Vec<ImageRef> = pod
-            .init_containers
-            .iter()
-            .flatten()
-            .chain(&pod.containers)
-            .filter_map(|c| c.image.as_deref())
+        let images: Vec<ImageRef> = containers::all(job)
+            .filter_map(|c| c.container.image.as_deref())
             .map(ImageRef::parse)
             .collect();
         let mut wanted: Vec<&String> = self.settings.default.iter().collect();
@@ -106,7 +96,9 @@ impl Admission for PullSecrets {
         if wanted.is_empty() {
             return Ok(Verdict::allow());
         }
-        let list = pod.image_pull_secrets.get_or_insert_default();
+        let list = containers::pod_spec_mut(job)
+            .image_pull_secrets
+            .get_or_insert_default();
         for name in wanted {
             if !list.iter().any(|r| &r.name == name) {
                 list.push(LocalObjectReference { name: name.clone() });

@@ -7,7 +7,7 @@ use plugin_sdk::k8s_openapi::api::core::v1::{
     Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec,
     PreferredSchedulingTerm, Toleration,
 };
-use plugin_sdk::{Admission, Error, Job, JobContext, Plugin, Verdict};
+use plugin_sdk::{Admission, Error, Job, JobContext, Plugin, Verdict, containers};
 use serde::Deserialize;
 
 /// Which jobs a rule applies to. Every criterion given must hold; within a
@@ -254,15 +254,9 @@ fn registry_allowed(allowed: &[String], image: &str) -> bool {
 
 impl Admission for SchedulingPolicy {
     fn admit(&self, ctx: &JobContext, job: &mut Job) -> Result<Verdict, Error> {
-        let pod = job
-            .spec
-            .get_or_insert_default()
-            .template
-            .spec
-            .get_or_insert_default();
         if let Some(allowed) = &self.allowed {
-            let containers = pod.init_containers.iter().flatten().chain(&pod.containers);
-            for c in containers {
+            // Every container: the executor's own pull images too.
+            for c in containers::all(job).map(|c| c.container) {
                 let image = c.image.as_deref().unwrap_or("");
                 if !registry_allowed(allowed, image) {
                     return Ok(Verdict::deny(format!(
@@ -274,6 +268,7 @@ impl Admission for SchedulingPolicy {
                 }
             }
         }
+        let pod = containers::pod_spec_mut(job);
         let mut applied = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.applies(ctx) {

@@ -1,6 +1,7 @@
 //! `executor plugin bench`: times a plugin's hooks on a given Job or log (per call, per fresh instance, log throughput) and prints the figures; it never judges them.
 
 use std::io::BufRead;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -82,10 +83,13 @@ pub(super) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Text => print!("{}", report.text(&args.target.target)),
-    }
+    let mut out = std::io::stdout().lock();
+    super::written(match args.output {
+        Output::Json => serde_json::to_string_pretty(&report)
+            .map_err(anyhow::Error::from)
+            .and_then(|text| Ok(writeln!(out, "{text}")?)),
+        Output::Text => write!(out, "{}", report.text(&args.target.target)).map_err(Into::into),
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt::Write as _;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -150,47 +151,52 @@ pub(super) fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         .flat_map(|(_, v)| v)
         .filter(|v| !v.failures.is_empty())
         .count();
-    match args.output {
-        Output::Json => {
-            let files: Vec<Value> = results
-                .iter()
-                .map(|(file, verdicts)| {
-                    json!({
-                        "file": file.display().to_string(),
-                        "cases": verdicts.iter().map(|v| json!({
-                            "name": v.name,
-                            "passed": v.failures.is_empty(),
-                            "failures": v.failures,
-                        })).collect::<Vec<_>>(),
+    let mut out = std::io::stdout().lock();
+    super::written((|| -> anyhow::Result<()> {
+        match args.output {
+            Output::Json => {
+                let files: Vec<Value> = results
+                    .iter()
+                    .map(|(file, verdicts)| {
+                        json!({
+                            "file": file.display().to_string(),
+                            "cases": verdicts.iter().map(|v| json!({
+                                "name": v.name,
+                                "passed": v.failures.is_empty(),
+                                "failures": v.failures,
+                            })).collect::<Vec<_>>(),
+                        })
                     })
-                })
-                .collect();
-            let doc = json!({"files": files, "passed": cases - failed, "failed": failed});
-            println!("{}", serde_json::to_string_pretty(&doc)?);
-        }
-        Output::Text => {
-            for (file, verdicts) in &results {
-                println!("{}", file.display());
-                for v in verdicts {
-                    if v.failures.is_empty() {
-                        println!("  ok    {}", v.name);
-                    } else {
-                        println!("  FAIL  {}", v.name);
-                        for f in &v.failures {
-                            for line in f.lines() {
-                                println!("          {line}");
+                    .collect();
+                let doc = json!({"files": files, "passed": cases - failed, "failed": failed});
+                writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+            }
+            Output::Text => {
+                for (file, verdicts) in &results {
+                    writeln!(out, "{}", file.display())?;
+                    for v in verdicts {
+                        if v.failures.is_empty() {
+                            writeln!(out, "  ok    {}", v.name)?;
+                        } else {
+                            writeln!(out, "  FAIL  {}", v.name)?;
+                            for f in &v.failures {
+                                for line in f.lines() {
+                                    writeln!(out, "          {line}")?;
+                                }
                             }
                         }
                     }
                 }
+                writeln!(
+                    out,
+                    "{cases} case(s) in {} file(s): {} passed, {failed} failed",
+                    results.len(),
+                    cases - failed
+                )?;
             }
-            println!(
-                "{cases} case(s) in {} file(s): {} passed, {failed} failed",
-                results.len(),
-                cases - failed
-            );
         }
-    }
+        Ok(())
+    })())?;
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

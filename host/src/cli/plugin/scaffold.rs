@@ -218,8 +218,17 @@ crate-type = ["cdylib", "rlib"]
 plugin-sdk = {{ path = "{sdk}" }}
 serde = {{ version = "1", features = ["derive"] }}
 
-[dev-dependencies]
-serde_json = "1"
+# The executor workspace's release profile: no debug info in the component, and
+# one codegen unit where serde's and k8s-openapi's generic code is inlined.
+[profile.release]
+debug = false
+strip = "debuginfo"
+[profile.release.package.{name}]
+codegen-units = 1
+[profile.release.package.k8s-openapi]
+codegen-units = 1
+[profile.release.package.serde_json]
+codegen-units = 1
 
 # A project of its own, wherever it is created.
 [workspace]
@@ -228,7 +237,15 @@ serde_json = "1"
     let mut uses = vec!["Error", "Plugin"];
     let mut hooks = Vec::new();
     if hook.admission() {
-        uses.extend(["Admission", "Job", "JobContext", "Verdict"]);
+        uses.extend([
+            "Admission",
+            "Job",
+            "JobContext",
+            "Verdict",
+            "annotations_mut",
+            "containers",
+            "quantity",
+        ]);
         hooks.push("admission");
     }
     if hook.logs() {
@@ -236,6 +253,21 @@ serde_json = "1"
         hooks.push("logs");
     }
     uses.sort_unstable();
+    let (memory_setting, memory_field, memory_init) = if hook.admission() {
+        (
+            "\n    /// The most memory a container may request (`8Gi`, `512Mi`); none when absent.\n    \
+             /// Every container counts, the executor's own too: they request\n    \
+             /// EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY (12Gi by default) like the steps.\n    \
+             #[serde(default)]\n    max_memory: Option<String>,",
+            "\n    max_memory: Option<quantity::ParsedQuantity>,",
+            "\n        let max_memory = settings\n            \
+             .max_memory\n            \
+             .map(|m| quantity::parse(&m).map_err(|e| Error::new(format!(\"maxMemory: {e}\"))))\n            \
+             .transpose()?;",
+        )
+    } else {
+        ("", "", "")
+    };
     let mut lib = format!(
         r#"//! The `{name}` plugin{what}.
 
@@ -251,12 +283,12 @@ pub struct Settings {{
     denied_registries: Vec<String>,
     /// Words masked in the job's log.
     #[serde(default)]
-    words: Vec<String>,
+    words: Vec<String>,{memory_setting}
 }}
 
 pub struct {ty} {{
     denied_registries: Vec<String>,
-    words: Vec<String>,
+    words: Vec<String>,{memory_field}
 }}
 
 impl Plugin for {ty} {{
@@ -268,10 +300,10 @@ impl Plugin for {ty} {{
     fn init(settings: Settings) -> Result<Self, Error> {{
         if let Some(empty) = settings.words.iter().position(String::is_empty) {{
             return Err(Error::new(format!("words[{{empty}}]: empty; expected a word to mask")));
-        }}
+        }}{memory_init}
         Ok({ty} {{
             denied_registries: settings.denied_registries,
-            words: settings.words,
+            words: settings.words,{memory_use}
         }})
     }}
 }}
@@ -283,21 +315,36 @@ impl Plugin for {ty} {{
                 ": denies images from denied registries, annotates the rest, and masks configured words in the log",
         },
         uses = uses.join(", "),
+        memory_use = if hook.admission() {
+            "\n            max_memory,"
+        } else {
+            ""
+        },
     );
     if hook.admission() {
         lib.push_str(&format!(
             r#"
 impl Admission for {ty} {{
     fn admit(&self, ctx: &JobContext, job: &mut Job) -> Result<Verdict, Error> {{
-        for image in &ctx.step_images {{
+        // Every container: the job's steps (init containers `step-<i>`) and
+        // the executor's own (`setup-workspace`, `main`).
+        for c in containers::all(job) {{
+            let image = c.container.image.as_deref().unwrap_or_default();
             if self.denied_registries.iter().any(|r| image.starts_with(&format!("{{r}}/"))) {{
                 return Ok(Verdict::deny(format!("{{image}} comes from a denied registry")));
             }}
+            if let Some(max) = &self.max_memory
+                && let Some(asked) = quantity::request(c.container, "memory")?
+                && asked > *max
+            {{
+                let whose = if c.role.is_step() {{ "step" }} else {{ "the executor's container" }};
+                return Ok(Verdict::deny(format!(
+                    "{{whose}} {{}} requests {{asked}} of memory; at most {{max}} is allowed",
+                    c.container.name
+                )));
+            }}
         }}
-        job.metadata
-            .annotations
-            .get_or_insert_default()
-            .insert("{name}.example.com/queue".into(), ctx.queue.clone());
+        annotations_mut(job).insert("{name}.example.com/queue".into(), ctx.queue.clone());
         Ok(Verdict::allow())
     }}
 }}
@@ -331,7 +378,7 @@ plugin_sdk::export_plugin!({ty}: {hooks});
 mod tests {{
     use super::*;
     use plugin_sdk::testing::{{Harness{admission_helpers}}};
-    use serde_json::json;
+    use plugin_sdk::serde_json::json;
 
     fn harness() -> Harness<{ty}> {{
         Harness::new(json!({{"deniedRegistries": ["docker.io/evil"], "words": ["hunter2"]}})).unwrap()
@@ -344,7 +391,7 @@ mod tests {{
     }}
 "#,
         hooks = hooks.join(", "),
-        admission_helpers = if hook.admission() { ", context, job" } else { "" },
+        admission_helpers = if hook.admission() { ", context, job, jobs" } else { "" },
     ));
     if hook.admission() {
         lib.push_str(&format!(
@@ -355,11 +402,26 @@ mod tests {{
         assert!(out.allowed && out.mutated);
         assert_eq!(out.job.metadata.annotations.unwrap()["{name}.example.com/queue"], context().queue);
 
-        let mut ctx = context();
-        ctx.step_images = vec!["docker.io/evil/miner:1".into()];
-        let out = harness().admit(&ctx, &job()).unwrap();
+        // A sample Job as the executor renders it, with three steps.
+        let h = Harness::<{ty}>::new(json!({{"deniedRegistries": ["ghcr.io/acme"]}})).unwrap();
+        let out = h.admit(&context(), &jobs::steps()).unwrap();
         assert!(!out.allowed);
-        assert_eq!(out.message.as_deref(), Some("docker.io/evil/miner:1 comes from a denied registry"));
+        assert_eq!(out.message.as_deref(), Some("ghcr.io/acme/tools:1.4 comes from a denied registry"));
+    }}
+
+    #[test]
+    fn a_memory_cap_counts_the_executors_own_containers() {{
+        // Real Jobs ask 12Gi for every container by default, `setup-workspace` first.
+        let small = Harness::<{ty}>::new(json!({{"maxMemory": "8Gi"}})).unwrap();
+        let out = small.admit(&context(), &jobs::basic()).unwrap();
+        assert_eq!(
+            out.message.as_deref(),
+            Some("the executor's container setup-workspace requests 12Gi of memory; at most 8Gi is allowed")
+        );
+        let roomy = Harness::<{ty}>::new(json!({{"maxMemory": "16Gi"}})).unwrap();
+        assert!(roomy.admit(&context(), &jobs::basic()).unwrap().allowed);
+        let err = Harness::<{ty}>::new(json!({{"maxMemory": "8GB"}})).err().unwrap();
+        assert!(err.message().contains("maxMemory: \"8GB\" is not a Kubernetes quantity"), "{{err}}");
     }}
 "#
         ));
