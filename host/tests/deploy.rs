@@ -144,11 +144,14 @@ async fn a_role_without_create_on_secrets_fails_the_job_naming_the_verb_and_the_
         shown.contains(denied),
         "the job says what the executor may not do:\n{shown}"
     );
+    // The manifests' ConfigMap sets SRC_LOG_FORMAT=json: one object per
+    // line, the error a field of it.
     let log = d.executor_log().await;
-    assert!(
-        log.contains(denied),
-        "and so does the executor's log:\n{log}"
-    );
+    let logged = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .any(|event| event["error"].as_str().is_some_and(|e| e.contains(denied)));
+    assert!(logged, "and so does the executor's log:\n{log}");
     assert!(
         !log.contains("s3cr3t-of-the-deploy-test") && !log.contains(&d.token),
         "never a secret or the configured token:\n{log}"

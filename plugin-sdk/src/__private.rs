@@ -6,7 +6,9 @@
 
 use std::cell::RefCell;
 
-use crate::{Admission, Job, JobContext, LogContext, LogFilter, LogRecord, Plugin};
+use crate::{
+    Admission, Job, JobContext, LogContext, LogEdit as Edit, LogFilter, LogRecord, Plugin,
+};
 
 pub use wit_bindgen;
 
@@ -66,29 +68,13 @@ pub fn admit<P: Admission>(plugin: &P, ctx: &JobContext, job: &str) -> Result<Re
     Ok(Response { decision, warnings })
 }
 
-/// A change to a batch as it crosses the boundary (`log-edit`): records no
-/// edit names are kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Edit {
-    /// Leave record `index` out.
-    Drop(u32),
-    /// This record in place of record `index`.
-    Replace(u32, LogRecord),
-    /// This record before record `index` (the batch's length: at the end).
-    Insert(u32, LogRecord),
-}
-
-/// Runs the log hook, and returns how its output differs from its input.
+/// Runs the log hook: the plugin's edits of the batch.
 pub fn filter<P: LogFilter>(
     plugin: &mut P,
     ctx: &LogContext,
     records: Vec<LogRecord>,
 ) -> Result<Vec<Edit>, String> {
-    // The author's filter takes the records by value and may change them in
-    // place, so what came in is kept to compare against.
-    let input = records.clone();
-    let output = plugin.filter(ctx, records).map_err(|err| err.to_string())?;
-    Ok(edits(&input, output))
+    plugin.edits(ctx, records).map_err(|err| err.to_string())
 }
 
 /// How far ahead [`edits`] looks for a record that was kept after others

@@ -61,3 +61,18 @@ impl LogRecord {
         }
     }
 }
+
+/// A change to one record of a batch, named by its index in the batch; the
+/// records no edit names are uploaded as they are. Mirrors `log-edit`.
+///
+/// Edits go in order of their index; at one index, inserts come before the
+/// (at most one) `Drop` or `Replace` of that record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEdit {
+    /// Leave record `index` out.
+    Drop(u32),
+    /// Upload this record in place of record `index`.
+    Replace(u32, LogRecord),
+    /// Upload this record before record `index` (the batch's length: at the end).
+    Insert(u32, LogRecord),
+}

@@ -1,8 +1,9 @@
 //! Log plugin that masks secrets in log lines (cloud keys, tokens, JWTs, private-key blocks, `password=`-style pairs, configured literals and patterns) and drops lines matching configured patterns.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use plugin_sdk::{Error, LogContext, LogFilter, LogRecord, Plugin};
+use plugin_sdk::{Error, LogContext, LogEdit, LogFilter, LogRecord, Plugin};
 use regex::{Regex, RegexSet};
 use serde::Deserialize;
 
@@ -186,27 +187,32 @@ impl Redactor {
         })
     }
 
-    /// Masks one line of `entry`; `None` means the line is dropped.
-    pub fn line(&mut self, entry: &str, text: String) -> Option<String> {
+    /// What becomes of one line of `entry`: `None` to drop it, else its
+    /// text, borrowed when it holds nothing to mask.
+    pub fn judge<'t>(&mut self, entry: &str, text: &'t str) -> Option<Cow<'t, str>> {
         if let Some(drop) = &self.drop
-            && drop.is_match(&text)
+            && drop.is_match(text)
         {
             return None;
         }
         if self.in_key.get(entry).copied().unwrap_or(false) {
-            if let Some(m) = self.key_end.find(&text) {
+            if let Some(m) = self.key_end.find(text) {
                 self.in_key.insert(entry.to_owned(), false);
-                return Some(format!("{}{}", self.replacement, &text[m.end()..]));
+                return Some(Cow::Owned(format!(
+                    "{}{}",
+                    self.replacement,
+                    &text[m.end()..]
+                )));
             }
-            return Some(self.replacement.clone());
+            return Some(Cow::Owned(self.replacement.clone()));
         }
         // Most lines hold no secret: a search that may stop at the first
         // match is much cheaper than asking which detectors match.
-        if !self.set.is_match(&text) {
-            return Some(text);
+        if !self.set.is_match(text) {
+            return Some(Cow::Borrowed(text));
         }
-        let matched = self.set.matches(&text);
-        let mut out = text;
+        let matched = self.set.matches(text);
+        let mut out = text.to_owned();
         let mut opened = false;
         for i in matched.iter() {
             let (re, kind) = &self.detectors[i];
@@ -217,7 +223,16 @@ impl Redactor {
         if opened {
             self.in_key.insert(entry.to_owned(), true);
         }
-        Some(out)
+        Some(Cow::Owned(out))
+    }
+
+    /// One line of `entry` masked, or `None` to drop it.
+    pub fn line(&mut self, entry: &str, text: String) -> Option<String> {
+        let masked = match self.judge(entry, &text)? {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(masked) => Some(masked),
+        };
+        Some(masked.unwrap_or(text))
     }
 
     /// Masks `text` with one detector; the flag says a key block stays open.
@@ -287,6 +302,26 @@ impl LogFilter for Redactor {
         records: Vec<LogRecord>,
     ) -> Result<Vec<LogRecord>, Error> {
         Ok(self.records(&ctx.entry, records))
+    }
+
+    /// Only the lines masked or dropped go back to the host.
+    fn edits(&mut self, ctx: &LogContext, records: Vec<LogRecord>) -> Result<Vec<LogEdit>, Error> {
+        let mut edits = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            let i = i as u32;
+            match self.judge(&ctx.entry, &r.text) {
+                None => edits.push(LogEdit::Drop(i)),
+                Some(Cow::Borrowed(_)) => {}
+                Some(Cow::Owned(text)) => edits.push(LogEdit::Replace(
+                    i,
+                    LogRecord {
+                        stream: r.stream,
+                        text,
+                    },
+                )),
+            }
+        }
+        Ok(edits)
     }
 }
 
@@ -392,5 +427,40 @@ mod tests {
             let err = Harness::<Redactor>::new(settings).err().unwrap();
             assert!(err.message().contains(needle), "{err} lacks {needle}");
         }
+    }
+
+    /// The component sends edits (`LogFilter::edits`, which the harness
+    /// runs); the bench and the native path filter whole batches. Both must
+    /// upload the same lines.
+    #[test]
+    fn the_edits_the_host_gets_match_the_filtered_batch() {
+        let settings = json!({"literals": ["hunter2"], "dropLines": ["^TRACE "]});
+        let batch = [
+            "plain line",
+            "login with hunter2",
+            "TRACE noise",
+            "-----BEGIN OPENSSH PRIVATE KEY-----",
+            "b3BlbnNzaC1rZXktdjEAAAAA",
+            "-----END OPENSSH PRIVATE KEY----- after",
+            "export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE",
+            "last",
+        ];
+        let through_edits = run(settings.clone(), &batch);
+        let mut native = Redactor::new(serde_json::from_value(settings).unwrap()).unwrap();
+        let whole: Vec<String> = native
+            .records(
+                "step.0",
+                batch.iter().map(|l| LogRecord::stdout(*l)).collect(),
+            )
+            .into_iter()
+            .map(|r| r.text)
+            .collect();
+        assert_eq!(through_edits, whole);
+        assert_eq!(through_edits.len(), batch.len() - 1, "{through_edits:?}");
+        assert!(
+            through_edits
+                .iter()
+                .all(|l| !l.contains("hunter2") && !l.contains("AKIA"))
+        );
     }
 }
