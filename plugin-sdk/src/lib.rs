@@ -271,11 +271,11 @@ macro_rules! __export_hook {
                 Ok(edits
                     .into_iter()
                     .map(|edit| match edit {
-                        $crate::__private::Edit::Drop(i) => wit::LogEdit::Drop(i),
-                        $crate::__private::Edit::Replace(i, r) => {
+                        $crate::LogEdit::Drop(i) => wit::LogEdit::Drop(i),
+                        $crate::LogEdit::Replace(i, r) => {
                             wit::LogEdit::Replace((i, record(r)))
                         }
-                        $crate::__private::Edit::Insert(i, r) => {
+                        $crate::LogEdit::Insert(i, r) => {
                             wit::LogEdit::Insert((i, record(r)))
                         }
                     })
