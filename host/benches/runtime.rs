@@ -141,7 +141,10 @@ async fn main() -> anyhow::Result<()> {
     let total = stats["total"].as_u64().unwrap_or(0);
     let watches = stats["requests"]["watch pods"].as_u64().unwrap_or(0);
     let mut later = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut first = first_batches.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut first = first_batches
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let mut sorted: Vec<Duration> = later.iter().chain(&first).copied().collect();
     sorted.sort();
     later.sort();
@@ -166,7 +169,10 @@ async fn main() -> anyhow::Result<()> {
         percentile(&sorted, 0.99),
         sorted.last().copied().unwrap_or_default()
     );
-    for (what, lines) in [("each job's first batch", &first), ("the later batches", &later)] {
+    for (what, lines) in [
+        ("each job's first batch", &first),
+        ("the later batches", &later),
+    ] {
         println!(
             "    {what:<22}  {} lines  p50 {:?}  p99 {:?}",
             lines.len(),

@@ -129,7 +129,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let stop = CancellationToken::new();
     let hurry = CancellationToken::new();
-    tokio::spawn(signals(stop.clone(), hurry.clone(), options.drain_timeout, say));
+    tokio::spawn(signals(
+        stop.clone(),
+        hurry.clone(),
+        options.drain_timeout,
+        say,
+    ));
     let draining = stop.clone();
     let not_ready = readiness.clone();
     tokio::spawn(async move {
