@@ -272,12 +272,8 @@ macro_rules! __export_hook {
                     .into_iter()
                     .map(|edit| match edit {
                         $crate::LogEdit::Drop(i) => wit::LogEdit::Drop(i),
-                        $crate::LogEdit::Replace(i, r) => {
-                            wit::LogEdit::Replace((i, record(r)))
-                        }
-                        $crate::LogEdit::Insert(i, r) => {
-                            wit::LogEdit::Insert((i, record(r)))
-                        }
+                        $crate::LogEdit::Replace(i, r) => wit::LogEdit::Replace((i, record(r))),
+                        $crate::LogEdit::Insert(i, r) => wit::LogEdit::Insert((i, record(r))),
                     })
                     .collect())
             }
