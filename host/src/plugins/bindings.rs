@@ -1,5 +1,7 @@
-//! Host-side bindings of every supported version of the WIT contract (`wit/plugin.wit`, `wit/0.1.0/`), generated here and nowhere else.
+//! Host-side bindings of every supported version of the WIT contract (`wit/plugin.wit`, `wit/0.1.0/`), generated here and nowhere else, and the list of those versions.
 #![allow(missing_docs)]
+
+use std::fmt;
 
 // The current version: its types are the ones the host works with.
 wasmtime::component::bindgen!({
@@ -19,4 +21,57 @@ pub mod v0_1 {
             "executor:plugin/host": super::executor::plugin::host,
         },
     });
+}
+
+/// A version of `package executor:plugin` that the host loads plugins of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// The first version: `filter` returns every record to keep.
+    V0_1,
+    /// `filter` returns edits.
+    V0_2,
+}
+
+impl Contract {
+    /// Every version the host loads, oldest first.
+    pub const SUPPORTED: [Contract; 2] = [Contract::V0_1, Contract::V0_2];
+
+    /// The version `wit/plugin.wit` defines, which the SDK builds against.
+    pub const CURRENT: Contract = Contract::V0_2;
+
+    /// The package version, e.g. `0.2.0`.
+    pub fn version(self) -> &'static str {
+        match self {
+            Contract::V0_1 => "0.1.0",
+            Contract::V0_2 => "0.2.0",
+        }
+    }
+
+    /// The supported version `version` names, if any.
+    pub fn parse(version: &str) -> Option<Contract> {
+        Contract::SUPPORTED
+            .into_iter()
+            .find(|c| c.version() == version)
+    }
+
+    /// The full name of one of its interfaces, e.g. `executor:plugin/lifecycle@0.2.0`.
+    pub fn interface(self, name: &str) -> String {
+        format!("executor:plugin/{name}@{}", self.version())
+    }
+
+    /// The supported versions as text, e.g. `0.1.0 and 0.2.0`, for messages.
+    pub fn supported() -> String {
+        let all: Vec<&str> = Contract::SUPPORTED.iter().map(|c| c.version()).collect();
+        match all.split_last() {
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+}
+
+impl fmt::Display for Contract {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.version())
+    }
 }

@@ -1,69 +1,15 @@
-//! The versions of the WIT contract the host speaks, and one handle per export that hides which version a plugin was built against.
-
-use std::fmt;
+//! One handle per export of a plugin that hides which version of the contract it was built against, and the 0.2.0 filter's edits applied.
 
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
+pub use super::bindings::Contract;
 use super::bindings::executor::plugin::host::{
     AdmissionResponse, JobContext, LogContext, LogEdit, LogRecord,
 };
 use super::bindings::exports::executor::plugin as now;
 use super::bindings::v0_1::exports::executor::plugin as v0_1;
 use super::host::HostState;
-
-/// A version of `package executor:plugin` that the host loads plugins of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Contract {
-    /// The first version: `filter` returns every record to keep.
-    V0_1,
-    /// `filter` returns edits.
-    V0_2,
-}
-
-impl Contract {
-    /// Every version the host loads, oldest first.
-    pub const SUPPORTED: [Contract; 2] = [Contract::V0_1, Contract::V0_2];
-
-    /// The version `wit/plugin.wit` defines, which the SDK builds against.
-    pub const CURRENT: Contract = Contract::V0_2;
-
-    /// The package version, e.g. `0.2.0`.
-    pub fn version(self) -> &'static str {
-        match self {
-            Contract::V0_1 => "0.1.0",
-            Contract::V0_2 => "0.2.0",
-        }
-    }
-
-    /// The supported version `version` names, if any.
-    pub fn parse(version: &str) -> Option<Contract> {
-        Contract::SUPPORTED
-            .into_iter()
-            .find(|c| c.version() == version)
-    }
-
-    /// The full name of one of its interfaces, e.g. `executor:plugin/lifecycle@0.2.0`.
-    pub fn interface(self, name: &str) -> String {
-        format!("executor:plugin/{name}@{}", self.version())
-    }
-
-    /// The supported versions as text, e.g. `0.1.0 and 0.2.0`, for messages.
-    pub fn supported() -> String {
-        let all: Vec<&str> = Contract::SUPPORTED.iter().map(|c| c.version()).collect();
-        match all.split_last() {
-            Some((last, [])) => (*last).to_owned(),
-            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
-            None => String::new(),
-        }
-    }
-}
-
-impl fmt::Display for Contract {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.version())
-    }
-}
 
 /// Declares an export's handle: the export indices of each version, found
 /// once per plugin, and the guest they load from each new instance.

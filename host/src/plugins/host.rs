@@ -12,8 +12,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
+use super::bindings::Contract;
 use super::bindings::executor::plugin::host::{self, Level};
-use super::contract::Contract;
 use super::text::{MAX_MESSAGES, printable};
 
 /// At most this many `log` calls per call into the plugin; the rest are counted.
