@@ -5,10 +5,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{free_port, image_plugins};
+use common::{free_port, image_plugins, serve_process};
 use serde_json::{Value, json};
 
 const CONCURRENCY: usize = 32;
@@ -54,25 +53,10 @@ async fn bench(jobs: usize) {
     let port = free_port();
     let server = format!("http://127.0.0.1:{port}");
     let token = "soak-bench-token";
-    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_executor"))
-        .arg("serve")
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .env("EXECUTOR_PLUGINS_CONFIG", &config)
-        .env("EXECUTOR_DATA_DIR", dir.path().join("state"))
-        .env("EXECUTOR_LISTEN", format!("127.0.0.1:{port}"))
-        .env("EXECUTOR_API_TOKEN", token)
-        .env("EXECUTOR_DEBUG_LISTEN", "off")
-        .env("EXECUTOR_MAXIMUM_NUM_JOBS", CONCURRENCY.to_string())
-        .env("EXECUTOR_QUEUE_POLL_INTERVAL", "100ms")
-        .env("EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY", "1Mi")
-        .env("EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY", "64Mi")
-        // The default delete budget (10/s) would set the pace, not the executor.
+    // The default delete budget (10/s) would set the pace, not the executor.
+    let mut serve = serve_process(&kubeconfig, &config, dir.path(), port, token, CONCURRENCY)
         .env("EXECUTOR_KUBERNETES_API_DELETE_QPS", "1000")
         .env("EXECUTOR_KUBERNETES_API_DELETE_BURST", "2000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let pid = serve.id().unwrap();

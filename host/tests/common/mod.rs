@@ -58,6 +58,38 @@ pub fn image_plugins(dir: &Path) -> PathBuf {
     dir.join("plugins.yaml")
 }
 
+/// `executor serve` as the benches run it, a process of its own against
+/// `kubeconfig`: the plugins of `plugins_config`, its state under `dir`,
+/// the embedded queue on 127.0.0.1:`port` with `token`, `max_jobs` at once,
+/// tiny resource requests, its output discarded, killed when dropped.
+pub fn serve_process(
+    kubeconfig: &Path,
+    plugins_config: &Path,
+    dir: &Path,
+    port: u16,
+    token: &str,
+    max_jobs: usize,
+) -> tokio::process::Command {
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_executor"));
+    serve
+        .arg("serve")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env("EXECUTOR_PLUGINS_CONFIG", plugins_config)
+        .env("EXECUTOR_DATA_DIR", dir.join("state"))
+        .env("EXECUTOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EXECUTOR_API_TOKEN", token)
+        .env("EXECUTOR_DEBUG_LISTEN", "off")
+        .env("EXECUTOR_MAXIMUM_NUM_JOBS", max_jobs.to_string())
+        .env("EXECUTOR_QUEUE_POLL_INTERVAL", "100ms")
+        .env("EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY", "1Mi")
+        .env("EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY", "64Mi")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    serve
+}
+
 /// `to` relative to `from` (kustomize refuses absolute paths).
 pub fn relative(from: &Path, to: &Path) -> PathBuf {
     let from: Vec<Component> = from.components().collect();
