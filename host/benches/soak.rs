@@ -132,7 +132,13 @@ async fn bench(jobs: usize) {
     submit(WARM).await;
     wait_for(WARM).await;
     let warm = (kib(pid, "VmRSS"), kib(me, "VmRSS"), started.elapsed());
-    submit(jobs - WARM).await;
+    // Halfway too, so that a level reached during the run (a bounded
+    // cache filling up) can be told from growth that goes on.
+    let half = jobs / 2;
+    submit(half - WARM).await;
+    wait_for(half).await;
+    let middle = (kib(pid, "VmRSS"), kib(me, "VmRSS"));
+    submit(jobs - half).await;
     wait_for(jobs).await;
     let elapsed = started.elapsed();
     let end = (kib(pid, "VmRSS"), kib(me, "VmRSS"));
@@ -146,15 +152,23 @@ async fn bench(jobs: usize) {
         elapsed.as_secs_f64(),
         jobs as f64 / elapsed.as_secs_f64()
     );
-    for (what, w, e, p) in [
-        ("executor serve", warm.0, end.0, peak.0),
-        ("simulator (the bench process)", warm.1, end.1, peak.1),
+    for (what, w, m, e, p) in [
+        ("executor serve", warm.0, middle.0, end.0, peak.0),
+        (
+            "simulator (the bench process)",
+            warm.1,
+            middle.1,
+            end.1,
+            peak.1,
+        ),
     ] {
         println!(
-            "{what}: RSS after {WARM} jobs {:.1} MiB, after {jobs} {:.1} MiB ({:+.1} %), peak {:.1} MiB",
+            "{what}: RSS after {WARM} jobs {:.1} MiB, after {half} {:.1} MiB, after {jobs} {:.1} MiB ({:+.1} % on {WARM}, {:+.1} % on {half}), peak {:.1} MiB",
             mib(w),
+            mib(m),
             mib(e),
             (e as f64 / w as f64 - 1.0) * 100.0,
+            (e as f64 / m as f64 - 1.0) * 100.0,
             mib(p)
         );
     }
