@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{free_port, image_plugins, serve_process};
+use common::{free_port, serve_process, sim_for_serve, status_kib};
 use serde_json::Value;
 
 const ORDINARY: usize = 20;
@@ -21,26 +21,8 @@ fn main() {
     runtime.block_on(bench());
 }
 
-/// `VmHWM` (peak resident set) of process `pid`, in KiB.
-fn peak_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap()
-}
-
 async fn bench() {
-    let sim = sim::Sim::start("127.0.0.1:0".parse().unwrap(), sim::Options::default())
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig).unwrap();
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir(&plugins).unwrap();
-    let config = image_plugins(&plugins);
+    let (sim, dir, kubeconfig, config) = sim_for_serve().await;
     let port = free_port();
     let server = format!("http://127.0.0.1:{port}");
     let token = "flood-bench-token";
@@ -127,7 +109,7 @@ async fn bench() {
         ));
     }
     let elapsed = started.elapsed();
-    let peak = peak_kib(pid);
+    let peak = status_kib(pid, "VmHWM");
     serve.start_kill().unwrap();
     let _ = serve.wait().await;
     drop(sim);

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{free_port, image_plugins, serve_process};
+use common::{free_port, serve_process, sim_for_serve, status_kib as kib};
 use serde_json::{Value, json};
 
 const CONCURRENCY: usize = 32;
@@ -26,30 +26,12 @@ fn main() {
     runtime.block_on(bench(jobs.max(WARM + 1)));
 }
 
-/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
-fn kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap()
-}
-
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
 async fn bench(jobs: usize) {
-    let sim = sim::Sim::start("127.0.0.1:0".parse().unwrap(), sim::Options::default())
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig).unwrap();
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir(&plugins).unwrap();
-    let config = image_plugins(&plugins);
+    let (sim, dir, kubeconfig, config) = sim_for_serve().await;
     let port = free_port();
     let server = format!("http://127.0.0.1:{port}");
     let token = "soak-bench-token";

@@ -58,6 +58,33 @@ pub fn image_plugins(dir: &Path) -> PathBuf {
     dir.join("plugins.yaml")
 }
 
+/// A simulator for a bench that runs `executor serve` beside it
+/// ([`serve_process`]), and a temporary directory holding the simulator's
+/// kubeconfig and the image's plugin configuration: `(sim, dir,
+/// kubeconfig, plugins config)`.
+pub async fn sim_for_serve() -> (Sim, tempfile::TempDir, PathBuf, PathBuf) {
+    let sim = Sim::start("127.0.0.1:0".parse().unwrap(), Options::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let config = image_plugins(&plugins);
+    (sim, dir, kubeconfig, config)
+}
+
+/// A field of process `pid`'s `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
 /// `executor serve` as the benches run it, a process of its own against
 /// `kubeconfig`: the plugins of `plugins_config`, its state under `dir`,
 /// the embedded queue on 127.0.0.1:`port` with `token`, `max_jobs` at once,
