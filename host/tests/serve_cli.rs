@@ -2,11 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::mpsc;
 
+use common::start_serve;
 use executor_tests::components;
 use serde_json::Value;
 
@@ -55,35 +55,11 @@ fn serve_said(dir: &Path) -> (Child, Vec<String>, mpsc::Receiver<String>) {
     .unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_executor"));
     env(&mut cmd, dir);
-    let mut child = cmd
-        .arg("serve")
-        .env("EXECUTOR_PLUGINS_CONFIG", &plugins)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut banner = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let ready = line.contains("logs -f");
-        banner.push(line);
-        if ready {
-            break;
-        }
-    }
-    assert!(
-        banner.iter().any(|l| l.contains("logs -f")),
-        "serve ended before it was ready: {banner:#?}"
-    );
-    // Keep reading what it says, so it never blocks on a full pipe.
-    let (said, later) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let _ = said.send(line);
-        }
-    });
-    (child, banner, later)
+    start_serve(
+        cmd.arg("serve")
+            .env("EXECUTOR_PLUGINS_CONFIG", &plugins)
+            .env("RUST_LOG", "warn"),
+    )
 }
 
 /// The first line `serve` says that contains `needle`.

@@ -2,11 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use common::start_serve;
 use executor_tests::components;
+
+mod common;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -99,30 +101,12 @@ fn serve(home: &Path) -> Serve {
     .unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_executor"));
     env(&mut cmd, home);
-    let mut child = cmd
-        .arg("serve")
-        .env("EXECUTOR_PLUGINS_CONFIG", &plugins)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut banner = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let ready = line.contains("logs -f");
-        banner.push(line);
-        if ready {
-            break;
-        }
-    }
-    let serve = Serve(child);
-    assert!(
-        banner.iter().any(|l| l.contains("logs -f")),
-        "serve ended before it was ready: {banner:#?}"
+    let (child, _, _) = start_serve(
+        cmd.arg("serve")
+            .env("EXECUTOR_PLUGINS_CONFIG", &plugins)
+            .env("RUST_LOG", "warn"),
     );
-    std::thread::spawn(move || for _ in lines {});
-    serve
+    Serve(child)
 }
 
 #[test]

@@ -58,6 +58,43 @@ pub fn image_plugins(dir: &Path) -> PathBuf {
     dir.join("plugins.yaml")
 }
 
+/// Starts `cmd` (an `executor serve`, its environment set) with its stderr
+/// piped and returns once it has said how to try it ("logs -f"), with what
+/// it said until then; the rest is read on a thread into the receiver,
+/// line by line, so that it never blocks on a full pipe.
+pub fn start_serve(
+    cmd: &mut std::process::Command,
+) -> (
+    std::process::Child,
+    Vec<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::BufRead;
+    let mut child = cmd.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let ready = line.contains("logs -f");
+        banner.push(line);
+        if ready {
+            break;
+        }
+    }
+    if !banner.iter().any(|l| l.contains("logs -f")) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("serve ended before it was ready: {banner:#?}");
+    }
+    let (said, later) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = said.send(line);
+        }
+    });
+    (child, banner, later)
+}
+
 /// A simulator for a bench that runs `executor serve` beside it
 /// ([`serve_process`]), and a temporary directory holding the simulator's
 /// kubeconfig and the image's plugin configuration: `(sim, dir,
