@@ -143,14 +143,15 @@ pub enum EditError {
 
 impl Filtered {
     /// The batch after the filter: `records` themselves for a 0.1.0 plugin's
-    /// output, else `input` with the edits applied in one pass.
-    pub(crate) fn apply(self, input: &[LogRecord]) -> Result<Vec<LogRecord>, EditError> {
+    /// output, else `input` with the edits applied in one pass; `None` when
+    /// there are no edits, so that an unchanged batch is never copied.
+    pub(crate) fn apply(self, input: &[LogRecord]) -> Result<Option<Vec<LogRecord>>, EditError> {
         let edits = match self {
-            Filtered::Records(records) => return Ok(records),
+            Filtered::Records(records) => return Ok(Some(records)),
             Filtered::Edits(edits) => edits,
         };
         if edits.is_empty() {
-            return Ok(input.to_vec());
+            return Ok(None);
         }
         let len = input.len();
         let mut out = Vec::with_capacity(len + edits.len());
@@ -188,7 +189,7 @@ impl Filtered {
             }
         }
         out.extend_from_slice(&input[next..]);
-        Ok(out)
+        Ok(Some(out))
     }
 }
 
@@ -214,8 +215,7 @@ mod tests {
 
     #[test]
     fn no_edits_keep_the_batch() {
-        let out = Filtered::Edits(vec![]).apply(&batch()).unwrap();
-        assert_eq!(texts(&out), ["a", "b", "c"]);
+        assert_eq!(Filtered::Edits(vec![]).apply(&batch()), Ok(None));
     }
 
     #[test]
@@ -227,7 +227,7 @@ mod tests {
             LogEdit::Insert((2, rec("before c"))),
             LogEdit::Insert((3, rec("last"))),
         ];
-        let out = Filtered::Edits(edits).apply(&batch()).unwrap();
+        let out = Filtered::Edits(edits).apply(&batch()).unwrap().unwrap();
         assert_eq!(texts(&out), ["first", "B", "before c", "c", "last"]);
     }
 

@@ -76,8 +76,9 @@ impl LogSession {
             let plugin = slot.plugin.clone();
             let spec = &plugin.spec;
             match slot.run(&self.runtime, &ctx, &records) {
-                Ok(kept) if spec.mode == Mode::Enforce => records = kept,
-                Ok(kept) => {
+                Ok(None) => {}
+                Ok(Some(kept)) if spec.mode == Mode::Enforce => records = kept,
+                Ok(Some(kept)) => {
                     if kept != records {
                         tracing::info!(plugin = %spec.name, mode = "monitor", before = records.len(), after = kept.len(), "plugin would change the log");
                     }
@@ -106,12 +107,14 @@ impl LogSession {
 }
 
 impl Slot {
+    /// Filters a batch through this slot's plugin: the batch it returns,
+    /// or `None` when it changed nothing.
     fn run(
         &mut self,
         runtime: &Runtime,
         ctx: &LogContext,
         records: &[LogRecord],
-    ) -> Result<Vec<LogRecord>, PluginError> {
+    ) -> Result<Option<Vec<LogRecord>>, PluginError> {
         let plugin = &self.plugin;
         let timeout = plugin.spec.log_timeout();
         let (live, guest) = match &mut self.live {
