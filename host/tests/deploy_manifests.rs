@@ -8,7 +8,7 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 use common::relative;
 

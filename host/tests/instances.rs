@@ -9,7 +9,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::api::ListParams;
 
-mod common;
+use crate::common;
 
 use common::free_port;
 

@@ -147,7 +147,7 @@ fn a_new_python_plugin_passes_its_tests_and_cases_and_its_exceptions_are_quoted(
     );
 }
 
-/// `cargo test -p executor --test scaffold -- --ignored` (Node.js and npm
+/// `cargo test -p executor --test integration scaffold:: -- --ignored` (Node.js and npm
 /// needed; about 400 MB of packages, 30 s and 800 MB to build).
 #[test]
 #[ignore = "downloads componentize-js (400 MB) from npm"]

@@ -100,7 +100,7 @@ fn rendered(sample: &Sample) -> String {
 
 /// Each sample file equals what the executor renders today. When the Job
 /// layout changes on purpose, `UPDATE_SDK_SAMPLES=1 cargo test -p executor
-/// --test sdk_samples` rewrites them (review the diff: plugin authors' tests
+/// --test integration sdk_samples::` rewrites them (review the diff: plugin authors' tests
 /// run against these files).
 #[test]
 fn the_sdk_sample_jobs_are_what_the_executor_renders() {

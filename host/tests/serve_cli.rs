@@ -10,7 +10,7 @@ use common::start_serve;
 use executor_tests::components;
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 /// The environment every process of a test shares: its own data directory
 /// and no cluster configuration (so: the simulator), small requests.

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use common::start_serve;
 use executor_tests::components;
 
-mod common;
+use crate::common;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -9,7 +9,7 @@ use kube::{Api, Client};
 use serde_json::json;
 use sim::{Options, Sim};
 
-mod common;
+use crate::common;
 
 use common::Kubectl;
 

@@ -502,7 +502,7 @@ fn killing_the_process_hosting_the_simulator_leaves_none_of_its_containers() {
     let mut host = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "a_simulator_host_for_the_kill_test_does_nothing_unless_asked",
+            "sandbox::a_simulator_host_for_the_kill_test_does_nothing_unless_asked",
             "--nocapture",
             "--test-threads=1",
         ])

@@ -12,7 +12,7 @@ use serde_json::Value;
 use sim::Options;
 use sim::logs::ContainerId;
 
-mod common;
+use crate::common;
 
 use common::Kubectl;
 

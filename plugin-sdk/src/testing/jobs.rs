@@ -3,7 +3,7 @@
 //! Each is the `batch/v1` Job of `executor render` for a payload in the
 //! executor's `host/tests/payloads/sdk/`, with every default setting (the
 //! executor's test `sdk_samples` fails when they drift; regenerate with
-//! `UPDATE_SDK_SAMPLES=1 cargo test -p executor --test sdk_samples`). Every
+//! `UPDATE_SDK_SAMPLES=1 cargo test -p executor --test integration sdk_samples::`). Every
 //! container carries the default resources (`12Gi` of memory requested and
 //! as the limit), as real Jobs do: a resource policy must allow the
 //! executor's own containers too, or it denies every job.
