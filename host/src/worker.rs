@@ -54,6 +54,8 @@ pub struct JobTimings {
     pub created: Option<std::time::Instant>,
     /// The last log event reached the uploader.
     pub last_event: Option<std::time::Instant>,
+    /// The runner saw the pod end.
+    pub ended: Option<std::time::Instant>,
     /// The runner returned (the pod ended, its logs drained).
     pub ran: std::time::Instant,
     /// The uploader returned (every entry's last state sent).
@@ -439,9 +441,23 @@ fn observe(t: &JobTimings) {
         metrics::histogram!(JOB_OVERHEAD, "phase" => "start")
             .record(created.saturating_duration_since(t.dequeued).as_secs_f64());
     }
-    if let Some(last) = t.last_event {
+    if let Some(from) = t.cluster_done() {
         metrics::histogram!(JOB_OVERHEAD, "phase" => "finish")
-            .record(t.reporting.saturating_duration_since(last).as_secs_f64());
+            .record(t.reporting.saturating_duration_since(from).as_secs_f64());
+    }
+}
+
+impl JobTimings {
+    /// When the cluster had said all it would about the job: its last log
+    /// event reached the uploader and its pod's end reached the runner. The
+    /// executor's own finish overhead runs from here to the report; before
+    /// it, the pod's `main` container (which only marks success) still runs
+    /// after the last step's log has ended.
+    pub fn cluster_done(&self) -> Option<std::time::Instant> {
+        match (self.last_event, self.ended) {
+            (Some(l), Some(e)) => Some(l.max(e)),
+            (l, e) => l.or(e),
+        }
     }
 }
 
@@ -490,6 +506,7 @@ async fn run_job(
         dequeued: std::time::Instant::now(),
         created: report_.created,
         last_event: uploaded.last_event,
+        ended: report_.ended,
         ran,
         uploaded: upload_done,
         reporting: std::time::Instant::now(),

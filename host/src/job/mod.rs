@@ -80,6 +80,9 @@ pub struct Report {
     /// When the create request went out (none when the job was refused),
     /// for measuring the executor's own overhead per job.
     pub created: Option<Instant>,
+    /// When the executor saw the pod end (none when it never ran): the
+    /// start of the executor's own part of finishing the job.
+    pub ended: Option<Instant>,
 }
 
 /// A Job whose deletion [`Runner::run_deferred`] left to its caller.
@@ -184,6 +187,7 @@ impl Runner {
             job: name.clone(),
             teardown,
             created,
+            ended: None,
         };
         // Built first: a job whose secrets cannot be redacted must not run.
         let redactor = match Redactor::for_job(payload, self.settings.frontend_password.as_deref())
@@ -233,6 +237,7 @@ impl Runner {
         let entries = Entries::of(&objects, payload);
         let follow = Follow::new(&name, &self.cluster, self.limits(), &entries, input);
         let (outcome, followers) = follow.run(&mut pod.changes, &cancel).await;
+        let ended = Instant::now();
         let ending = Ending {
             outcome,
             followers,
@@ -245,7 +250,11 @@ impl Runner {
         let deferred = (deleted.is_none() && !keep_jobs).then(|| Deferred { job: name.clone() });
         tracing::info!(job = %name, outcome = %outcome.message(), "done");
         let teardown = deleted.unwrap_or(Ok(()));
-        (report(outcome, teardown, Some(launched.created)), deferred)
+        let report = Report {
+            ended: Some(ended),
+            ..report(outcome, teardown, Some(launched.created))
+        };
+        (report, deferred)
     }
 
     /// Deletes the Job that [`Runner::run_deferred`] left (per

@@ -13,7 +13,7 @@ pub const JOBS_FINISHED: &str = "executor_jobs_finished_total";
 /// From dequeue to the result's report, by `outcome`.
 pub const JOB_DURATION: &str = "executor_job_duration_seconds";
 /// The executor's own time around a job, by `phase` (`start`: dequeue to
-/// create; `finish`: last log line to report).
+/// create; `finish`: the pod ended and its last log line was read, to report).
 pub const JOB_OVERHEAD: &str = "executor_job_overhead_seconds";
 /// From a Job's creation to its pod's first container starting.
 pub const POD_PENDING: &str = "executor_pod_pending_seconds";
@@ -148,7 +148,7 @@ fn describe() {
     describe_histogram!(
         JOB_OVERHEAD,
         Seconds,
-        "The executor's own time around a job (phase start: dequeue to create; finish: last log line to report)."
+        "The executor's own time around a job (phase start: dequeue to create; finish: pod ended and last log line read, to report)."
     );
     describe_histogram!(
         POD_PENDING,
