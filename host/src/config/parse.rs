@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube_quantity::ParsedQuantity;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 /// A comma-separated list; whitespace around items is ignored, empty items dropped.
@@ -115,6 +116,19 @@ pub fn integer(value: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64,
 /// JSON read strictly into a Kubernetes type: syntax errors, type errors and
 /// unknown fields are all errors, each with the path where it happened.
 pub fn strict_json<T: DeserializeOwned>(value: &str, expected: &str) -> Result<T, String> {
+    // Tracking the path of every value costs as much as the parse itself
+    // (it checks each plugin's Job on the admission path): parse without it,
+    // and again with it only to say where a document that fails went wrong.
+    let mut unknown = false;
+    let mut json = serde_json::Deserializer::from_str(value);
+    let mut note = |_: serde_ignored::Path<'_>| unknown = true;
+    let parsed = T::deserialize(serde_ignored::Deserializer::new(&mut json, &mut note));
+    if let Ok(parsed) = parsed
+        && json.end().is_ok()
+        && !unknown
+    {
+        return Ok(parsed);
+    }
     let mut unknown = Vec::new();
     let mut json = serde_json::Deserializer::from_str(value);
     let mut record =
@@ -216,5 +230,7 @@ mod tests {
         assert!(err.contains("unknown field(s) [0].valuez"), "{err}");
         let err = strict_json::<Vec<NodeSelectorRequirement>>("[{", "a list").unwrap_err();
         assert!(err.starts_with("is not a list"), "{err}");
+        let err = strict_json::<Vec<NodeSelectorRequirement>>("[] []", "a list").unwrap_err();
+        assert!(err.contains("trailing characters"), "{err}");
     }
 }
