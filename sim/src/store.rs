@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -9,9 +10,18 @@ use tokio::sync::broadcast;
 use crate::resources::Resource;
 use crate::status::ApiError;
 
-/// How many events are kept for watches to resume from; older versions
-/// answer `410 Gone`, as after an etcd compaction.
+/// How many events are kept for watches to resume from, at most; older
+/// versions answer `410 Gone`, as after an etcd compaction.
 pub const HISTORY: usize = 20_000;
+/// ...and for how long: the API server's watch cache keeps about this much
+/// (its `eventFreshDuration`). Each event holds a copy of its object, so a
+/// count alone let a busy simulator hold hundreds of MiB of old pods.
+pub const HISTORY_WINDOW: Duration = Duration::from_secs(75);
+/// Events a watcher may fall behind the live feed before its watch ends
+/// with `410 Gone` (it then resumes from the history or re-lists). The feed
+/// keeps its last this-many events alive whoever reads them, so it is kept
+/// well below [`HISTORY`].
+pub const LIVE_BUFFER: usize = 4_096;
 
 /// Where an object lives.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,7 +87,8 @@ pub struct Event {
 struct Inner {
     rv: u64,
     objects: BTreeMap<Key, Value>,
-    history: VecDeque<Arc<Event>>,
+    /// Each event with when it happened.
+    history: VecDeque<(Instant, Arc<Event>)>,
 }
 
 /// The store. Every write takes one lock, bumps the version and publishes
@@ -85,6 +96,8 @@ struct Inner {
 pub struct Store {
     inner: Mutex<Inner>,
     events: broadcast::Sender<Arc<Event>>,
+    /// [`HISTORY_WINDOW`], but for tests.
+    window: Duration,
 }
 
 impl Default for Store {
@@ -107,7 +120,12 @@ pub struct Subscription {
 impl Store {
     /// An empty store.
     pub fn new() -> Store {
-        let (events, _) = broadcast::channel(HISTORY);
+        Store::with_window(HISTORY_WINDOW)
+    }
+
+    /// An empty store whose history keeps events for `window`.
+    fn with_window(window: Duration) -> Store {
+        let (events, _) = broadcast::channel(LIVE_BUFFER);
         Store {
             inner: Mutex::new(Inner {
                 rv: 1,
@@ -115,6 +133,7 @@ impl Store {
                 history: VecDeque::new(),
             }),
             events,
+            window,
         }
     }
 
@@ -312,10 +331,13 @@ impl Store {
             object,
             rv: inner.rv,
         });
-        if inner.history.len() == HISTORY {
+        let now = Instant::now();
+        while inner.history.front().is_some_and(|(at, _)| {
+            inner.history.len() >= HISTORY || now.saturating_duration_since(*at) >= self.window
+        }) {
             inner.history.pop_front();
         }
-        inner.history.push_back(event.clone());
+        inner.history.push_back((now, event.clone()));
         // No receivers is fine: nobody is watching.
         let _ = self.events.send(event);
     }
@@ -348,7 +370,7 @@ impl Store {
                 })
                 .collect(),
             Some(rv) => {
-                let oldest = inner.history.front().map_or(inner.rv, |e| e.rv - 1);
+                let oldest = inner.history.front().map_or(inner.rv, |(_, e)| e.rv - 1);
                 if rv < oldest {
                     return Err(ApiError::expired(format!(
                         "too old resource version: {rv} ({oldest})"
@@ -357,8 +379,8 @@ impl Store {
                 inner
                     .history
                     .iter()
-                    .filter(|e| e.rv > rv && relevant(&e.key))
-                    .cloned()
+                    .filter(|(_, e)| e.rv > rv && relevant(&e.key))
+                    .map(|(_, e)| e.clone())
                     .collect()
             }
         };
@@ -425,4 +447,47 @@ pub fn now() -> String {
     k8s_openapi::jiff::Timestamp::from_second(secs)
         .map(|t| t.to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::resource;
+
+    fn two_config_maps(store: &Store) -> u64 {
+        let maps = resource("", "configmaps");
+        let first = store
+            .create(maps, Key::new(maps, "default", "a"), json!({}))
+            .map(|o| o["metadata"]["resourceVersion"].clone());
+        store
+            .create(maps, Key::new(maps, "default", "b"), json!({}))
+            .map(|_| ())
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        first
+            .ok()
+            .and_then(|v| v.as_str()?.parse().ok())
+            .unwrap_or_else(|| panic!("the first create gives a version"))
+    }
+
+    #[test]
+    fn a_watch_resumes_from_a_version_inside_the_history_window() {
+        let store = Store::new();
+        let first = two_config_maps(&store);
+        let watch = store
+            .watch(resource("", "configmaps"), Some("default"), Some(first))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let names: Vec<_> = watch.backlog.iter().map(|e| e.key.name.clone()).collect();
+        assert_eq!(names, ["b"]);
+    }
+
+    #[test]
+    fn events_older_than_the_window_are_gone_so_resuming_from_them_is_410() {
+        let store = Store::with_window(Duration::ZERO);
+        let first = two_config_maps(&store);
+        let err = store
+            .watch(resource("", "configmaps"), Some("default"), Some(first - 1))
+            .err()
+            .unwrap_or_else(|| panic!("a version before the window must be refused"));
+        assert_eq!(err.code, 410, "{err:?}");
+    }
 }
