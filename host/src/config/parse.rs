@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube_quantity::ParsedQuantity;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 /// A comma-separated list; whitespace around items is ignored, empty items dropped.
