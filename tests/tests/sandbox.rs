@@ -193,6 +193,27 @@ fn monitor_mode_records_but_never_applies() {
 }
 
 #[test]
+fn a_refused_change_after_a_good_one_fails_its_plugin_and_keeps_the_good_change() {
+    let plugins = load(vec![
+        annotate(),
+        misbehave("annotations-huge", FailurePolicy::Fail),
+    ]);
+    let out = plugins.admit(&ctx(), realistic_job(), &validate);
+    let Decision::Failed(err) = &out.decision else {
+        panic!("the job must fail, got {:?}", out.decision)
+    };
+    assert_eq!(err.kind(), "invalid");
+    assert!(err.to_string().starts_with("plugin `misbehave`"), "{err}");
+    assert_eq!(out.trail.len(), 2, "{:?}", out.trail);
+    assert_eq!(out.trail[0].step, Step::Mutated);
+    assert!(matches!(
+        out.trail[1].step,
+        Step::Failed { ignored: false, .. }
+    ));
+    assert!(annotated(&out.job), "annotate's change stays: {}", out.job);
+}
+
+#[test]
 fn a_change_the_api_server_would_refuse_fails_the_plugin_that_made_it() {
     for (mode, words) in [
         (
@@ -210,6 +231,15 @@ fn a_change_the_api_server_would_refuse_fails_the_plugin_that_made_it() {
             panic!("{mode}: the job must fail, got {:?}", out.decision)
         };
         assert_eq!(err.kind(), "invalid");
+        // The chain's documents are checked once, at its end; the blame
+        // still falls on the first change the cluster would refuse, and
+        // nothing of it or of the plugins after it is kept.
+        assert_eq!(out.trail.len(), 1, "{mode}: {:?}", out.trail);
+        assert!(matches!(
+            out.trail[0].step,
+            Step::Failed { ignored: false, .. }
+        ));
+        assert_eq!(out.job, realistic_job(), "{mode}");
         let msg = out.message().unwrap();
         assert!(
             msg.starts_with("plugin `misbehave` returned from admit") && msg.contains(words),

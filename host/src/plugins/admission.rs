@@ -110,7 +110,28 @@ impl AdmissionOutcome {
     }
 }
 
+/// An enforcing plugin's change whose document is not checked yet, with
+/// what the chain was before it, to go back to if it is to blame.
+struct Unchecked {
+    /// Its index in the trail.
+    trail: usize,
+    /// The Job before it, and its text.
+    job: Value,
+    text: Option<String>,
+    /// How many warnings the chain had before it.
+    warnings: usize,
+}
+
 /// Runs the admission plugins of `plugins` on `job`, in order.
+///
+/// Checking a document (`check`) is a strict parse of the whole Job; when
+/// every enforcing plugin fails closed, only the chain's last document is
+/// checked, and only if it fails is each change's checked in turn, so that
+/// the first plugin whose change the cluster would refuse is blamed, as if
+/// each had been checked at once. (With a plugin whose failures are
+/// ignored, its refused change must be dropped before the next plugin runs,
+/// so then each is checked at once.) A change a later plugin repairs is not
+/// blamed: the cluster sees only the last document.
 pub(crate) fn run(
     runtime: &Runtime,
     plugins: &[std::sync::Arc<LoadedPlugin>],
@@ -129,11 +150,16 @@ pub(crate) fn run(
     let admitters = plugins
         .iter()
         .filter_map(|p| Some((p, p.admission.as_ref()?)));
+    let defer = admitters
+        .clone()
+        .all(|(p, _)| p.spec.mode == Mode::Monitor || !p.spec.ignores_failures());
+    let mut unchecked: Vec<Unchecked> = Vec::new();
     for (plugin, indices) in admitters {
         let started = Instant::now();
         let job_text = text.get_or_insert_with(|| outcome.job.to_string());
+        let now = (!defer || plugin.spec.mode == Mode::Monitor).then_some(check);
         let result = admit_one(runtime, plugin, indices, ctx, job_text)
-            .and_then(|response| judge(plugin, &outcome.job, response, check));
+            .and_then(|response| judge(plugin, &outcome.job, response, now));
         let name = plugin.spec.name.clone();
         let mode = plugin.spec.mode;
         let mut entry = TrailEntry {
@@ -158,11 +184,20 @@ pub(crate) fn run(
                 entry.warnings = warnings;
                 entry.patch = patch;
                 let applied = mode == Mode::Enforce;
+                let warned = outcome.warnings.len() - entry.warnings.len();
                 match (&step, applied) {
                     (Step::Mutated, true) => {
                         if let Some((job, job_text)) = replacement {
-                            outcome.job = job;
-                            text = Some(job_text);
+                            let before = std::mem::replace(&mut outcome.job, job);
+                            let before_text = text.replace(job_text);
+                            if now.is_none() {
+                                unchecked.push(Unchecked {
+                                    trail: outcome.trail.len(),
+                                    job: before,
+                                    text: before_text,
+                                    warnings: warned,
+                                });
+                            }
                         }
                     }
                     (Step::Denied { message }, true) => {
@@ -206,7 +241,55 @@ pub(crate) fn run(
             break;
         }
     }
+    blame(&mut outcome, unchecked, text, check);
     outcome
+}
+
+/// Checks the document the chain ended with, if any change to it is
+/// unchecked; if the cluster would refuse it, fails the first plugin whose
+/// change it would refuse, and forgets what that plugin and those after it
+/// did.
+fn blame(
+    outcome: &mut AdmissionOutcome,
+    unchecked: Vec<Unchecked>,
+    last: Option<String>,
+    check: &JobCheck,
+) {
+    let Some(last) = last.filter(|_| !unchecked.is_empty()) else {
+        return;
+    };
+    if check(&last).is_ok() {
+        return;
+    }
+    // Each change's document is the text before the next one (or the last).
+    let mut after: Vec<Option<String>> = unchecked.iter().skip(1).map(|u| u.text.clone()).collect();
+    after.push(Some(last));
+    for (change, text) in unchecked.into_iter().zip(after) {
+        let Some(reason) = text.and_then(|t| check(&t).err()) else {
+            continue;
+        };
+        let Some(entry) = outcome.trail.get_mut(change.trail) else {
+            return;
+        };
+        let err = PluginError::Invalid {
+            plugin: entry.plugin.clone(),
+            hook: Hook::Admit,
+            reason: printable(&reason),
+        };
+        metrics::counter!(PLUGIN_FAILURES, "plugin" => entry.plugin.clone(), "hook" => "admit", "kind" => err.kind()).increment(1);
+        tracing::error!(plugin = %entry.plugin, error = %err, "plugin failed; the job fails per its policy");
+        entry.step = Step::Failed {
+            error: err.to_string(),
+            ignored: false,
+        };
+        entry.patch = json_patch::Patch(vec![]);
+        entry.warnings.clear();
+        outcome.trail.truncate(change.trail + 1);
+        outcome.warnings.truncate(change.warnings);
+        outcome.job = change.job;
+        outcome.decision = Decision::Failed(err);
+        return;
+    }
 }
 
 fn step_name(step: &Step) -> &'static str {
@@ -244,13 +327,14 @@ struct Judged {
 }
 
 /// Checks a response: a mutated document must be a JSON object, change
-/// nothing outside the plugin's allowed paths, and pass `check`, so that a
-/// change the cluster would refuse is blamed on the plugin that made it.
+/// nothing outside the plugin's allowed paths, and pass `check` (when given;
+/// else [`blame`] checks it later), so that a change the cluster would
+/// refuse is blamed on the plugin that made it.
 fn judge(
     plugin: &LoadedPlugin,
     current: &Value,
     response: AdmissionResponse,
-    check: &JobCheck,
+    check: Option<&JobCheck>,
 ) -> Result<Judged, PluginError> {
     // Bounded before anything keeps or prints them, as `log` messages are.
     let warnings = printable_list(response.warnings);
@@ -297,11 +381,13 @@ fn judge(
             let step = if patch.0.is_empty() {
                 Step::Allowed
             } else {
-                check(&text).map_err(|reason| PluginError::Invalid {
-                    plugin: plugin.spec.name.clone(),
-                    hook: Hook::Admit,
-                    reason: printable(&reason),
-                })?;
+                if let Some(check) = check {
+                    check(&text).map_err(|reason| PluginError::Invalid {
+                        plugin: plugin.spec.name.clone(),
+                        hook: Hook::Admit,
+                        reason: printable(&reason),
+                    })?;
+                }
                 Step::Mutated
             };
             Ok(Judged {
