@@ -10,7 +10,7 @@ use executor::k8s::spec::validate;
 use executor::plugins::{
     JobContext, LogRecord, PluginSpec, Plugins, PluginsConfig, Runtime, RuntimeOptions, Stream,
 };
-use executor_tests::{components, realistic_job};
+use executor_tests::{realistic_job, shipped_components};
 use serde_json::json;
 
 const LOG_BYTES: usize = 50 * 1024 * 1024;
@@ -28,7 +28,7 @@ fn ctx() -> JobContext {
 }
 
 fn spec(name: &str, settings: serde_json::Value) -> PluginSpec {
-    let mut s = PluginSpec::new(name, components().path(name));
+    let mut s = PluginSpec::new(name, shipped_components().path(name));
     s.settings = settings;
     s
 }

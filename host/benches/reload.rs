@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use executor::k8s::spec::validate;
 use executor::plugins::{Current, JobContext, Plugins, PluginsConfig, Runtime, RuntimeOptions};
 use executor::reload::{self, Reloaded, Reloader, Trigger};
-use executor_tests::{components, realistic_job};
+use executor_tests::{realistic_job, shipped_components};
 
 /// Admission threads: one per core of the project's standard machine.
 const THREADS: usize = 2;
@@ -27,7 +27,7 @@ fn reloads() -> usize {
 /// The four plugins as `examples/plugins.yaml` configures them; `generation`
 /// changes an annotation, so that every reload has a new set to load.
 fn config(generation: usize) -> String {
-    let path = |name: &str| components().path(name).display().to_string();
+    let path = |name: &str| shipped_components().path(name).display().to_string();
     format!(
         r#"plugins:
   - name: annotate

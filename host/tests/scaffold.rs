@@ -80,11 +80,16 @@ fn a_new_rust_plugin_passes_its_tests_and_its_cases_as_a_component() {
         tested.contains("test result: ok. 4 passed; 0 failed"),
         "{tested}"
     );
-    // Where the first-party plugins are built with the same profile: the
-    // SDK's dependencies for wasm32-wasip2 are built already.
+    // Where the first-party plugins are built with the same profile and
+    // overrides: the SDK's dependencies for wasm32-wasip2 are built already.
     let components = workspace().join("target").join("test-components");
     executor_tests::components();
-    ok(cargo(components.clone()).args(["build", "--release", "--target", "wasm32-wasip2"]));
+    let mut build = cargo(components.clone());
+    build.args(["build", "--release", "--target", "wasm32-wasip2"]);
+    for setting in executor_tests::TEST_DEPENDENCIES {
+        build.args(["--config", setting]);
+    }
+    ok(&mut build);
     cases_pass(
         &project,
         "team-guard",

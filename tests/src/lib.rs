@@ -49,39 +49,70 @@ impl Components {
     }
 }
 
-/// Builds every component (release, `wasm32-wasip2`) in its own target
-/// directory, so the build never waits on the `cargo test` that runs us, and
-/// returns where they are. Cargo's own lock serialises concurrent test
-/// binaries; every build after the first is a no-op.
+/// `--config` overrides under which the tests build plugins: release code,
+/// but the dependencies the SDK pulls in split into 16 codegen units instead
+/// of the one the shipped plugins use for speed. A cold build of every
+/// component took 167 s as shipped and 104 s so. The scaffold test builds
+/// its project with these too, so that the two share the dependencies.
+pub const TEST_DEPENDENCIES: &[&str] = &[
+    "profile.release.package.k8s-openapi.codegen-units=16",
+    "profile.release.package.serde_json.codegen-units=16",
+];
+
+/// ...and the first-party plugins' own crates.
+const TEST_PLUGINS: &[&str] = &[
+    "profile.release.package.annotate.codegen-units=16",
+    "profile.release.package.scheduling-policy.codegen-units=16",
+    "profile.release.package.pull-secrets.codegen-units=16",
+    "profile.release.package.redact.codegen-units=16",
+];
+
+/// Builds every component (release, `wasm32-wasip2`, [`TEST_DEPENDENCIES`])
+/// in its own target directory, so the build never waits on the `cargo test`
+/// that runs us, and returns where they are. Cargo's own lock serialises
+/// concurrent test binaries; every build after the first is a no-op.
 pub fn components() -> &'static Components {
     static BUILT: OnceLock<Components> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let target_dir = workspace().join("target").join("test-components");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace())
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--target-dir",
-            ])
-            .arg(&target_dir);
-        for name in COMPONENTS {
-            cmd.args(["-p", name]);
-        }
-        let status = cmd
-            .status()
-            .expect("cargo can be started to build the test components");
-        assert!(
-            status.success(),
-            "building the plugin components failed: {status}"
-        );
-        Components {
-            dir: target_dir.join("wasm32-wasip2").join("release"),
-        }
-    })
+    let config = TEST_DEPENDENCIES.iter().chain(TEST_PLUGINS);
+    BUILT.get_or_init(|| build("test-components", config.copied()))
+}
+
+/// The same components built exactly as they ship (one codegen unit where
+/// the workspace says so), for benchmarks, in a target directory of their own.
+pub fn shipped_components() -> &'static Components {
+    static BUILT: OnceLock<Components> = OnceLock::new();
+    BUILT.get_or_init(|| build("shipped-components", std::iter::empty()))
+}
+
+fn build<'a>(dir: &str, config: impl Iterator<Item = &'a str>) -> Components {
+    let target_dir = workspace().join("target").join(dir);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace())
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target_dir);
+    for setting in config {
+        cmd.args(["--config", setting]);
+    }
+    for name in COMPONENTS {
+        cmd.args(["-p", name]);
+    }
+    let status = cmd
+        .status()
+        .expect("cargo can be started to build the plugin components");
+    assert!(
+        status.success(),
+        "building the plugin components failed: {status}"
+    );
+    Components {
+        dir: target_dir.join("wasm32-wasip2").join("release"),
+    }
 }
 
 /// A Job shaped like the ones the executor creates (about 4 KB: three init
