@@ -271,11 +271,7 @@ fn blame(
         let Some(entry) = outcome.trail.get_mut(change.trail) else {
             return;
         };
-        let err = PluginError::Invalid {
-            plugin: entry.plugin.clone(),
-            hook: Hook::Admit,
-            reason: printable(&reason),
-        };
+        let err = invalid(&entry.plugin, &reason);
         metrics::counter!(PLUGIN_FAILURES, "plugin" => entry.plugin.clone(), "hook" => "admit", "kind" => err.kind()).increment(1);
         tracing::error!(plugin = %entry.plugin, error = %err, "plugin failed; the job fails per its policy");
         entry.step = Step::Failed {
@@ -289,6 +285,15 @@ fn blame(
         outcome.job = change.job;
         outcome.decision = Decision::Failed(err);
         return;
+    }
+}
+
+/// The failure of `plugin`, whose document the cluster would refuse for `reason`.
+fn invalid(plugin: &str, reason: &str) -> PluginError {
+    PluginError::Invalid {
+        plugin: plugin.to_owned(),
+        hook: Hook::Admit,
+        reason: printable(reason),
     }
 }
 
@@ -382,11 +387,7 @@ fn judge(
                 Step::Allowed
             } else {
                 if let Some(check) = check {
-                    check(&text).map_err(|reason| PluginError::Invalid {
-                        plugin: plugin.spec.name.clone(),
-                        hook: Hook::Admit,
-                        reason: printable(&reason),
-                    })?;
+                    check(&text).map_err(|reason| invalid(&plugin.spec.name, &reason))?;
                 }
                 Step::Mutated
             };
