@@ -26,7 +26,7 @@ fn misbehave(filter: &str, policy: FailurePolicy) -> Plugins {
     spec.timeout = Some(Duration::from_secs(30));
     let runtime = Runtime::new(&RuntimeOptions {
         max_instances: 8,
-        cache_dir: None,
+        cache_dir: Some(executor_tests::plugin_cache()),
     })
     .unwrap();
     Plugins::load(

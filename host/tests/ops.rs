@@ -210,7 +210,7 @@ impl Executor {
 fn runtime() -> Arc<Runtime> {
     Runtime::new(&RuntimeOptions {
         max_instances: 4,
-        cache_dir: None,
+        cache_dir: Some(executor_tests::plugin_cache()),
     })
     .unwrap()
 }

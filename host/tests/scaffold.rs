@@ -89,6 +89,12 @@ fn a_new_rust_plugin_passes_its_tests_and_its_cases_as_a_component() {
     for setting in executor_tests::TEST_DEPENDENCIES {
         build.args(["--config", setting]);
     }
+    // As for the first-party plugins: the project's one codegen unit took
+    // 40 s of a single core, for code the test only needs to run.
+    build.args([
+        "--config",
+        "profile.release.package.team-guard.codegen-units=16",
+    ]);
     ok(&mut build);
     cases_pass(
         &project,

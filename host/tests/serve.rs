@@ -210,7 +210,7 @@ fn plugins(dir: &std::path::Path) -> Plugins {
     std::fs::write(&path, yaml).unwrap();
     let runtime = Runtime::new(&RuntimeOptions {
         max_instances: 16,
-        cache_dir: None,
+        cache_dir: Some(executor_tests::plugin_cache()),
     })
     .unwrap();
     Plugins::load(runtime, &PluginsConfig::from_file(&path).unwrap()).unwrap()

@@ -16,13 +16,9 @@ fn runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
-            let cache = executor_tests::workspace()
-                .join("target")
-                .join("test-components")
-                .join("cache");
             Runtime::new(&RuntimeOptions {
                 max_instances: 8,
-                cache_dir: Some(cache),
+                cache_dir: Some(executor_tests::plugin_cache()),
             })
             .unwrap()
         })

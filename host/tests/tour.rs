@@ -55,6 +55,8 @@ fn expected(tour: &str) -> Vec<Vec<String>> {
 /// `~/.local/state/executor`), the simulator, free ports, small pods.
 fn env(cmd: &mut Command, home: &Path) {
     cmd.env("HOME", home)
+        // Compiled plugins, shared with the other tests.
+        .env("XDG_CACHE_HOME", executor_tests::plugin_cache_home())
         .env_remove("XDG_STATE_HOME")
         .env_remove("EXECUTOR_DATA_DIR")
         .env_remove("EXECUTOR_SERVER")

@@ -32,6 +32,14 @@ pub fn plugin_cache_home() -> PathBuf {
         .join("xdg")
 }
 
+/// The compiled-plugin cache under [`plugin_cache_home`], for runtimes a
+/// test builds in its own process. One cache for processes and in-process
+/// runtimes alike: compiling the plugins again in every test took a third of
+/// the suite's CPU.
+pub fn plugin_cache() -> PathBuf {
+    plugin_cache_home().join("executor").join("plugins")
+}
+
 /// Built components, by crate name.
 pub struct Components {
     dir: PathBuf,

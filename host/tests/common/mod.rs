@@ -140,6 +140,7 @@ pub fn serve_process(
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .env("EXECUTOR_PLUGINS_CONFIG", plugins_config)
+        .env("XDG_CACHE_HOME", executor_tests::plugin_cache_home())
         .env("EXECUTOR_DATA_DIR", dir.join("state"))
         .env("EXECUTOR_LISTEN", format!("127.0.0.1:{port}"))
         .env("EXECUTOR_API_TOKEN", token)

@@ -12,13 +12,9 @@ pub fn runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
-            let cache = workspace()
-                .join("target")
-                .join("test-components")
-                .join("cache");
             Runtime::new(&RuntimeOptions {
                 max_instances: 64,
-                cache_dir: Some(cache),
+                cache_dir: Some(executor_tests::plugin_cache()),
             })
             .unwrap()
         })
