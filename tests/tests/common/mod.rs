@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use executor::plugins::{JobContext, PluginSpec, Plugins, PluginsConfig, Runtime, RuntimeOptions};
-use executor_tests::{components, workspace};
+use executor_tests::components;
 use serde_json::Value;
 
 /// One runtime per test binary, caching compiled components under `target/`.
