@@ -665,10 +665,13 @@ fn deny_messages_warnings_and_errors_are_capped_like_log_messages() {
 
 /// Every message the host logs while `f` runs on this thread.
 fn logged<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
-    use std::sync::{Arc, Mutex};
+    use std::cell::RefCell;
     use tracing_subscriber::layer::SubscriberExt;
 
-    struct Messages(Arc<Mutex<Vec<String>>>);
+    thread_local! {
+        static CAPTURED: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+    }
+    struct Capture;
     struct Message(Option<String>);
     impl tracing::field::Visit for Message {
         fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
@@ -677,21 +680,33 @@ fn logged<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
             }
         }
     }
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Messages {
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
         fn on_event(
             &self,
             event: &tracing::Event<'_>,
             _: tracing_subscriber::layer::Context<'_, S>,
         ) {
-            let mut message = Message(None);
-            event.record(&mut message);
-            self.0.lock().unwrap().extend(message.0);
+            CAPTURED.with_borrow_mut(|captured| {
+                if let Some(captured) = captured {
+                    let mut message = Message(None);
+                    event.record(&mut message);
+                    captured.extend(message.0);
+                }
+            });
         }
     }
-    let messages = Arc::new(Mutex::new(Vec::new()));
-    let subscriber = tracing_subscriber::registry().with(Messages(messages.clone()));
-    let result = tracing::subscriber::with_default(subscriber, f);
-    let messages = messages.lock().unwrap().clone();
+    // One global subscriber for the whole binary, capturing on the threads
+    // that ask. A scoped one (`with_default`) raced the other test threads
+    // over tracing's per-callsite interest cache and now and then missed an
+    // event.
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Capture))
+            .expect("no other global subscriber in this test binary");
+    });
+    CAPTURED.set(Some(Vec::new()));
+    let result = f();
+    let messages = CAPTURED.take().unwrap_or_default();
     (result, messages)
 }
 
