@@ -22,7 +22,7 @@ fn main() {
 }
 
 async fn bench() {
-    let (sim, dir, kubeconfig, config) = sim_for_serve().await;
+    let (sim, dir, kubeconfig, config) = sim_for_serve(sim::Options::default()).await;
     let port = free_port();
     let server = format!("http://127.0.0.1:{port}");
     let token = "flood-bench-token";

@@ -35,6 +35,8 @@ pub struct Options {
     /// The first crash-loop back-off before a container restarts; it
     /// doubles per crash up to 30 times this (the kubelet's 10 s and 5 min).
     pub restart_backoff: Duration,
+    /// How long `Event` objects live (the API server's `--event-ttl`).
+    pub event_ttl: Duration,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             images: Vec::new(),
             insecure_http: false,
             restart_backoff: Duration::from_secs(10),
+            event_ttl: Duration::from_secs(60 * 60),
         }
     }
 }

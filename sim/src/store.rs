@@ -78,10 +78,35 @@ pub struct Event {
     pub kind: EventType,
     /// Where.
     pub key: Key,
-    /// The object after the change.
-    pub object: Value,
+    /// The object after the change, as JSON text. Events outlive their
+    /// change (75 s of history, and the live feed's ring), and text takes a
+    /// fraction of the memory of a parsed `Value`; watches send it as it is.
+    json: Box<str>,
     /// The `resourceVersion` of the change.
     pub rv: u64,
+}
+
+impl Event {
+    fn new(kind: EventType, key: Key, object: &Value, rv: u64) -> Event {
+        Event {
+            kind,
+            key,
+            json: object.to_string().into_boxed_str(),
+            rv,
+        }
+    }
+
+    /// The object after the change, as JSON text.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    /// The object after the change, parsed.
+    pub fn object(&self) -> Value {
+        // The text is serde_json's own rendering of a `Value`, which parses
+        // back; `Null` only if that ever stopped holding.
+        serde_json::from_str(&self.json).unwrap_or(Value::Null)
+    }
 }
 
 struct Inner {
@@ -89,6 +114,9 @@ struct Inner {
     objects: BTreeMap<Key, Value>,
     /// Each event with when it happened.
     history: VecDeque<(Instant, Arc<Event>)>,
+    /// `Event` objects in the order they were created, with their uid, for
+    /// [`Store::expire_events`].
+    expiring: VecDeque<(Instant, Key, String)>,
 }
 
 /// The store. Every write takes one lock, bumps the version and publishes
@@ -131,6 +159,7 @@ impl Store {
                 rv: 1,
                 objects: BTreeMap::new(),
                 history: VecDeque::new(),
+                expiring: VecDeque::new(),
             }),
             events,
             window,
@@ -320,17 +349,53 @@ impl Store {
         Ok(object)
     }
 
+    /// Deletes the `Event` objects created `ttl` ago or earlier, as the API
+    /// server's `--event-ttl` does (its lease on each in etcd): without it,
+    /// a cluster that runs jobs for hours keeps every event it ever recorded.
+    pub fn expire_events(&self, ttl: Duration) {
+        if let Some(cutoff) = Instant::now().checked_sub(ttl) {
+            self.expire_events_before(cutoff);
+        }
+    }
+
+    /// Deletes the `Event` objects created before `cutoff`.
+    fn expire_events_before(&self, cutoff: Instant) {
+        let mut inner = self.lock();
+        while let Some((at, _, _)) = inner.expiring.front() {
+            if *at >= cutoff {
+                break;
+            }
+            let Some((_, key, uid)) = inner.expiring.pop_front() else {
+                break;
+            };
+            // Deleted and made again under the same name: a younger object.
+            let Some(object) = inner
+                .objects
+                .get(&key)
+                .filter(|o| o["metadata"]["uid"].as_str() == Some(uid.as_str()))
+            else {
+                continue;
+            };
+            let mut object = object.clone();
+            inner.rv += 1;
+            let rv = inner.rv;
+            meta_mut(&mut object).insert("resourceVersion".into(), json!(rv.to_string()));
+            self.publish(&mut inner, EventType::Deleted, key, object);
+        }
+    }
+
     fn publish(&self, inner: &mut Inner, kind: EventType, key: Key, object: Value) {
+        let event = Arc::new(Event::new(kind, key.clone(), &object, inner.rv));
+        if kind == EventType::Added && key.resource == "events" {
+            let uid = object["metadata"]["uid"].as_str().unwrap_or_default();
+            inner
+                .expiring
+                .push_back((Instant::now(), key.clone(), uid.to_owned()));
+        }
         match kind {
             EventType::Deleted => inner.objects.remove(&key),
-            _ => inner.objects.insert(key.clone(), object.clone()),
+            _ => inner.objects.insert(key, object),
         };
-        let event = Arc::new(Event {
-            kind,
-            key,
-            object,
-            rv: inner.rv,
-        });
         let now = Instant::now();
         while inner.history.front().is_some_and(|(at, _)| {
             inner.history.len() >= HISTORY || now.saturating_duration_since(*at) >= self.window
@@ -360,14 +425,7 @@ impl Store {
                 .objects
                 .iter()
                 .filter(|(k, _)| relevant(k))
-                .map(|(k, v)| {
-                    Arc::new(Event {
-                        kind: EventType::Added,
-                        key: k.clone(),
-                        object: v.clone(),
-                        rv: inner.rv,
-                    })
-                })
+                .map(|(k, v)| Arc::new(Event::new(EventType::Added, k.clone(), v, inner.rv)))
                 .collect(),
             Some(rv) => {
                 let oldest = inner.history.front().map_or(inner.rv, |(_, e)| e.rv - 1);
@@ -489,5 +547,58 @@ mod tests {
             .err()
             .unwrap_or_else(|| panic!("a version before the window must be refused"));
         assert_eq!(err.code, 410, "{err:?}");
+    }
+
+    #[test]
+    fn event_objects_are_deleted_after_their_ttl_and_nothing_else_is() {
+        let store = Store::new();
+        let events = resource("", "events");
+        let maps = resource("", "configmaps");
+        let create = |r, name: &str| {
+            store
+                .create(r, Key::new(r, "default", name), json!({}))
+                .unwrap_or_else(|e| panic!("{e:?}"));
+        };
+        create(events, "pod.1");
+        create(maps, "kept");
+        let watch = store
+            .watch(events, Some("default"), None)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let mut live = watch.live;
+
+        store.expire_events(Duration::from_secs(3600));
+        assert!(store.get(&Key::new(events, "default", "pod.1")).is_some());
+
+        // Deleted, then made again under its name: the new one is younger
+        // than the old one's time.
+        let cutoff = Instant::now();
+        store
+            .delete(events, &Key::new(events, "default", "pod.1"))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        create(events, "pod.1");
+        store.expire_events_before(cutoff);
+        assert!(store.get(&Key::new(events, "default", "pod.1")).is_some());
+
+        create(events, "pod.2");
+        store.expire_events(Duration::ZERO);
+        assert!(store.get(&Key::new(events, "default", "pod.1")).is_none());
+        assert!(store.get(&Key::new(events, "default", "pod.2")).is_none());
+        assert!(store.get(&Key::new(maps, "default", "kept")).is_some());
+
+        // Watchers see each expiry as a deletion.
+        let mut seen = Vec::new();
+        while let Ok(e) = live.try_recv() {
+            seen.push((e.kind, e.key.name.clone()));
+        }
+        assert_eq!(
+            seen,
+            [
+                (EventType::Deleted, "pod.1".to_owned()),
+                (EventType::Added, "pod.1".to_owned()),
+                (EventType::Added, "pod.2".to_owned()),
+                (EventType::Deleted, "pod.1".to_owned()),
+                (EventType::Deleted, "pod.2".to_owned()),
+            ]
+        );
     }
 }

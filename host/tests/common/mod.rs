@@ -99,8 +99,8 @@ pub fn start_serve(
 /// ([`serve_process`]), and a temporary directory holding the simulator's
 /// kubeconfig and the image's plugin configuration: `(sim, dir,
 /// kubeconfig, plugins config)`.
-pub async fn sim_for_serve() -> (Sim, tempfile::TempDir, PathBuf, PathBuf) {
-    let sim = Sim::start("127.0.0.1:0".parse().unwrap(), Options::default())
+pub async fn sim_for_serve(options: Options) -> (Sim, tempfile::TempDir, PathBuf, PathBuf) {
+    let sim = Sim::start("127.0.0.1:0".parse().unwrap(), options)
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();

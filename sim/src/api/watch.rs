@@ -13,6 +13,7 @@ use super::response::stream_response;
 use super::target::{Reply, Target};
 use crate::cluster::Cluster;
 use crate::status::ApiError;
+use crate::store::Event;
 
 pub(super) fn watch(cluster: &Arc<Cluster>, t: &Target, query: &Query) -> Reply {
     let (labels, fields) = selectors(t, query)?;
@@ -45,14 +46,16 @@ pub(super) fn watch(cluster: &Arc<Cluster>, t: &Target, query: &Query) -> Reply 
         let mut tx = tx;
         let mut live = sub.live;
         let mut last_rv = sub.rv;
-        let matches = |o: &Value| labels.matches_object(o) && fields.matches(o);
+        // Events hold their object as text: parse it only to test selectors.
+        let everything = labels.is_everything() && fields.is_everything();
+        let matches = |e: &Event| {
+            everything || {
+                let o = e.object();
+                labels.matches_object(&o) && fields.matches(&o)
+            }
+        };
         for event in sub.backlog {
-            if matches(&event.object)
-                && tx
-                    .send(watch_line(event.kind.as_str(), &event.object))
-                    .await
-                    .is_err()
-            {
+            if matches(&event) && tx.send(event_line(&event)).await.is_err() {
                 return;
             }
         }
@@ -88,11 +91,11 @@ pub(super) fn watch(cluster: &Arc<Cluster>, t: &Target, query: &Query) -> Reply 
                         last_rv = e.rv;
                         if e.key.resource != resource.name
                             || ns_filter.as_ref().is_some_and(|ns| &e.key.namespace != ns)
-                            || !matches(&e.object)
+                            || !matches(&e)
                         {
                             continue;
                         }
-                        if tx.send(watch_line(e.kind.as_str(), &e.object)).await.is_err() {
+                        if tx.send(event_line(&e)).await.is_err() {
                             return;
                         }
                     }
@@ -109,6 +112,19 @@ pub(super) fn watch(cluster: &Arc<Cluster>, t: &Target, query: &Query) -> Reply 
         }
     });
     Ok(stream_response(rx.boxed()))
+}
+
+/// A store event as a watch line, its object's text as it is.
+fn event_line(event: &Event) -> Bytes {
+    let json = event.json();
+    let kind = event.kind.as_str();
+    let mut text = String::with_capacity(json.len() + 32);
+    text.push_str("{\"type\":\"");
+    text.push_str(kind);
+    text.push_str("\",\"object\":");
+    text.push_str(json);
+    text.push_str("}\n");
+    Bytes::from(text)
 }
 
 fn watch_line(kind: &str, object: &Value) -> Bytes {

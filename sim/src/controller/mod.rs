@@ -14,7 +14,7 @@ mod volume;
 
 use crate::cluster::{Cluster, resource};
 use crate::kubelet::Kubelet;
-use crate::store::{EventType, Key, now};
+use crate::store::{Event, EventType, Key, now};
 use job::{owner_job, sync_job};
 
 /// How often deadlines, TTLs and unschedulable pods are looked at again.
@@ -35,7 +35,7 @@ pub fn spawn(cluster: &Arc<Cluster>, kubelet: &Arc<Kubelet>) -> tokio::task::Joi
                 event = events.recv() => {
                     let Some(c) = weak.upgrade() else { return };
                     match event {
-                        Ok(e) => on_event(&c, &kubelet, e.kind, &e.key, &e.object),
+                        Ok(e) => on_event(&c, &kubelet, &e),
                         Err(RecvError::Lagged(_)) => resync(&c, &kubelet),
                         Err(RecvError::Closed) => return,
                     }
@@ -49,11 +49,15 @@ pub fn spawn(cluster: &Arc<Cluster>, kubelet: &Arc<Kubelet>) -> tokio::task::Joi
     })
 }
 
-fn on_event(c: &Arc<Cluster>, kubelet: &Kubelet, kind: EventType, key: &Key, object: &Value) {
-    match (key.resource, kind) {
+fn on_event(c: &Arc<Cluster>, kubelet: &Kubelet, event: &Event) {
+    let key = &event.key;
+    // Events hold their object as text: parsed only where it is read.
+    let parsed = || event.object();
+    match (key.resource, event.kind) {
         ("jobs", EventType::Deleted) => {}
         ("jobs", _) => sync_job(c, &key.namespace, &key.name),
         ("pods", EventType::Deleted) => {
+            let object = &parsed();
             if let Some(uid) = object["metadata"]["uid"].as_str() {
                 kubelet.stop(uid);
             }
@@ -61,6 +65,7 @@ fn on_event(c: &Arc<Cluster>, kubelet: &Kubelet, kind: EventType, key: &Key, obj
             recreating_deployment(c, &key.namespace, object);
         }
         ("pods", _) => {
+            let object = &parsed();
             if object["metadata"].get("deletionTimestamp").is_some() {
                 terminate(c, kubelet, key, object);
             } else if object["spec"]["nodeName"]
@@ -79,12 +84,12 @@ fn on_event(c: &Arc<Cluster>, kubelet: &Kubelet, kind: EventType, key: &Key, obj
             if kind != EventType::Deleted {
                 replicaset::sync(c, &key.namespace, &key.name);
             }
-            if let Some(d) = replicaset::controller_named(object, "Deployment") {
+            if let Some(d) = replicaset::controller_named(&parsed(), "Deployment") {
                 deployment::sync(c, &key.namespace, &d);
             }
         }
         ("persistentvolumeclaims", EventType::Added | EventType::Modified) => {
-            volume::bind(c, key, object);
+            volume::bind(c, key, &parsed());
         }
         _ => {}
     }
@@ -171,6 +176,7 @@ fn periodic(c: &Arc<Cluster>, kubelet: &Kubelet) {
         schedule(c, p);
     }
     job::periodic(c);
+    c.store.expire_events(c.options.event_ttl);
     // Pods become available `minReadySeconds` after they are ready: a
     // clock, not an event.
     let waiting = c.store.select(resource("apps", "replicasets"), None, |rs| {
