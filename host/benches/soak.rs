@@ -1,4 +1,4 @@
-//! A soak: 2,000 short jobs through `executor serve` (its embedded queue, the image's four plugins) at concurrency 32 against the simulator, with both processes' resident memory after the first 100 jobs and after all. Prints figures; `cargo bench -p executor --bench soak` (`-- N` for another count).
+//! A soak: 2,000 short jobs through `executor serve` (its embedded queue, the image's four plugins) at concurrency 32 against the simulator, with both processes' resident memory after the first 100 jobs, halfway and after all. Prints figures; `cargo bench -p executor --bench soak` (`-- N` for another count; `EXECUTOR_BENCH_BINARY=<path>` to soak another build, such as the image's).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -141,6 +141,7 @@ async fn bench(jobs: usize) {
     let _ = serve.wait().await;
     drop(sim);
 
+    println!("executor: {}", common::bench_binary().display());
     println!(
         "{jobs} jobs at concurrency {CONCURRENCY} in {:.1} s ({:.1} jobs/s), all completed",
         elapsed.as_secs_f64(),

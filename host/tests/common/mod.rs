@@ -126,6 +126,8 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
 /// `kubeconfig`: the plugins of `plugins_config`, its state under `dir`,
 /// the embedded queue on 127.0.0.1:`port` with `token`, `max_jobs` at once,
 /// tiny resource requests, its output discarded, killed when dropped.
+/// `EXECUTOR_BENCH_BINARY` names another build to run: the image's, say,
+/// which is static and uses musl's allocator.
 pub fn serve_process(
     kubeconfig: &Path,
     plugins_config: &Path,
@@ -134,7 +136,7 @@ pub fn serve_process(
     token: &str,
     max_jobs: usize,
 ) -> tokio::process::Command {
-    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_executor"));
+    let mut serve = tokio::process::Command::new(bench_binary());
     serve
         .arg("serve")
         .arg("--kubeconfig")
@@ -153,6 +155,14 @@ pub fn serve_process(
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
     serve
+}
+
+/// The executor a bench runs as a process: `EXECUTOR_BENCH_BINARY`, else
+/// this build's.
+pub fn bench_binary() -> PathBuf {
+    std::env::var_os("EXECUTOR_BENCH_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_executor")))
 }
 
 /// `to` relative to `from` (kustomize refuses absolute paths).
