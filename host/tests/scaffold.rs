@@ -69,7 +69,8 @@ fn cases_pass(project: &Path, name: &str, wasm_dir: Option<&Path>) {
 #[test]
 fn a_new_rust_plugin_passes_its_tests_and_its_cases_as_a_component() {
     let parent = tempfile::tempdir().unwrap();
-    let project = scaffold(parent.path(), "team-guard", "rust");
+    let name = "team-guard";
+    let project = scaffold(parent.path(), name, "rust");
     let cargo = |target: PathBuf| {
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cmd.current_dir(&project).env("CARGO_TARGET_DIR", target);
@@ -93,12 +94,12 @@ fn a_new_rust_plugin_passes_its_tests_and_its_cases_as_a_component() {
     // 40 s of a single core, for code the test only needs to run.
     build.args([
         "--config",
-        "profile.release.package.team-guard.codegen-units=16",
+        &format!("profile.release.package.{name}.codegen-units=16"),
     ]);
     ok(&mut build);
     cases_pass(
         &project,
-        "team-guard",
+        name,
         Some(&components.join("wasm32-wasip2").join("release")),
     );
 }
