@@ -8,6 +8,8 @@ use std::process::{Command, Output, Stdio};
 use executor_tests::{components, plugin_cache_home, workspace};
 use serde_json::{Value, json};
 
+use crate::common;
+
 fn executor(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_executor"))
         .args(args)
@@ -714,6 +716,57 @@ fn sim_refuses_to_listen_beyond_loopback_and_says_what_is_wrong_with_its_files()
         2,
         "no nodes; expected at least one",
     );
+}
+
+#[test]
+fn sim_stops_on_sigterm_as_on_ctrl_c_and_leaves_no_directory_behind() {
+    use std::io::BufRead;
+    for signal in ["-INT", "-TERM"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut sim = Command::new(env!("CARGO_BIN_EXE_executor"))
+            .args(["sim", "--listen", "127.0.0.1:0"])
+            // Where its kubelet keeps pods' volumes (ServiceAccount tokens).
+            .env("TMPDIR", tmp.path())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let said = sim.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(said).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        while !lines
+            .recv_timeout(common::STEP)
+            .expect("the simulator says it serves")
+            .contains("cluster simulator serving")
+        {}
+        let scratch = || {
+            std::fs::read_dir(tmp.path())
+                .unwrap()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("executor-sim-"))
+                .count()
+        };
+        assert_eq!(scratch(), 1, "the kubelet's directory, while it runs");
+        let sent = Command::new("kill")
+            .args([signal, &sim.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = common::eventually_blocking("the simulator exits", || {
+            sim.try_wait().unwrap().ok_or("it still runs".to_owned())
+        });
+        assert!(status.success(), "after {signal}: {status}");
+        assert_eq!(
+            scratch(),
+            0,
+            "{signal} leaves the kubelet's directory behind"
+        );
+    }
 }
 
 #[test]

@@ -60,8 +60,15 @@ async fn serve(args: SimArgs) -> anyhow::Result<()> {
         eprintln!("kubeconfig written to {}", path.display());
     }
     eprintln!("cluster simulator serving {} (Ctrl-C to stop)", sim.url());
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot wait for Ctrl-C")?;
+    // SIGTERM too, as a service manager or `kill` stops it: either way the
+    // simulator is dropped, and its kubelet removes its directory of pod
+    // volumes (which holds ServiceAccount tokens) and stops its containers.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        stopped = tokio::signal::ctrl_c() => stopped.context("cannot wait for Ctrl-C")?,
+    }
+    drop(sim);
     Ok(())
 }
