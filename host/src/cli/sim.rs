@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, Args)]
 pub(super) struct SimArgs {
@@ -53,6 +54,12 @@ async fn serve(args: SimArgs) -> anyhow::Result<()> {
         options.faults = serde_norway::from_str(&text)
             .with_context(|| format!("--faults {}: not a fault configuration", path.display()))?;
     }
+    // SIGTERM too, as a service manager or `kill` stops it: either way the
+    // simulator is dropped, and its kubelet removes its directory of pod
+    // volumes (which holds ServiceAccount tokens) and stops its containers.
+    // Both are caught from here on, before anything says it runs.
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
     let sim = sim::Sim::start(args.listen, options).await?;
     if let Some(path) = &args.kubeconfig_out {
         sim.write_kubeconfig(path)
@@ -60,14 +67,9 @@ async fn serve(args: SimArgs) -> anyhow::Result<()> {
         eprintln!("kubeconfig written to {}", path.display());
     }
     eprintln!("cluster simulator serving {} (Ctrl-C to stop)", sim.url());
-    // SIGTERM too, as a service manager or `kill` stops it: either way the
-    // simulator is dropped, and its kubelet removes its directory of pod
-    // volumes (which holds ServiceAccount tokens) and stops its containers.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
     tokio::select! {
         _ = term.recv() => {}
-        stopped = tokio::signal::ctrl_c() => stopped.context("cannot wait for Ctrl-C")?,
+        _ = int.recv() => {}
     }
     drop(sim);
     Ok(())
