@@ -720,30 +720,17 @@ fn sim_refuses_to_listen_beyond_loopback_and_says_what_is_wrong_with_its_files()
 
 #[test]
 fn sim_stops_on_sigterm_as_on_ctrl_c_and_leaves_no_directory_behind() {
-    use std::io::BufRead;
     for signal in ["-INT", "-TERM"] {
         let tmp = tempfile::tempdir().unwrap();
-        let mut sim = Command::new(env!("CARGO_BIN_EXE_executor"))
-            .args(["sim", "--listen", "127.0.0.1:0"])
-            // Where its kubelet keeps pods' volumes (ServiceAccount tokens).
-            .env("TMPDIR", tmp.path())
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let said = sim.stderr.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(said).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        while !lines
-            .recv_timeout(common::STEP)
-            .expect("the simulator says it serves")
-            .contains("cluster simulator serving")
-        {}
+        let (mut sim, _, _) = common::start_until(
+            Command::new(env!("CARGO_BIN_EXE_executor"))
+                .args(["sim", "--listen", "127.0.0.1:0"])
+                // Where its kubelet keeps pods' volumes (ServiceAccount tokens).
+                .env("TMPDIR", tmp.path())
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null()),
+            "cluster simulator serving",
+        );
         let scratch = || {
             std::fs::read_dir(tmp.path())
                 .unwrap()

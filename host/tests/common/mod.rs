@@ -59,11 +59,25 @@ pub fn image_plugins(dir: &Path) -> PathBuf {
 }
 
 /// Starts `cmd` (an `executor serve`, its environment set) with its stderr
-/// piped and returns once it has said how to try it ("logs -f"), with what
-/// it said until then; the rest is read on a thread into the receiver,
-/// line by line, so that it never blocks on a full pipe.
+/// piped and returns once it has said how to try it ("logs -f"); see
+/// [`start_until`].
 pub fn start_serve(
     cmd: &mut std::process::Command,
+) -> (
+    std::process::Child,
+    Vec<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
+    start_until(cmd, "logs -f")
+}
+
+/// Starts `cmd` with its stderr piped and returns once it has said a line
+/// containing `ready`, with what it said until then; the rest is read on a
+/// thread into the receiver, line by line, so that it never blocks on a
+/// full pipe.
+pub fn start_until(
+    cmd: &mut std::process::Command,
+    ready: &str,
 ) -> (
     std::process::Child,
     Vec<String>,
@@ -75,16 +89,16 @@ pub fn start_serve(
     let mut banner = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
-        let ready = line.contains("logs -f");
+        let done = line.contains(ready);
         banner.push(line);
-        if ready {
+        if done {
             break;
         }
     }
-    if !banner.iter().any(|l| l.contains("logs -f")) {
+    if !banner.iter().any(|l| l.contains(ready)) {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("serve ended before it was ready: {banner:#?}");
+        panic!("it ended before it said {ready:?}: {banner:#?}");
     }
     let (said, later) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
