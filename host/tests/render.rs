@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use executor_tests::{components, schemas, workspace};
+use executor_tests::{components, plugin_cache_home, schemas};
 use serde_json::Value;
 
 const EXECUTOR_NAME: &str = "executor-7d9f4c6b5-x2k8p";
@@ -24,10 +24,7 @@ fn render(env: &[(&str, &str)], args: &[&str]) -> Output {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOSTNAME", "executor-7d9f8-abcde")
-        .env(
-            "XDG_CACHE_HOME",
-            workspace().join("target/test-components/xdg"),
-        )
+        .env("XDG_CACHE_HOME", plugin_cache_home())
         .envs(env.iter().copied())
         .output()
         .unwrap()

@@ -71,37 +71,21 @@ fn a_new_rust_plugin_passes_its_tests_and_its_cases_as_a_component() {
     let parent = tempfile::tempdir().unwrap();
     let name = "team-guard";
     let project = scaffold(parent.path(), name, "rust");
-    let cargo = |target: PathBuf| {
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.current_dir(&project).env("CARGO_TARGET_DIR", target);
-        cmd
-    };
-    let tested = ok(cargo(workspace().join("target").join("scaffold")).arg("test"));
+    let tested = ok(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&project)
+            .env(
+                "CARGO_TARGET_DIR",
+                workspace().join("target").join("scaffold"),
+            )
+            .arg("test"),
+    );
     assert!(
         tested.contains("test result: ok. 4 passed; 0 failed"),
         "{tested}"
     );
-    // Where the first-party plugins are built with the same profile and
-    // overrides: the SDK's dependencies for wasm32-wasip2 are built already.
-    let components = workspace().join("target").join("test-components");
-    executor_tests::components();
-    let mut build = cargo(components.clone());
-    build.args(["build", "--release", "--target", "wasm32-wasip2"]);
-    for setting in executor_tests::TEST_DEPENDENCIES {
-        build.args(["--config", setting]);
-    }
-    // As for the first-party plugins: the project's one codegen unit took
-    // 40 s of a single core, for code the test only needs to run.
-    build.args([
-        "--config",
-        &format!("profile.release.package.{name}.codegen-units=16"),
-    ]);
-    ok(&mut build);
-    cases_pass(
-        &project,
-        name,
-        Some(&components.join("wasm32-wasip2").join("release")),
-    );
+    let built = executor_tests::build_like_components(&project, name);
+    cases_pass(&project, name, Some(built.dir()));
 }
 
 #[test]

@@ -26,10 +26,12 @@ pub fn workspace() -> PathBuf {
 /// The `XDG_CACHE_HOME` of executors the tests start: their compiled-plugin
 /// cache, kept with the build outputs so it outlives one test.
 pub fn plugin_cache_home() -> PathBuf {
-    workspace()
-        .join("target")
-        .join("test-components")
-        .join("xdg")
+    test_components_dir().join("xdg")
+}
+
+/// Where [`components`] are built, and what the tests keep beside them.
+fn test_components_dir() -> PathBuf {
+    workspace().join("target").join("test-components")
 }
 
 /// The compiled-plugin cache under [`plugin_cache_home`], for runtimes a
@@ -46,6 +48,11 @@ pub struct Components {
 }
 
 impl Components {
+    /// The directory holding the `.wasm` files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The `.wasm` file of crate `name` (e.g. `scheduling-policy`).
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{}.wasm", name.replace('-', "_")))
@@ -57,46 +64,71 @@ impl Components {
     }
 }
 
-/// `--config` overrides under which the tests build plugins: release code,
-/// but the dependencies the SDK pulls in split into 16 codegen units instead
-/// of the one the shipped plugins use for speed. A cold build of every
-/// component took 167 s as shipped and 104 s so. The scaffold test builds
-/// its project with these too, so that the two share the dependencies.
-pub const TEST_DEPENDENCIES: &[&str] = &[
-    "profile.release.package.k8s-openapi.codegen-units=16",
-    "profile.release.package.serde_json.codegen-units=16",
-];
+/// The crates the SDK pulls in that the shipped plugins build in one
+/// codegen unit, for speed; the tests build them, and the plugins' own
+/// crates, in 16 ([`in_16_units`]). A cold build of every component took
+/// 167 s as shipped and 104 s so. The scaffold test builds its project the
+/// same way ([`build_like_components`]), so that the two share the
+/// dependencies.
+const TEST_DEPENDENCIES: &[&str] = &["k8s-openapi", "serde_json"];
 
-/// ...and the first-party plugins' own crates.
-const TEST_PLUGINS: &[&str] = &[
-    "profile.release.package.annotate.codegen-units=16",
-    "profile.release.package.scheduling-policy.codegen-units=16",
-    "profile.release.package.pull-secrets.codegen-units=16",
-    "profile.release.package.redact.codegen-units=16",
-];
+/// The first-party plugins, whose own crates ship in one codegen unit too.
+const FIRST_PARTY: &[&str] = &["annotate", "scheduling-policy", "pull-secrets", "redact"];
 
-/// Builds every component (release, `wasm32-wasip2`, [`TEST_DEPENDENCIES`])
-/// in its own target directory, so the build never waits on the `cargo test`
-/// that runs us, and returns where they are. Cargo's own lock serialises
-/// concurrent test binaries; every build after the first is a no-op.
+/// The `--config` override that builds `package` in 16 codegen units.
+fn in_16_units(package: &str) -> String {
+    format!("profile.release.package.{package}.codegen-units=16")
+}
+
+/// Builds every component (release, `wasm32-wasip2`, [`TEST_DEPENDENCIES`]
+/// and the first-party plugins in 16 codegen units) in its own target
+/// directory, so the build never waits on the `cargo test` that runs us, and
+/// returns where they are. Cargo's own lock serialises concurrent test
+/// binaries; every build after the first is a no-op.
 pub fn components() -> &'static Components {
     static BUILT: OnceLock<Components> = OnceLock::new();
-    let config = TEST_DEPENDENCIES.iter().chain(TEST_PLUGINS);
-    BUILT.get_or_init(|| build("test-components", config.copied()))
+    BUILT.get_or_init(|| {
+        let split = TEST_DEPENDENCIES.iter().chain(FIRST_PARTY);
+        build(
+            &workspace(),
+            test_components_dir(),
+            split.map(|p| in_16_units(p)),
+            COMPONENTS,
+        )
+    })
+}
+
+/// Builds the plugin project at `project`, whose package is `package`, as
+/// [`components`] are built and where they are, so that the SDK's
+/// dependencies for `wasm32-wasip2` are built already; returns where its
+/// component is.
+pub fn build_like_components(project: &Path, package: &str) -> Components {
+    components();
+    let split = TEST_DEPENDENCIES.iter().copied().chain([package]);
+    build(project, test_components_dir(), split.map(in_16_units), &[])
 }
 
 /// The same components built exactly as they ship (one codegen unit where
 /// the workspace says so), for benchmarks, in a target directory of their own.
 pub fn shipped_components() -> &'static Components {
     static BUILT: OnceLock<Components> = OnceLock::new();
-    BUILT.get_or_init(|| build("shipped-components", std::iter::empty()))
+    BUILT.get_or_init(|| {
+        let target_dir = workspace().join("target").join("shipped-components");
+        build(&workspace(), target_dir, std::iter::empty(), COMPONENTS)
+    })
 }
 
-fn build<'a>(dir: &str, config: impl Iterator<Item = &'a str>) -> Components {
-    let target_dir = workspace().join("target").join(dir);
+/// `cargo build --release --target wasm32-wasip2` of `packages` (all of
+/// the project's when none are named) in `project`, into `target_dir`.
+fn build(
+    project: &Path,
+    target_dir: PathBuf,
+    config: impl Iterator<Item = String>,
+    packages: &[&str],
+) -> Components {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace())
+    cmd.current_dir(project)
         .args([
             "build",
             "--release",
@@ -106,17 +138,18 @@ fn build<'a>(dir: &str, config: impl Iterator<Item = &'a str>) -> Components {
         ])
         .arg(&target_dir);
     for setting in config {
-        cmd.args(["--config", setting]);
+        cmd.args(["--config", &setting]);
     }
-    for name in COMPONENTS {
+    for name in packages {
         cmd.args(["-p", name]);
     }
     let status = cmd
         .status()
-        .expect("cargo can be started to build the plugin components");
+        .expect("cargo can be started to build plugin components");
     assert!(
         status.success(),
-        "building the plugin components failed: {status}"
+        "building the plugin components in {} failed: {status}",
+        project.display()
     );
     Components {
         dir: target_dir.join("wasm32-wasip2").join("release"),
