@@ -334,19 +334,19 @@ impl Store {
     /// Removes the object at `key`.
     pub fn delete(&self, resource: &Resource, key: &Key) -> Result<Value, ApiError> {
         let mut inner = self.lock();
-        if !inner.objects.contains_key(key) {
-            return Err(ApiError::not_found(
-                resource.name,
-                resource.group,
-                &key.name,
-            ));
-        }
+        self.remove(&mut inner, key)
+            .ok_or_else(|| ApiError::not_found(resource.name, resource.group, &key.name))
+    }
+
+    /// Removes the object at `key`, if any, and publishes its deletion
+    /// under a new version; returns it as deleted.
+    fn remove(&self, inner: &mut Inner, key: &Key) -> Option<Value> {
+        let mut object = inner.objects.get(key)?.clone();
         inner.rv += 1;
         let rv = inner.rv;
-        let mut object = inner.objects.get(key).cloned().unwrap_or_default();
         meta_mut(&mut object).insert("resourceVersion".into(), json!(rv.to_string()));
-        self.publish(&mut inner, EventType::Deleted, key.clone(), object.clone());
-        Ok(object)
+        self.publish(inner, EventType::Deleted, key.clone(), object.clone());
+        Some(object)
     }
 
     /// Deletes the `Event` objects created `ttl` ago or earlier, as the API
@@ -369,34 +369,27 @@ impl Store {
                 break;
             };
             // Deleted and made again under the same name: a younger object.
-            let Some(object) = inner
+            let same = inner
                 .objects
                 .get(&key)
-                .filter(|o| o["metadata"]["uid"].as_str() == Some(uid.as_str()))
-            else {
-                continue;
-            };
-            let mut object = object.clone();
-            inner.rv += 1;
-            let rv = inner.rv;
-            meta_mut(&mut object).insert("resourceVersion".into(), json!(rv.to_string()));
-            self.publish(&mut inner, EventType::Deleted, key, object);
+                .is_some_and(|o| o["metadata"]["uid"].as_str() == Some(uid.as_str()));
+            if same {
+                self.remove(&mut inner, &key);
+            }
         }
     }
 
     fn publish(&self, inner: &mut Inner, kind: EventType, key: Key, object: Value) {
+        let now = Instant::now();
         let event = Arc::new(Event::new(kind, key.clone(), &object, inner.rv));
         if kind == EventType::Added && key.resource == "events" {
             let uid = object["metadata"]["uid"].as_str().unwrap_or_default();
-            inner
-                .expiring
-                .push_back((Instant::now(), key.clone(), uid.to_owned()));
+            inner.expiring.push_back((now, key.clone(), uid.to_owned()));
         }
         match kind {
             EventType::Deleted => inner.objects.remove(&key),
             _ => inner.objects.insert(key, object),
         };
-        let now = Instant::now();
         while inner.history.front().is_some_and(|(at, _)| {
             inner.history.len() >= HISTORY || now.saturating_duration_since(*at) >= self.window
         }) {
