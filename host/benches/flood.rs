@@ -26,9 +26,17 @@ async fn bench() {
     let port = free_port();
     let server = format!("http://127.0.0.1:{port}");
     let token = "flood-bench-token";
-    let mut serve = serve_process(&kubeconfig, &config, dir.path(), port, token, ORDINARY + 2)
-        .spawn()
-        .unwrap();
+    let mut serve = serve_process(
+        &common::bench_binary(),
+        &kubeconfig,
+        &config,
+        dir.path(),
+        port,
+        token,
+        ORDINARY + 2,
+    )
+    .spawn()
+    .unwrap();
     let pid = serve.id().unwrap();
     let cli = |args: Vec<String>| {
         let server = server.clone();

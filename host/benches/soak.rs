@@ -1,4 +1,4 @@
-//! A soak: 2,000 short jobs through `executor serve` (its embedded queue, the image's four plugins) at concurrency 32 against the simulator, with both processes' resident memory after the first 100 jobs, halfway and after all. Prints figures; `cargo bench -p executor --bench soak` (`-- N` for another count; `EXECUTOR_BENCH_BINARY=<path>` to soak another build, such as the image's).
+//! A soak: 2,000 short jobs through `executor serve` (its embedded queue, the image's four plugins) at concurrency 32 against the simulator, with both processes' resident memory after the first 100 jobs, halfway and after all. Prints figures; `cargo bench -p executor --bench soak` (`-- N` for another count; `EXECUTOR_BENCH_BINARY=<path>` to soak another build, such as the image's; `EXECUTOR_BENCH_BEFORE_BINARY=<path>` to soak that build first, in the same run, for a before and after).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -7,13 +7,26 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{free_port, serve_process, sim_for_serve, status_kib as kib};
+use common::{bench_binary, free_port, serve_process, sim_for_serve, status_kib as kib};
 use serde_json::{Value, json};
 
 const CONCURRENCY: usize = 32;
 const WARM: usize = 100;
 
 fn main() {
+    // The before soak runs in a process of its own: the simulator's memory
+    // is this process's, and one soak's must not count in the other's.
+    if let Some(before) = std::env::var_os("EXECUTOR_BENCH_BEFORE_BINARY") {
+        println!("before:");
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(std::env::args_os().skip(1))
+            .env("EXECUTOR_BENCH_BINARY", before)
+            .env_remove("EXECUTOR_BENCH_BEFORE_BINARY")
+            .status()
+            .unwrap();
+        assert!(status.success(), "the before soak failed: {status}");
+        println!("after:");
+    }
     let jobs: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
@@ -44,11 +57,19 @@ async fn bench(jobs: usize) {
     let server = format!("http://127.0.0.1:{port}");
     let token = "soak-bench-token";
     // The default delete budget (10/s) would set the pace, not the executor.
-    let mut serve = serve_process(&kubeconfig, &config, dir.path(), port, token, CONCURRENCY)
-        .env("EXECUTOR_KUBERNETES_API_DELETE_QPS", "1000")
-        .env("EXECUTOR_KUBERNETES_API_DELETE_BURST", "2000")
-        .spawn()
-        .unwrap();
+    let mut serve = serve_process(
+        &bench_binary(),
+        &kubeconfig,
+        &config,
+        dir.path(),
+        port,
+        token,
+        CONCURRENCY,
+    )
+    .env("EXECUTOR_KUBERNETES_API_DELETE_QPS", "1000")
+    .env("EXECUTOR_KUBERNETES_API_DELETE_BURST", "2000")
+    .spawn()
+    .unwrap();
     let pid = serve.id().unwrap();
     let http = reqwest::Client::new();
     let api = |path: &str| format!("{server}/api/v1/{path}");
@@ -142,7 +163,7 @@ async fn bench(jobs: usize) {
     let _ = serve.wait().await;
     drop(sim);
 
-    println!("executor: {}", common::bench_binary().display());
+    println!("executor: {}", bench_binary().display());
     println!(
         "{jobs} jobs at concurrency {CONCURRENCY} in {:.1} s ({:.1} jobs/s), all completed",
         elapsed.as_secs_f64(),

@@ -140,9 +140,9 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
 /// `kubeconfig`: the plugins of `plugins_config`, its state under `dir`,
 /// the embedded queue on 127.0.0.1:`port` with `token`, `max_jobs` at once,
 /// tiny resource requests, its output discarded, killed when dropped.
-/// `EXECUTOR_BENCH_BINARY` names another build to run: the image's, say,
-/// which is static and uses musl's allocator.
+/// `binary` is usually [`bench_binary`].
 pub fn serve_process(
+    binary: &Path,
     kubeconfig: &Path,
     plugins_config: &Path,
     dir: &Path,
@@ -150,7 +150,7 @@ pub fn serve_process(
     token: &str,
     max_jobs: usize,
 ) -> tokio::process::Command {
-    let mut serve = tokio::process::Command::new(bench_binary());
+    let mut serve = tokio::process::Command::new(binary);
     serve
         .arg("serve")
         .arg("--kubeconfig")
@@ -172,7 +172,8 @@ pub fn serve_process(
 }
 
 /// The executor a bench runs as a process: `EXECUTOR_BENCH_BINARY`, else
-/// this build's.
+/// this build's. Another build to run: the image's, say, which is static
+/// and links musl.
 pub fn bench_binary() -> PathBuf {
     std::env::var_os("EXECUTOR_BENCH_BINARY")
         .map(PathBuf::from)
