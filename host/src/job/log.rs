@@ -1,11 +1,12 @@
 //! The log of one job as its uploader sees it: an entry per container (and one for the admission trail), lines grouped into batches by size and time, redacted, then filtered by the log plugins.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::redact::Redactor;
@@ -16,7 +17,11 @@ use crate::plugins::{LogRecord, LogSession, PluginError, Stream};
 pub const BATCH_LINES: usize = 512;
 /// ...or this many bytes...
 pub const BATCH_BYTES: usize = 64 * 1024;
-/// ...or this long after its first line, whichever comes first.
+/// ...or this long after its first line, whichever comes first. An
+/// entry's first batch goes as soon as the lines that came with its first
+/// are in: they waited for the container's start to reach the executor and
+/// for the log request, so they are late already, and a step's reader
+/// waits for its first line most.
 pub const BATCH_DELAY: Duration = Duration::from_millis(100);
 
 /// What the uploader receives, in order.
@@ -85,7 +90,9 @@ struct Batch {
     entry: usize,
     lines: Vec<Line>,
     bytes: usize,
-    opened: Instant,
+    /// When it closes if no size limit closes it first (on the runtime's
+    /// clock, which its timers use).
+    due: Instant,
 }
 
 /// How many inputs may wait for the pipeline before followers wait too.
@@ -107,6 +114,7 @@ pub fn spawn(
         filters: Some(filters),
         keys: HashMap::new(),
         held: HashMap::new(),
+        batched: HashSet::new(),
         out,
         batch: None,
         failed: None,
@@ -125,6 +133,8 @@ struct Pipeline {
     /// Each entry's lines that may begin a secret spanning lines, until
     /// the next lines (or the entry's end) tell.
     held: HashMap<usize, Vec<Line>>,
+    /// The entries that have had a batch.
+    batched: HashSet<usize>,
     out: mpsc::Sender<LogEvent>,
     batch: Option<Batch>,
     failed: Option<PluginError>,
@@ -133,16 +143,14 @@ struct Pipeline {
 impl Pipeline {
     async fn run(mut self, mut input: mpsc::Receiver<Input>) -> Result<(), PluginError> {
         loop {
-            let next = match self.batch.as_ref().map(|b| b.opened + BATCH_DELAY) {
-                Some(deadline) => {
-                    match tokio::time::timeout_at(deadline.into(), input.recv()).await {
-                        Ok(next) => next,
-                        Err(_) => {
-                            self.flush().await;
-                            continue;
-                        }
+            let next = match self.batch.as_ref().map(|b| b.due) {
+                Some(deadline) => match tokio::time::timeout_at(deadline, input.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.flush().await;
+                        continue;
                     }
-                }
+                },
                 None => input.recv().await,
             };
             let Some(next) = next else {
@@ -197,11 +205,17 @@ impl Pipeline {
         if self.batch.as_ref().is_some_and(|b| b.entry != entry) {
             self.flush().await;
         }
-        let b = self.batch.get_or_insert_with(|| Batch {
-            entry,
-            lines: Vec::new(),
-            bytes: 0,
-            opened: Instant::now(),
+        // `timeout_at` polls for input before it looks at the time, so a
+        // batch due now still takes every line already waiting.
+        let batched = &mut self.batched;
+        let b = self.batch.get_or_insert_with(|| {
+            let first = batched.insert(entry);
+            Batch {
+                entry,
+                lines: Vec::new(),
+                bytes: 0,
+                due: Instant::now() + if first { Duration::ZERO } else { BATCH_DELAY },
+            }
         });
         b.bytes += line.text.len();
         b.lines.push(line);
@@ -349,7 +363,11 @@ mod tests {
             })
             .await
             .unwrap();
-        // The first batch closes when full, with the secret's first line last.
+        // The entry's first batch goes at once; the next closes when full,
+        // with the secret's first line last.
+        input.send(line("first")).await.unwrap();
+        assert!(matches!(events.recv().await, Some(LogEvent::Opened { .. })));
+        assert!(matches!(events.recv().await, Some(LogEvent::Lines { .. })));
         for i in 0..BATCH_LINES - 1 {
             input.send(line(&format!("line {i}"))).await.unwrap();
         }
@@ -384,5 +402,53 @@ mod tests {
         );
         assert_eq!(texts[texts.len() - 2..], ["[gcp credential]", "done"]);
         assert_eq!(texts.len(), BATCH_LINES + 1);
+    }
+
+    /// Sends `texts` and returns those of the next batch, and how long (in
+    /// the paused clock) it took to come.
+    async fn batch_after(
+        input: &mpsc::Sender<Input>,
+        events: &mut mpsc::Receiver<LogEvent>,
+        texts: &[&str],
+    ) -> (Vec<String>, Duration) {
+        let sent = Instant::now();
+        for text in texts {
+            input.send(line(text)).await.unwrap();
+        }
+        loop {
+            match events.recv().await {
+                Some(LogEvent::Lines { records, .. }) => {
+                    let texts = records.into_iter().map(|r| r.text).collect();
+                    return (texts, sent.elapsed());
+                }
+                Some(_) => continue,
+                None => panic!("the pipeline ended"),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_entrys_first_lines_go_at_once_and_later_ones_wait_for_the_batch_window() {
+        let (out, mut events) = mpsc::channel(16);
+        let (input, _pipeline) = spawn(Redactor::new(&BTreeMap::new()).unwrap(), session(), out);
+        let open = Input::Open {
+            entry: 1,
+            key: "step.kubernetes.0".into(),
+            command: Vec::new(),
+            start: Timestamp::UNIX_EPOCH,
+        };
+        input.send(open).await.unwrap();
+        // What was waiting when the log was first read comes as one batch,
+        // with no wait for the window.
+        let (texts, waited) = batch_after(&input, &mut events, &["a", "b"]).await;
+        assert_eq!(
+            (texts, waited),
+            (vec!["a".to_owned(), "b".to_owned()], Duration::ZERO)
+        );
+        let (texts, waited) = batch_after(&input, &mut events, &["c", "d"]).await;
+        assert_eq!(
+            (texts, waited),
+            (vec!["c".to_owned(), "d".to_owned()], BATCH_DELAY)
+        );
     }
 }
