@@ -92,12 +92,20 @@ async fn main() -> anyhow::Result<()> {
     // container's start to reach the executor and for its log request,
     // which later lines did not (the tail's breakdown).
     let first_batches = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    // An entry's first batch, in two parts: from its first line's writing
+    // (the container's start, to within its shell's start-up) to its
+    // follower's start (the `Opened` event: the pod's status written, seen
+    // through the watch, the follower spawned), and from there to the
+    // hand-off (the log request, the first lines read, the pipeline).
+    let to_follower = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let to_hand_off = Arc::new(Mutex::new(Vec::<Duration>::new()));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for id in 0..JOBS {
         let runner = runner.clone();
         let latencies = latencies.clone();
         let first_batches = first_batches.clone();
+        let (to_follower, to_hand_off) = (to_follower.clone(), to_hand_off.clone());
         tasks.spawn(async move {
             // A line every 50 ms: latency is measured on a live stream.
             let payload = JobPayload::parse(&serde_json::json!({
@@ -108,9 +116,18 @@ async fn main() -> anyhow::Result<()> {
             let (events, mut received) = mpsc::channel(64);
             let collect = tokio::spawn(async move {
                 let mut lines = 0;
+                let mut opened = std::collections::HashMap::new();
                 while let Some(event) = received.recv().await {
-                    if let LogEvent::Lines { written, .. } = event {
+                    if let LogEvent::Opened { entry, .. } = event {
+                        opened.insert(entry, Timestamp::now());
+                    }
+                    if let LogEvent::Lines { written, entry, .. } = event {
                         let now = Timestamp::now();
+                        if let (Some(at), Some(first)) = (opened.remove(&entry), written.iter().min()) {
+                            let span = |a: Timestamp, b: Timestamp| b.duration_since(a).unsigned_abs();
+                            to_follower.lock().unwrap_or_else(|e| e.into_inner()).push(span(*first, at));
+                            to_hand_off.lock().unwrap_or_else(|e| e.into_inner()).push(span(at, now));
+                        }
                         let into = if lines == 0 { &first_batches } else { &latencies };
                         let mut l = into.lock().unwrap_or_else(|e| e.into_inner());
                         for at in written {
@@ -145,6 +162,9 @@ async fn main() -> anyhow::Result<()> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    let mut parts =
+        [to_follower, to_hand_off].map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).clone());
+    parts.iter_mut().for_each(|p| p.sort());
     let mut sorted: Vec<Duration> = later.iter().chain(&first).copied().collect();
     sorted.sort();
     later.sort();
@@ -178,6 +198,17 @@ async fn main() -> anyhow::Result<()> {
             lines.len(),
             percentile(lines, 0.5),
             percentile(lines, 0.99),
+        );
+    }
+    for (what, part) in [
+        ("first line -> follower", &parts[0]),
+        ("follower -> hand-off", &parts[1]),
+    ] {
+        println!(
+            "      {what:<22}  {} entries  p50 {:?}  p99 {:?}",
+            part.len(),
+            percentile(part, 0.5),
+            percentile(part, 0.99),
         );
     }
     println!(
