@@ -6,8 +6,10 @@
 
 use std::cell::RefCell;
 
+use crate::patch::Change;
 use crate::{
-    Admission, Job, JobContext, LogContext, LogEdit as Edit, LogFilter, LogRecord, Plugin,
+    Admission, Error, Job, JobContext, JobView, LogContext, LogEdit as Edit, LogFilter, LogRecord,
+    Patch, Plugin,
 };
 
 pub use wit_bindgen;
@@ -17,6 +19,8 @@ pub use wit_bindgen;
 pub enum Decision {
     /// Create the Job unchanged.
     Allow,
+    /// Create the Job with this RFC 6902 patch applied (JSON).
+    AllowPatched(String),
     /// Create this Job instead (JSON).
     AllowMutated(String),
     /// Refuse the Job.
@@ -52,20 +56,34 @@ pub fn init<P: Plugin>(settings: &str) -> Result<P, String> {
 
 /// Runs the admission hook on a Job given as JSON.
 pub fn admit<P: Admission>(plugin: &P, ctx: &JobContext, job: &str) -> Result<Response, String> {
-    let original: Job = serde_json::from_str(job)
-        .map_err(|err| format!("the Job document does not parse as a batch/v1 Job: {err}"))?;
-    let mut job = original.clone();
-    let verdict = plugin.admit(ctx, &mut job).map_err(|err| err.to_string())?;
+    let mut patch = Patch::new();
+    let verdict = plugin
+        .review(ctx, &JobView::new(job), &mut patch)
+        .map_err(|err| err.to_string())?;
     let (denied, warnings) = verdict.into_parts();
     let decision = match denied {
         Some(message) => Decision::Deny(message),
-        None if job != original => Decision::AllowMutated(
-            serde_json::to_string(&job)
-                .map_err(|err| format!("cannot serialize the Job: {err}"))?,
-        ),
-        None => Decision::Allow,
+        None => match patch
+            .into_change()
+            .map_err(|err| format!("cannot serialize the change to the Job: {err}"))?
+        {
+            Change::None => Decision::Allow,
+            Change::Patch(ops) => Decision::AllowPatched(ops),
+            Change::Document(job) => Decision::AllowMutated(job),
+        },
     };
     Ok(Response { decision, warnings })
+}
+
+/// The Job in `text` with `patch` applied, as the host would apply it.
+pub fn patched(text: &str, patch: &Patch) -> Result<Job, Error> {
+    patch.apply(text)
+}
+
+/// The Job in `text` with the patch the component sent (`ops`, JSON) applied.
+pub fn apply_patch(text: &str, ops: &str) -> Result<Job, Error> {
+    let ops: json_patch::Patch = serde_json::from_str(ops)?;
+    crate::patch::apply(text, &ops)
 }
 
 /// Runs the log hook: the plugin's edits of the batch.

@@ -58,10 +58,12 @@ pub mod image;
 mod log;
 mod metadata;
 pub mod names;
+mod patch;
 pub mod quantity;
 mod settings;
 mod types;
 mod verdict;
+mod view;
 
 pub mod testing;
 
@@ -74,10 +76,12 @@ pub use k8s_openapi;
 pub use k8s_openapi::api::batch::v1::Job;
 pub use log::{Level, debug, error, info, log, warn};
 pub use metadata::{annotations_mut, labels_mut, pod_annotations_mut, pod_labels_mut};
+pub use patch::{Patch, pointer};
 pub use serde_json;
 pub use settings::NoSettings;
 pub use types::{JobContext, LogContext, LogEdit, LogRecord, Stream};
 pub use verdict::Verdict;
+pub use view::JobView;
 
 /// A plugin: a type built from the settings the operator gives it.
 ///
@@ -104,6 +108,50 @@ pub trait Admission: Plugin {
     /// plugin's allowed paths; returning `Err` is a plugin failure, handled by
     /// the plugin's failure policy, not a denial.
     fn admit(&self, ctx: &JobContext, job: &mut Job) -> Result<Verdict, Error>;
+
+    /// What the component runs on each Job. The default parses the whole Job,
+    /// runs [`Admission::admit`] on it and, if it changed, sends the whole
+    /// document back.
+    ///
+    /// A plugin that reads a few fields overrides this: it reads them with
+    /// [`JobView::get`] and records what it changes in `patch`. The parse
+    /// and re-serialization of the whole Job that this skips are most of a
+    /// cheap plugin's cost (and the host then applies the patch instead of
+    /// parsing and comparing a whole document). Such a plugin implements
+    /// `admit` with [`admit_by_review`], so that its logic lives in one
+    /// place; the test harness checks that the two agree. Changes recorded
+    /// in `patch` are discarded when the Job is denied.
+    fn review(
+        &self,
+        ctx: &JobContext,
+        job: &JobView<'_>,
+        patch: &mut Patch,
+    ) -> Result<Verdict, Error> {
+        let original = job.job()?;
+        let mut changed = original.clone();
+        let verdict = self.admit(ctx, &mut changed)?;
+        if changed != original {
+            patch.set_document(changed);
+        }
+        Ok(verdict)
+    }
+}
+
+/// [`Admission::admit`] for a plugin that overrides [`Admission::review`]:
+/// runs `review` on `job` and applies its patch. (With the default `review`,
+/// which calls `admit`, this would never return.)
+pub fn admit_by_review<P: Admission>(
+    plugin: &P,
+    ctx: &JobContext,
+    job: &mut Job,
+) -> Result<Verdict, Error> {
+    let text = serde_json::to_string(job)?;
+    let mut patch = Patch::new();
+    let verdict = plugin.review(ctx, &JobView::new(&text), &mut patch)?;
+    if verdict.denied().is_none() && !patch.is_empty() {
+        *job = __private::patched(&text, &patch)?;
+    }
+    Ok(verdict)
 }
 
 /// The log hook: sees each batch of log records before it is uploaded.
@@ -222,16 +270,23 @@ macro_rules! __export {
 macro_rules! __export_hook {
     (admission) => {
         impl exports::executor::plugin::admission::Guest for Component {
-            fn admit(ctx: wit::JobContext, job: String) -> Result<wit::AdmissionResponse, String> {
+            fn admit(
+                ctx: wit::JobContext,
+                job: String,
+            ) -> Result<exports::executor::plugin::admission::Response, String> {
                 let ctx = context(ctx);
+                use exports::executor::plugin::admission as out;
                 let response = SLOT.with(|slot| slot.admit(&ctx, &job))?;
-                Ok(wit::AdmissionResponse {
+                Ok(out::Response {
                     decision: match response.decision {
-                        $crate::__private::Decision::Allow => wit::Decision::Allow,
-                        $crate::__private::Decision::AllowMutated(job) => {
-                            wit::Decision::AllowMutated(job)
+                        $crate::__private::Decision::Allow => out::Decision::Allow,
+                        $crate::__private::Decision::AllowPatched(patch) => {
+                            out::Decision::AllowPatched(patch)
                         }
-                        $crate::__private::Decision::Deny(message) => wit::Decision::Deny(message),
+                        $crate::__private::Decision::AllowMutated(job) => {
+                            out::Decision::AllowMutated(job)
+                        }
+                        $crate::__private::Decision::Deny(message) => out::Decision::Deny(message),
                     },
                     warnings: response.warnings,
                 })

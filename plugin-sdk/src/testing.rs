@@ -50,11 +50,28 @@ impl<P: Admission> Harness<P> {
     pub fn admit(&self, ctx: &JobContext, job: &Job) -> Result<Admitted, Error> {
         let text = serde_json::to_string(job)?;
         let response = __private::admit(&self.plugin, ctx, &text)?;
-        let (allowed, message, job, mutated) = match response.decision {
+        let (allowed, message, out, mutated) = match response.decision {
             Decision::Allow => (true, None, job.clone(), false),
+            Decision::AllowPatched(ops) => (true, None, __private::apply_patch(&text, &ops)?, true),
             Decision::AllowMutated(text) => (true, None, serde_json::from_str(&text)?, true),
             Decision::Deny(message) => (false, Some(message), job.clone(), false),
         };
+        // A plugin that overrides `review` also has `admit`; what the
+        // component runs and what natively written callers run must agree.
+        let mut typed = job.clone();
+        let verdict = self.plugin.admit(ctx, &mut typed)?;
+        if verdict.denied().is_some() == allowed || (allowed && typed != out) {
+            return Err(Error::new(format!(
+                "`admit` and `review` disagree on this Job: `review` {}, `admit` {}",
+                if allowed { "allows it" } else { "denies it" },
+                match verdict.denied() {
+                    Some(_) => "denies it".to_owned(),
+                    None if typed != out => "allows it with other changes".to_owned(),
+                    None => "allows it".to_owned(),
+                }
+            )));
+        }
+        let job = out;
         Ok(Admitted {
             allowed,
             message,

@@ -16,6 +16,8 @@ pub const COMPONENTS: &[&str] = &[
     "misbehave",
     "other-world",
     "no-hooks",
+    "patcher",
+    "second-contract",
 ];
 
 /// The workspace root.

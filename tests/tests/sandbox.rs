@@ -385,7 +385,7 @@ fn files_that_are_not_plugins_are_refused_plainly() {
     let err = load_err(spec("no-hooks", json!(null)));
     assert_eq!(
         err.to_string(),
-        "plugin `no-hooks` implements neither hook: it exports neither `executor:plugin/admission@0.2.0` nor `executor:plugin/log-filter@0.2.0`"
+        "plugin `no-hooks` implements neither hook: it exports neither `executor:plugin/admission@0.3.0` nor `executor:plugin/log-filter@0.3.0`"
     );
 
     let err = load_err(PluginSpec::new("missing", dir.path().join("missing.wasm")));
@@ -472,12 +472,14 @@ fn texts(records: &[LogRecord]) -> Vec<&str> {
     records.iter().map(|r| r.text.as_str()).collect()
 }
 
-/// A 0.1.0 plugin (`misbehave`, built against `wit/0.1.0`) and 0.2.0 ones
-/// (built with the SDK) run side by side in one set, each in its own form.
+/// A 0.1.0 plugin (`misbehave`, built against `wit/0.1.0`), a 0.2.0 one
+/// (`second-contract`) and 0.3.0 ones (built with the SDK) run side by side
+/// in one set, each in its own form.
 #[test]
 fn plugins_of_every_supported_contract_version_run_in_one_chain() {
     let plugins = load(vec![
         spec("misbehave", json!({"filter": "upper"})),
+        spec("second-contract", json!(null)),
         spec(
             "redact",
             json!({"literals": ["HUNTER2"], "dropLines": ["^TRACE "]}),
@@ -493,8 +495,9 @@ fn plugins_of_every_supported_contract_version_run_in_one_chain() {
         versions,
         [
             ("misbehave".to_owned(), "0.1.0"),
-            ("redact".to_owned(), "0.2.0"),
-            ("annotate".to_owned(), "0.2.0")
+            ("second-contract".to_owned(), "0.2.0"),
+            ("redact".to_owned(), "0.3.0"),
+            ("annotate".to_owned(), "0.3.0")
         ]
     );
     let mut session = plugins.log_session(ctx());
@@ -507,10 +510,13 @@ fn plugins_of_every_supported_contract_version_run_in_one_chain() {
                 )
                 .unwrap()
         ),
-        ["LOGIN WITH [REDACTED]", "OK"]
+        ["LOGIN WITH [REDACTED] (0.2.0)", "OK (0.2.0)"]
     );
+    // A whole document (0.2.0) and a patch (annotate, 0.3.0), one after the other.
     let out = plugins.admit(&ctx(), realistic_job(), &validate);
     assert_eq!(out.decision, Decision::Allowed);
+    assert_eq!(out.job["metadata"]["labels"]["contract"], "0.2.0");
+    assert!(annotated(&out.job));
 }
 
 #[test]
@@ -525,7 +531,7 @@ fn a_plugin_of_an_unknown_contract_version_is_refused_with_both_versions_named()
     std::fs::write(&future, wat::parse_str(component).unwrap()).unwrap();
     assert_eq!(
         load_err(PluginSpec::new("future", &future)).to_string(),
-        "plugin `future` was built against executor:plugin@0.9.0, but this executor loads plugins of executor:plugin versions 0.1.0 and 0.2.0 only; rebuild it with a plugin-sdk that targets one of them"
+        "plugin `future` was built against executor:plugin@0.9.0, but this executor loads plugins of executor:plugin versions 0.1.0, 0.2.0 and 0.3.0 only; rebuild it with a plugin-sdk that targets one of them"
     );
 }
 
@@ -805,4 +811,99 @@ fn a_plugin_file_over_the_size_limit_is_refused_before_it_is_read() {
     file.set_len(1 << 40).unwrap();
     let err = load_err(PluginSpec::new("huge", &huge)).to_string();
     assert!(err.contains("is 1099511627776 bytes"), "{err}");
+}
+
+/// The test guest that answers with the patch its settings hold.
+fn patcher(patch: serde_json::Value) -> PluginSpec {
+    spec("patcher", patch)
+}
+
+/// A contract 0.3.0 plugin's patch is applied to the Job it was given, and
+/// judged as a whole document would be: in scope or refused, and the next
+/// plugin sees the patched Job.
+#[test]
+fn a_patch_is_applied_and_judged_like_a_whole_document() {
+    let add = json!([
+        {"op": "test", "path": "/metadata/name", "value": realistic_job()["metadata"]["name"]},
+        {"op": "add", "path": "/metadata/labels/team", "value": "infra"},
+        {"op": "add", "path": "/spec/template/metadata/annotations", "value": {"a": "b"}}
+    ]);
+    let out =
+        load(vec![patcher(add.clone()), annotate()]).admit(&ctx(), realistic_job(), &validate);
+    assert!(out.allowed(), "{:?}", out.decision);
+    assert_eq!(out.job["metadata"]["labels"]["team"], "infra");
+    assert_eq!(
+        out.job["spec"]["template"]["metadata"]["annotations"]["a"],
+        "b"
+    );
+    assert!(annotated(&out.job), "the next plugin sees the patched Job");
+    assert_eq!(out.trail[0].step, Step::Mutated);
+    assert_eq!(serde_json::to_value(&out.trail[0].patch).unwrap(), add);
+
+    // A patch of `test` operations only changes nothing.
+    let name = realistic_job()["metadata"]["name"].clone();
+    let out = load(vec![patcher(
+        json!([{"op": "test", "path": "/metadata/name", "value": name}]),
+    )])
+    .admit(&ctx(), realistic_job(), &validate);
+    assert_eq!(out.trail[0].step, Step::Allowed);
+    assert_eq!(out.job, realistic_job());
+}
+
+#[test]
+fn a_patch_that_is_unusable_or_out_of_scope_fails_the_plugin() {
+    // Each copy doubles the labels: unbounded, 40 of them would need terabytes.
+    let mut bomb = vec![json!({"op": "copy", "from": "/spec", "path": "/metadata/labels/x"})];
+    bomb.extend((0..40).map(|i| {
+        json!({"op": "copy", "from": "/metadata/labels", "path": format!("/metadata/labels/c{i}")})
+    }));
+    let cases = [
+        (
+            json!({"op": "add"}),
+            "a patch that cannot be used: it is not an RFC 6902 JSON Patch",
+        ),
+        (
+            json!([{"op": "add", "path": "/metadata/labels/ok", "value": "1"},
+                   {"op": "add", "path": "/metadata/nope/x", "value": 1}]),
+            "operation 1 at \"/metadata/nope/x\" does not apply",
+        ),
+        (
+            json!([{"op": "test", "path": "/metadata/name", "value": "another"}]),
+            "operation 0 at \"/metadata/name\" does not apply",
+        ),
+        (json!(bomb), "(copy) makes it copy more than 1048576 bytes"),
+        (
+            json!([{"op": "replace", "path": "", "value": [1]}]),
+            "the patched Job is not a JSON object: it is [1]",
+        ),
+        (
+            json!([{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "evil:1"}]),
+            "outside its allowed paths in admit: replace /spec/template/spec/containers/0/image",
+        ),
+        (
+            json!([{"op": "add",
+                    "path": "/spec/template/metadata/annotations",
+                    "value": {"container.apparmor.security.beta.kubernetes.io/main": "unconfined"}}]),
+            "outside its allowed paths in admit: add /spec/template/metadata/annotations/container.apparmor",
+        ),
+    ];
+    for (patch, words) in cases {
+        let out = load(vec![patcher(patch.clone()), annotate()]).admit(
+            &ctx(),
+            realistic_job(),
+            &validate,
+        );
+        let msg = out.message().unwrap_or_default();
+        assert!(
+            matches!(out.decision, Decision::Failed(_))
+                && msg.contains("plugin `patcher`")
+                && msg.contains(words),
+            "{patch}: {msg}"
+        );
+        assert_eq!(
+            out.job,
+            realistic_job(),
+            "{patch}: nothing of the patch is kept"
+        );
+    }
 }

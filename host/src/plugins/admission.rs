@@ -4,11 +4,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::bindings::executor::plugin::host::{
-    AdmissionResponse, Decision as WitDecision, JobContext,
-};
+use super::bindings::executor::plugin::host::JobContext;
 use super::config::Mode;
-use super::contract::AdmissionIndices;
+use super::contract::{AdmissionIndices, Decision as WitDecision, Response as AdmissionResponse};
 use super::engine::Runtime;
 use super::error::{Hook, PluginError};
 use super::loader::LoadedPlugin;
@@ -360,45 +358,142 @@ fn judge(
             warnings,
         }),
         WitDecision::AllowMutated(text) => {
-            let bad = |detail: String| PluginError::BadOutput {
+            let new: Value = serde_json::from_str(&text).map_err(|e| bad(plugin, e.to_string()))?;
+            if !new.is_object() {
+                return Err(bad(plugin, format!("it is {}", short(&new))));
+            }
+            in_scope(plugin, current, &new)?;
+            let patch = json_patch::diff(current, &new);
+            changed(plugin, patch, new, Some(text), check, warnings)
+        }
+        WitDecision::AllowPatched(text) => {
+            let unusable = |detail| PluginError::BadPatch {
                 plugin: plugin.spec.name.clone(),
-                hook: Hook::Admit,
                 detail,
             };
-            let new: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-            if !new.is_object() {
-                return Err(bad(format!("it is {}", short(&new))));
-            }
-            let out = violations(current, &new, &plugin.allowed);
-            if !out.is_empty() {
-                let changes = out
-                    .iter()
-                    .map(|v| v.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(PluginError::OutOfScope {
-                    plugin: plugin.spec.name.clone(),
-                    hook: Hook::Admit,
-                    changes,
-                });
-            }
-            let patch = json_patch::diff(current, &new);
-            let step = if patch.0.is_empty() {
-                Step::Allowed
-            } else {
-                if let Some(check) = check {
-                    check(&text).map_err(|reason| invalid(&plugin.spec.name, &reason))?;
-                }
-                Step::Mutated
-            };
-            Ok(Judged {
-                step,
-                replacement: Some((new, text)),
-                patch,
-                warnings,
-            })
+            let patch: json_patch::Patch = serde_json::from_str(&text)
+                .map_err(|e| unusable(format!("it is not an RFC 6902 JSON Patch: {e}")))?;
+            let new = patched(current, &patch).map_err(unusable)?;
+            in_scope(plugin, current, &new)?;
+            changed(plugin, patch, new, None, check, warnings)
         }
     }
+}
+
+/// A response that does not fit the contract.
+fn bad(plugin: &LoadedPlugin, detail: String) -> PluginError {
+    PluginError::BadOutput {
+        plugin: plugin.spec.name.clone(),
+        hook: Hook::Admit,
+        detail,
+    }
+}
+
+/// How much a patch's `copy` operations may add to the Job: each copy can
+/// double the document, so without a bound a short patch is a memory bomb.
+/// The API server stores objects of about 1.5 MB at most.
+const MAX_COPIED: usize = 1 << 20;
+
+/// `current` with `patch` applied, or why it does not apply.
+fn patched(current: &Value, patch: &json_patch::Patch) -> Result<Value, String> {
+    let mut new = current.clone();
+    let mut copied = 0usize;
+    for (i, op) in patch.iter().enumerate() {
+        if let json_patch::PatchOperation::Copy(copy) = op {
+            let size = new.pointer(copy.from.as_str()).map_or(0, serialized_len);
+            copied = copied.saturating_add(size);
+            if copied > MAX_COPIED {
+                return Err(format!(
+                    "operation {i} (copy) makes it copy more than {MAX_COPIED} bytes"
+                ));
+            }
+        }
+        // `patch_unsafe` leaves a half-patched document on failure; it is a
+        // copy, dropped then.
+        json_patch::patch_unsafe(&mut new, std::slice::from_ref(op)).map_err(|e| {
+            format!(
+                "operation {i} at {:?} does not apply: {}",
+                printable(e.path.as_str()),
+                e.kind
+            )
+        })?;
+    }
+    if !new.is_object() {
+        return Err(format!(
+            "the patched Job is not a JSON object: it is {}",
+            short(&new)
+        ));
+    }
+    Ok(new)
+}
+
+/// The length of `v` as JSON text, without writing it anywhere.
+fn serialized_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
+}
+
+/// Refuses a change outside the plugin's allowed paths, naming each.
+fn in_scope(plugin: &LoadedPlugin, current: &Value, new: &Value) -> Result<(), PluginError> {
+    let out = violations(current, new, &plugin.allowed);
+    if out.is_empty() {
+        return Ok(());
+    }
+    let changes = out
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(PluginError::OutOfScope {
+        plugin: plugin.spec.name.clone(),
+        hook: Hook::Admit,
+        changes,
+    })
+}
+
+/// The judgement of an allowed, in-scope document: a change if `patch` has
+/// one, checked now when `check` is given.
+fn changed(
+    plugin: &LoadedPlugin,
+    patch: json_patch::Patch,
+    new: Value,
+    text: Option<String>,
+    check: Option<&JobCheck>,
+    warnings: Vec<String>,
+) -> Result<Judged, PluginError> {
+    let mutates = patch
+        .iter()
+        .any(|op| !matches!(op, json_patch::PatchOperation::Test(_)));
+    if !mutates {
+        return Ok(Judged {
+            step: Step::Allowed,
+            replacement: None,
+            patch: json_patch::Patch(vec![]),
+            warnings,
+        });
+    }
+    let text = text.unwrap_or_else(|| new.to_string());
+    if let Some(check) = check {
+        check(&text).map_err(|reason| invalid(&plugin.spec.name, &reason))?;
+    }
+    Ok(Judged {
+        step: Step::Mutated,
+        replacement: Some((new, text)),
+        patch,
+        warnings,
+    })
 }
 
 fn short(v: &Value) -> String {

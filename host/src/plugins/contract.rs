@@ -1,14 +1,16 @@
-//! One handle per export of a plugin that hides which version of the contract it was built against, and the 0.2.0 filter's edits applied.
+//! One handle per export of a plugin that hides which version of the contract it was built against, the 0.2.0 filter's edits applied, and every version's admission answer in 0.3.0's form.
 
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
 pub use super::bindings::Contract;
 use super::bindings::executor::plugin::host::{
-    AdmissionResponse, JobContext, LogContext, LogEdit, LogRecord,
+    self as host, JobContext, LogContext, LogEdit, LogRecord,
 };
 use super::bindings::exports::executor::plugin as now;
+pub(crate) use super::bindings::exports::executor::plugin::admission::{Decision, Response};
 use super::bindings::v0_1::exports::executor::plugin as v0_1;
+use super::bindings::v0_2::exports::executor::plugin as v0_2;
 use super::host::HostState;
 
 /// Declares an export's handle: the export indices of each version, found
@@ -19,13 +21,15 @@ macro_rules! export_handle {
         #[derive(Clone)]
         pub(crate) enum $indices {
             V0_1(v0_1::$module::GuestIndices),
-            V0_2(now::$module::GuestIndices),
+            V0_2(v0_2::$module::GuestIndices),
+            V0_3(now::$module::GuestIndices),
         }
 
         /// The export, loaded from one instance.
         pub(crate) enum $guest {
             V0_1(v0_1::$module::Guest),
-            V0_2(now::$module::Guest),
+            V0_2(v0_2::$module::Guest),
+            V0_3(now::$module::Guest),
         }
 
         impl $indices {
@@ -36,7 +40,8 @@ macro_rules! export_handle {
             ) -> wasmtime::Result<Self> {
                 Ok(match contract {
                     Contract::V0_1 => $indices::V0_1(v0_1::$module::GuestIndices::new(pre)?),
-                    Contract::V0_2 => $indices::V0_2(now::$module::GuestIndices::new(pre)?),
+                    Contract::V0_2 => $indices::V0_2(v0_2::$module::GuestIndices::new(pre)?),
+                    Contract::V0_3 => $indices::V0_3(now::$module::GuestIndices::new(pre)?),
                 })
             }
 
@@ -49,6 +54,7 @@ macro_rules! export_handle {
                 Ok(match self {
                     $indices::V0_1(i) => $guest::V0_1(i.load(store, instance)?),
                     $indices::V0_2(i) => $guest::V0_2(i.load(store, instance)?),
+                    $indices::V0_3(i) => $guest::V0_3(i.load(store, instance)?),
                 })
             }
         }
@@ -69,22 +75,37 @@ impl Lifecycle {
         match self {
             Lifecycle::V0_1(g) => g.call_init(store, settings),
             Lifecycle::V0_2(g) => g.call_init(store, settings),
+            Lifecycle::V0_3(g) => g.call_init(store, settings),
         }
     }
 }
 
 impl Admission {
-    /// `admit`, the same in every version.
+    /// `admit`, whose answer gained `allow-patched` in 0.3.0; older
+    /// answers come back in 0.3.0's form.
     pub(crate) fn call_admit(
         &self,
         store: &mut Store<HostState>,
         ctx: &JobContext,
         job: &str,
-    ) -> wasmtime::Result<Result<AdmissionResponse, String>> {
-        match self {
-            Admission::V0_1(g) => g.call_admit(store, ctx, job),
-            Admission::V0_2(g) => g.call_admit(store, ctx, job),
-        }
+    ) -> wasmtime::Result<Result<Response, String>> {
+        Ok(match self {
+            Admission::V0_1(g) => g.call_admit(store, ctx, job)?.map(upgrade),
+            Admission::V0_2(g) => g.call_admit(store, ctx, job)?.map(upgrade),
+            Admission::V0_3(g) => g.call_admit(store, ctx, job)?,
+        })
+    }
+}
+
+/// A 0.1.0 or 0.2.0 answer in 0.3.0's form: the same cases, one fewer.
+fn upgrade(response: host::AdmissionResponse) -> Response {
+    Response {
+        decision: match response.decision {
+            host::Decision::Allow => Decision::Allow,
+            host::Decision::AllowMutated(job) => Decision::AllowMutated(job),
+            host::Decision::Deny(message) => Decision::Deny(message),
+        },
+        warnings: response.warnings,
     }
 }
 
@@ -107,6 +128,7 @@ impl Filter {
         Ok(match self {
             Filter::V0_1(g) => g.call_filter(store, ctx, records)?.map(Filtered::Records),
             Filter::V0_2(g) => g.call_filter(store, ctx, records)?.map(Filtered::Edits),
+            Filter::V0_3(g) => g.call_filter(store, ctx, records)?.map(Filtered::Edits),
         })
     }
 }
@@ -269,9 +291,10 @@ mod tests {
     #[test]
     fn a_version_is_parsed_and_the_supported_ones_are_listed() {
         assert_eq!(Contract::parse("0.1.0"), Some(Contract::V0_1));
-        assert_eq!(Contract::parse("0.2.0"), Some(Contract::CURRENT));
-        assert_eq!(Contract::parse("0.3.0"), None);
-        assert_eq!(Contract::supported(), "0.1.0 and 0.2.0");
+        assert_eq!(Contract::parse("0.2.0"), Some(Contract::V0_2));
+        assert_eq!(Contract::parse("0.3.0"), Some(Contract::CURRENT));
+        assert_eq!(Contract::parse("0.4.0"), None);
+        assert_eq!(Contract::supported(), "0.1.0, 0.2.0 and 0.3.0");
         assert_eq!(
             Contract::V0_1.interface("log-filter"),
             "executor:plugin/log-filter@0.1.0"

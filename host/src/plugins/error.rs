@@ -94,6 +94,14 @@ pub enum PluginError {
         /// The parser's message.
         detail: String,
     },
+    /// The hook returned a patch that is not one, or does not apply.
+    #[error("plugin `{plugin}` returned from admit a patch that cannot be used: {detail}")]
+    BadPatch {
+        /// The plugin.
+        plugin: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The filter returned edits that do not fit its batch.
     #[error("plugin `{plugin}` returned from filter edits that do not fit the batch: {detail}")]
     BadEdits {
@@ -145,7 +153,9 @@ impl PluginError {
             PluginError::Trap { .. } => "trap",
             PluginError::Settings { .. } => "settings",
             PluginError::Returned { .. } => "error",
-            PluginError::BadOutput { .. } | PluginError::BadEdits { .. } => "bad_output",
+            PluginError::BadOutput { .. }
+            | PluginError::BadPatch { .. }
+            | PluginError::BadEdits { .. } => "bad_output",
             PluginError::OutOfScope { .. } => "out_of_scope",
             PluginError::Invalid { .. } => "invalid",
             PluginError::Instantiate { .. } => "instantiate",

@@ -156,17 +156,17 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
-    // 0.1.0's `host` is 0.2.0's under another name: the same `log`, so
-    // plugins of both versions log through the one implementation.
-    linker
-        .instance(&Contract::V0_1.interface("host"))?
-        .func_wrap(
+    // The `host` of 0.1.0 and 0.2.0 is 0.3.0's under other names: the same
+    // `log`, so plugins of every version log through the one implementation.
+    for old in [Contract::V0_1, Contract::V0_2] {
+        linker.instance(&old.interface("host"))?.func_wrap(
             "log",
             |mut store, (level, message): (Level, String)| -> wasmtime::Result<()> {
                 host::Host::log(store.data_mut(), level, message);
                 Ok(())
             },
         )?;
+    }
     linker.allow_shadowing(true);
     let mut poll = linker.instance(WASI_POLL)?;
     poll.func_wrap(

@@ -550,12 +550,17 @@ class Lifecycle(exports.Lifecycle):
         app.push_str(
             r#"
 
+from wit_world.exports import admission
+
+
 class Admission(exports.Admission):
-    def admit(self, ctx: host.JobContext, job: str) -> host.AdmissionResponse:
+    # Answers with the whole Job; `admission.Decision_AllowPatched(json.dumps(ops))`
+    # sends an RFC 6902 patch instead, which is cheaper for a large Job.
+    def admit(self, ctx: host.JobContext, job: str) -> admission.Response:
         admitted, why = policy.admit(SETTINGS, ctx.queue, ctx.step_images, json.loads(job))
         if why is not None:
-            return host.AdmissionResponse(decision=host.Decision_Deny(why), warnings=[])
-        return host.AdmissionResponse(decision=host.Decision_AllowMutated(json.dumps(admitted)), warnings=[])
+            return admission.Response(decision=admission.Decision_Deny(why), warnings=[])
+        return admission.Response(decision=admission.Decision_AllowMutated(json.dumps(admitted)), warnings=[])
 "#,
         );
     }
