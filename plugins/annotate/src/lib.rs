@@ -2,9 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use plugin_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use plugin_sdk::{Admission, Error, Job, JobContext, Plugin, Verdict, names};
-use serde::Deserialize;
+use plugin_sdk::{Admission, Error, Job, JobContext, JobView, Patch, Plugin, Verdict, names};
+use serde::{Deserialize, Serialize};
 
 /// Labels and annotations for one object.
 #[derive(Debug, Default, Deserialize)]
@@ -162,7 +161,7 @@ impl Target {
     fn apply(
         &self,
         which: &str,
-        meta: &mut ObjectMeta,
+        meta: &mut Meta,
         ctx: &JobContext,
         overwrite: bool,
         warnings: &mut Vec<String>,
@@ -213,16 +212,55 @@ impl Plugin for Annotate {
     }
 }
 
+/// The labels and annotations of an object: all the plugin reads of a Job.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+struct Meta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+/// The parts of the Job the plugin reads, in one parse.
+#[derive(Default, Deserialize)]
+struct Doc {
+    metadata: Option<Meta>,
+    spec: Option<Spec>,
+}
+
+#[derive(Default, Deserialize)]
+struct Spec {
+    template: Option<Template>,
+}
+
+#[derive(Default, Deserialize)]
+struct Template {
+    metadata: Option<Meta>,
+}
+
 impl Admission for Annotate {
     fn admit(&self, ctx: &JobContext, job: &mut Job) -> Result<Verdict, Error> {
+        plugin_sdk::admit_by_review(self, ctx, job)
+    }
+
+    fn review(
+        &self,
+        ctx: &JobContext,
+        job: &JobView<'_>,
+        patch: &mut Patch,
+    ) -> Result<Verdict, Error> {
+        let doc: Doc = job.get("")?.unwrap_or_default();
         let mut warnings = Vec::new();
+        let mut meta = doc.metadata.clone().unwrap_or_default();
         self.job
-            .apply("job", &mut job.metadata, ctx, self.overwrite, &mut warnings);
+            .apply("job", &mut meta, ctx, self.overwrite, &mut warnings);
+        patch.diff("/metadata", doc.metadata.as_ref(), &meta)?;
         if !self.pod.labels.is_empty() || !self.pod.annotations.is_empty() {
-            let template = &mut job.spec.get_or_insert_default().template;
-            let meta = template.metadata.get_or_insert_default();
+            let before = doc.spec.and_then(|s| s.template).and_then(|t| t.metadata);
+            let mut meta = before.clone().unwrap_or_default();
             self.pod
-                .apply("pod", meta, ctx, self.overwrite, &mut warnings);
+                .apply("pod", &mut meta, ctx, self.overwrite, &mut warnings);
+            patch.diff("/spec/template/metadata", before.as_ref(), &meta)?;
         }
         Ok(Verdict::allow().with_warnings(warnings))
     }

@@ -2,7 +2,7 @@
 
 use plugin_sdk::image::ImageRef;
 use plugin_sdk::k8s_openapi::api::core::v1::LocalObjectReference;
-use plugin_sdk::{Admission, Error, Job, JobContext, Plugin, Verdict, containers, names};
+use plugin_sdk::{Admission, Error, Job, JobContext, JobView, Patch, Plugin, Verdict, names};
 use serde::Deserialize;
 
 /// Secrets for the images of one registry.
@@ -81,10 +81,42 @@ impl Entry {
     }
 }
 
+/// The parts of the pod spec the plugin reads: one parse, of these fields only.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Pod {
+    #[serde(default)]
+    init_containers: Vec<Image>,
+    #[serde(default)]
+    containers: Vec<Image>,
+    #[serde(default)]
+    image_pull_secrets: Option<Vec<LocalObjectReference>>,
+}
+
+#[derive(Deserialize)]
+struct Image {
+    image: Option<String>,
+}
+
+const POD_SPEC: &str = "/spec/template/spec";
+
 impl Admission for PullSecrets {
-    fn admit(&self, _ctx: &JobContext, job: &mut Job) -> Result<Verdict, Error> {
-        let images: Vec<ImageRef> = containers::all(job)
-            .filter_map(|c| c.container.image.as_deref())
+    fn admit(&self, ctx: &JobContext, job: &mut Job) -> Result<Verdict, Error> {
+        plugin_sdk::admit_by_review(self, ctx, job)
+    }
+
+    fn review(
+        &self,
+        _ctx: &JobContext,
+        job: &JobView<'_>,
+        patch: &mut Patch,
+    ) -> Result<Verdict, Error> {
+        let pod: Pod = job.get(POD_SPEC)?.unwrap_or_default();
+        let images: Vec<ImageRef> = pod
+            .init_containers
+            .iter()
+            .chain(&pod.containers)
+            .filter_map(|c| c.image.as_deref())
             .map(ImageRef::parse)
             .collect();
         let mut wanted: Vec<&String> = self.settings.default.iter().collect();
@@ -93,16 +125,15 @@ impl Admission for PullSecrets {
                 wanted.extend(&entry.secrets);
             }
         }
-        if wanted.is_empty() {
-            return Ok(Verdict::allow());
-        }
-        let list = containers::pod_spec_mut(job)
-            .image_pull_secrets
-            .get_or_insert_default();
+        let mut list = pod.image_pull_secrets.clone().unwrap_or_default();
         for name in wanted {
             if !list.iter().any(|r| &r.name == name) {
                 list.push(LocalObjectReference { name: name.clone() });
             }
+        }
+        if list.len() != pod.image_pull_secrets.as_ref().map_or(0, Vec::len) {
+            let at = format!("{POD_SPEC}/imagePullSecrets");
+            patch.diff(&at, pod.image_pull_secrets.as_ref(), &list)?;
         }
         Ok(Verdict::allow())
     }

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use plugin_sdk::image::ImageRef;
 use plugin_sdk::k8s_openapi::api::core::v1::{
-    Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec,
+    Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
     PreferredSchedulingTerm, Toleration,
 };
-use plugin_sdk::{Admission, Error, Job, JobContext, Plugin, Verdict, containers};
-use serde::Deserialize;
+use plugin_sdk::{Admission, Error, Job, JobContext, JobView, Patch, Plugin, Verdict};
+use serde::{Deserialize, Serialize};
 
 /// Which jobs a rule applies to. Every criterion given must hold; within a
 /// list, any entry may match. A rule without criteria applies to every job.
@@ -193,7 +193,7 @@ impl Rule {
                     .any(|i| m.images.iter().any(|g| glob_match::glob_match(g, i))))
     }
 
-    fn apply(&self, pod: &mut PodSpec) {
+    fn apply(&self, pod: &mut Scheduling) {
         if !self.node_selector.is_empty() {
             pod.node_selector
                 .get_or_insert_default()
@@ -252,11 +252,69 @@ fn registry_allowed(allowed: &[String], image: &str) -> bool {
     })
 }
 
+/// The parts of the pod spec the plugin reads and may change, in one parse.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Scheduling {
+    #[serde(default)]
+    init_containers: Vec<Named>,
+    #[serde(default)]
+    containers: Vec<Named>,
+    node_selector: Option<BTreeMap<String, String>>,
+    tolerations: Option<Vec<Toleration>>,
+    affinity: Option<Affinity>,
+}
+
+/// The fields of [`Scheduling`] the plugin changes, to record their change.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Changed<'a> {
+    #[serde(skip_serializing_if = "absent")]
+    node_selector: &'a Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "absent")]
+    tolerations: &'a Option<Vec<Toleration>>,
+    #[serde(skip_serializing_if = "absent")]
+    affinity: &'a Option<Affinity>,
+}
+
+fn absent<T>(value: &&Option<T>) -> bool {
+    value.is_none()
+}
+
+impl<'a> Changed<'a> {
+    fn of(pod: &'a Scheduling) -> Self {
+        Changed {
+            node_selector: &pod.node_selector,
+            tolerations: &pod.tolerations,
+            affinity: &pod.affinity,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+struct Named {
+    #[serde(default)]
+    name: String,
+    image: Option<String>,
+}
+
+const POD_SPEC: &str = "/spec/template/spec";
+
 impl Admission for SchedulingPolicy {
     fn admit(&self, ctx: &JobContext, job: &mut Job) -> Result<Verdict, Error> {
+        plugin_sdk::admit_by_review(self, ctx, job)
+    }
+
+    fn review(
+        &self,
+        ctx: &JobContext,
+        job: &JobView<'_>,
+        patch: &mut Patch,
+    ) -> Result<Verdict, Error> {
+        let before: Scheduling = job.get(POD_SPEC)?.unwrap_or_default();
         if let Some(allowed) = &self.allowed {
             // Every container: the executor's own pull images too.
-            for c in containers::all(job).map(|c| c.container) {
+            for c in before.init_containers.iter().chain(&before.containers) {
                 let image = c.image.as_deref().unwrap_or("");
                 if !registry_allowed(allowed, image) {
                     return Ok(Verdict::deny(format!(
@@ -268,14 +326,15 @@ impl Admission for SchedulingPolicy {
                 }
             }
         }
-        let pod = containers::pod_spec_mut(job);
+        let mut pod = before.clone();
         let mut applied = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.applies(ctx) {
-                rule.apply(pod);
+                rule.apply(&mut pod);
                 applied.push(rule.name.clone().unwrap_or_else(|| format!("rules[{i}]")));
             }
         }
+        patch.diff(POD_SPEC, Some(&Changed::of(&before)), &Changed::of(&pod))?;
         if !applied.is_empty() {
             plugin_sdk::debug(format!(
                 "job {}: applied {}",
@@ -302,7 +361,7 @@ mod tests {
             .unwrap()
     }
 
-    fn pod(out: &plugin_sdk::testing::Admitted) -> PodSpec {
+    fn pod(out: &plugin_sdk::testing::Admitted) -> plugin_sdk::k8s_openapi::api::core::v1::PodSpec {
         out.job.spec.clone().unwrap().template.spec.unwrap()
     }
 
