@@ -174,11 +174,12 @@ fn admission(c: &mut Criterion) {
     // that both see the same machine.
     let before = before().map(|dir| chain(Some(&dir)));
     if let Some(before) = &before {
-        let out = before.admit(&ctx(), job.clone(), &validate);
-        assert_eq!(
-            out.decision,
-            plugins.admit(&ctx(), job.clone(), &validate).decision
+        // Both must make the same Job, however they answer.
+        let (then, now) = (
+            before.admit(&ctx(), job.clone(), &validate),
+            plugins.admit(&ctx(), job.clone(), &validate),
         );
+        assert_eq!((then.decision, then.job), (now.decision, now.job));
     }
     let time = |plugins: &Plugins| {
         let start = Instant::now();

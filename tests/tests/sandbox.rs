@@ -871,6 +871,12 @@ fn a_patch_that_is_unusable_or_out_of_scope_fails_the_plugin() {
             json!([{"op": "test", "path": "/metadata/name", "value": "another"}]),
             "operation 0 at \"/metadata/name\" does not apply",
         ),
+        // Within the grants, so applied to the Job itself: all or nothing.
+        (
+            json!([{"op": "add", "path": "/metadata/labels/ok", "value": "1"},
+                   {"op": "remove", "path": "/metadata/labels/absent"}]),
+            "operation 1 at \"/metadata/labels/absent\" does not apply",
+        ),
         (json!(bomb), "(copy) makes it copy more than 1048576 bytes"),
         (
             json!([{"op": "replace", "path": "", "value": [1]}]),

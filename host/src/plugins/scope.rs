@@ -171,6 +171,32 @@ fn confinement_violations(
     .collect()
 }
 
+/// Whether a change at `path` (its keys, unescaped) is within what
+/// `allowed` grants, judged from the path alone. `false` means "compare the
+/// documents": for a path at or above a grant's root (a new parent is judged
+/// by what it holds), at the root, or at, above or in the pod's annotations,
+/// whose confinement keys are judged key by key.
+pub fn granted<K: AsRef<str>>(allowed: &[PathPattern], path: &[K]) -> bool {
+    let pod_annotations: Vec<&str> = POD_ANNOTATIONS.split('/').skip(1).collect();
+    let shared = path.len().min(pod_annotations.len());
+    if path.is_empty()
+        || path[..shared]
+            .iter()
+            .zip(&pod_annotations)
+            .all(|(k, p)| k.as_ref() == *p)
+    {
+        return false;
+    }
+    allowed.iter().any(|p| {
+        p.segments.len() <= path.len()
+            && path
+                .iter()
+                .enumerate()
+                .take(p.segments.len())
+                .all(|(depth, k)| p.matches_at(depth, k.as_ref()))
+    })
+}
+
 /// One change outside the allowed paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -293,6 +319,28 @@ mod tests {
         json!({"metadata": {"name": "j", "labels": {"a": "1"}},
                "spec": {"template": {"spec": {
                    "containers": [{"name": "main", "image": "x", "command": ["true"]}]}}}})
+    }
+
+    /// What a path alone may be trusted with: within a grant, and never
+    /// where a whole-document comparison judges more finely.
+    #[test]
+    fn a_path_is_granted_only_inside_a_grant_and_away_from_pod_annotations() {
+        let scope = default_scope();
+        let yes = |path: &str| granted(&scope, &path.split('/').skip(1).collect::<Vec<_>>());
+        assert!(yes("/metadata/labels"));
+        assert!(yes("/metadata/labels/example.com~1team"));
+        assert!(yes("/spec/template/metadata/labels/a"));
+        assert!(yes("/spec/template/spec/containers/3/resources/limits"));
+        assert!(yes("/spec/template/spec/tolerations/-"));
+        assert!(!yes("/metadata"), "a new parent is judged by what it holds");
+        assert!(!yes("/metadata/name"));
+        assert!(!yes("/spec/template/spec/containers/0/image"));
+        assert!(!yes("/spec/template/metadata/annotations"));
+        assert!(!yes(
+            "/spec/template/metadata/annotations/seccomp.security.alpha.kubernetes.io~1pod"
+        ));
+        assert!(!yes("/spec/template/metadata"));
+        assert!(!granted::<&str>(&scope, &[]), "the root");
     }
 
     #[test]
