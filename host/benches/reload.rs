@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use executor::k8s::spec::validate;
+use executor::k8s::spec::ApiServer;
 use executor::plugins::{Current, JobContext, Plugins, PluginsConfig, Runtime, RuntimeOptions};
 use executor::reload::{self, Reloaded, Reloader, Trigger};
 use executor_tests::{realistic_job, shipped_components};
@@ -121,7 +121,7 @@ fn admit_until(current: &Current, stop: &AtomicBool) -> Vec<Duration> {
                         let job = job.clone();
                         let started = Instant::now();
                         let plugins = current.get();
-                        let outcome = plugins.admit(&ctx, job, &validate);
+                        let outcome = plugins.admit(&ctx, job, &ApiServer);
                         samples.push(started.elapsed());
                         // A job keeps its set to its end: dropping the last
                         // reference to a replaced set belongs there, not to
@@ -212,7 +212,7 @@ fn main() {
         (admitting.join().unwrap(), (times, last))
     });
     let during = during.elapsed();
-    let job = current.get().admit(&ctx(), realistic_job(), &validate).job;
+    let job = current.get().admit(&ctx(), realistic_job(), &ApiServer).job;
     assert_eq!(
         job["metadata"]["annotations"]["acme.com/generation"],
         last.to_string(),

@@ -82,7 +82,7 @@ fn annotations(plugins: &Plugins) -> Value {
         step_images: vec!["alpine:3".into()],
         executor_name: "reload-test".into(),
     };
-    let outcome = plugins.admit(&ctx, job, &|_| Ok(()));
+    let outcome = plugins.admit(&ctx, job, &|_: &str| Ok(()));
     outcome.job["metadata"]["annotations"].clone()
 }
 

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{ctx, load, runtime, spec};
-use executor::k8s::spec::validate;
+use executor::k8s::spec::{ApiServer, validate};
 use executor::plugins::{
     Decision, FailurePolicy, LoadError, LogRecord, Mode, PathPattern, PluginError, PluginSpec,
     Plugins, PluginsConfig, Runtime, RuntimeOptions, Step, Stream,
@@ -912,4 +912,29 @@ fn a_patch_that_is_unusable_or_out_of_scope_fails_the_plugin() {
             "{patch}: nothing of the patch is kept"
         );
     }
+}
+
+/// With the executor's own check, a chain of patches is judged part by
+/// part; a part the API server would refuse still fails the plugin that
+/// patched it, with the whole Job's words, and keeps what came before.
+#[test]
+fn a_refused_part_fails_the_plugin_that_patched_it() {
+    let good = patcher(json!([{"op": "add", "path": "/metadata/labels/team", "value": "infra"}]));
+    let mut bad =
+        patcher(json!([{"op": "add", "path": "/metadata/labels/colour", "value": "dark red"}]));
+    bad.name = "bad".into();
+    let out = load(vec![good.clone()]).admit(&ctx(), realistic_job(), &ApiServer);
+    assert!(out.allowed(), "{:?}", out.decision);
+    let out = load(vec![good, bad, annotate()]).admit(&ctx(), realistic_job(), &ApiServer);
+    let msg = out.message().unwrap_or_default();
+    assert!(
+        msg.starts_with("plugin `bad` returned from admit a Job the API server would refuse: metadata.labels: Invalid value: \"dark red\""),
+        "{msg}"
+    );
+    assert_eq!(
+        out.job["metadata"]["labels"]["team"], "infra",
+        "the good change stays"
+    );
+    assert!(out.job["metadata"]["labels"].get("colour").is_none());
+    assert_eq!(out.trail.len(), 2);
 }

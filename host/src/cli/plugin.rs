@@ -383,7 +383,7 @@ fn admit(args: RunArgs) -> anyhow::Result<ExitCode> {
     let job = read_job(&args.job)?;
     let plugins = load(&args.target)?;
     let ctx = context(&args.context, &job);
-    let outcome = plugins.admit(&ctx, job, &crate::k8s::spec::validate);
+    let outcome = plugins.admit(&ctx, job, &crate::k8s::spec::ApiServer);
     let allowed = outcome.allowed();
     let mut out = std::io::stdout().lock();
     written((|| -> anyhow::Result<()> {

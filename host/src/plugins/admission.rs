@@ -14,10 +14,31 @@ use super::scope::{PathPattern, granted, violations};
 use super::text::{printable, printable_list};
 use crate::ops::metrics::{JOBS_DENIED, PLUGIN_ADMISSIONS, PLUGIN_FAILURES};
 
-/// Judges a Job document (JSON text) a plugin returned: `Err` with the
-/// reasons when the cluster would refuse it. The plugins module knows the
-/// Job only as JSON; what makes one valid is the caller's knowledge.
-pub type JobCheck = dyn Fn(&str) -> Result<(), String> + Sync;
+/// Judges the Job documents plugins make: `Err` with the reasons when the
+/// cluster would refuse one. The plugins module knows the Job only as JSON;
+/// what makes one valid is the caller's knowledge. Any
+/// `Fn(&str) -> Result<(), String>` is one that judges whole documents.
+pub trait JobCheck: Sync {
+    /// Judges the whole document `text`.
+    fn check(&self, text: &str) -> Result<(), String>;
+
+    /// Whether the part of `job` that a change at `path` (keys, unescaped)
+    /// falls in is one the cluster would accept, judged alone, as
+    /// [`JobCheck::check`] would judge it; `false` when unsure, and then the
+    /// whole document is judged. A chain whose every change is a patch of
+    /// such parts is judged part by part: the Job the executor rendered is
+    /// valid, so the parts the plugins changed are all that can make it
+    /// otherwise.
+    fn part_valid(&self, _job: &Value, _path: &[String]) -> bool {
+        false
+    }
+}
+
+impl<F: Fn(&str) -> Result<(), String> + Sync> JobCheck for F {
+    fn check(&self, text: &str) -> Result<(), String> {
+        self(text)
+    }
+}
 
 /// What the chain decided.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,7 +155,7 @@ pub(crate) fn run(
     plugins: &[std::sync::Arc<LoadedPlugin>],
     ctx: &JobContext,
     job: Value,
-    check: &JobCheck,
+    check: &dyn JobCheck,
 ) -> AdmissionOutcome {
     let mut outcome = AdmissionOutcome {
         decision: Decision::Allowed,
@@ -151,6 +172,9 @@ pub(crate) fn run(
         .clone()
         .all(|(p, _)| p.spec.mode == Mode::Monitor || !p.spec.ignores_failures());
     let mut unchecked: Vec<Unchecked> = Vec::new();
+    // The paths the unchecked changes touched, while every one was a patch
+    // applied in place; `None` once a change was a whole document.
+    let mut parts: Option<Vec<Vec<String>>> = Some(Vec::new());
     for (plugin, indices) in admitters {
         let started = Instant::now();
         let job_text = text.get_or_insert_with(|| json_text(&outcome.job));
@@ -191,9 +215,15 @@ pub(crate) fn run(
                         let job_text = match replacement {
                             Some(Replacement::New(job, job_text)) => {
                                 outcome.job = job;
+                                parts = None;
                                 Some(job_text)
                             }
-                            Some(Replacement::InPlace(job_text)) => Some(job_text),
+                            Some(Replacement::InPlace(job_text)) => {
+                                if let Some(parts) = &mut parts {
+                                    parts.extend(changed_paths(&entry.patch));
+                                }
+                                Some(job_text)
+                            }
                             None => None,
                         };
                         if let Some(job_text) = job_text {
@@ -248,31 +278,52 @@ pub(crate) fn run(
             break;
         }
     }
-    blame(&mut outcome, unchecked, text, check);
+    blame(&mut outcome, unchecked, text, check, parts);
     outcome
 }
 
+/// The paths of the operations of `patch` that change something, unescaped.
+fn changed_paths(patch: &json_patch::Patch) -> impl Iterator<Item = Vec<String>> + '_ {
+    use json_patch::PatchOperation as Op;
+    patch.iter().filter_map(|op| {
+        let path = match op {
+            Op::Add(o) => &o.path,
+            Op::Remove(o) => &o.path,
+            Op::Replace(o) => &o.path,
+            Op::Move(o) => &o.path,
+            Op::Copy(o) => &o.path,
+            Op::Test(_) => return None,
+        };
+        Some(path.tokens().map(|t| t.decoded().into_owned()).collect())
+    })
+}
+
 /// Checks the document the chain ended with, if any change to it is
-/// unchecked; if the cluster would refuse it, fails the first plugin whose
+/// unchecked (only the `parts` they touched, when the check can judge those
+/// alone); if the cluster would refuse it, fails the first plugin whose
 /// change it would refuse, and forgets what that plugin and those after it
 /// did.
 fn blame(
     outcome: &mut AdmissionOutcome,
     unchecked: Vec<Unchecked>,
     last: Option<String>,
-    check: &JobCheck,
+    check: &dyn JobCheck,
+    parts: Option<Vec<Vec<String>>>,
 ) {
     let Some(last) = last.filter(|_| !unchecked.is_empty()) else {
         return;
     };
-    if check(&last).is_ok() {
+    let by_part = parts.is_some_and(|parts| {
+        !parts.is_empty() && parts.iter().all(|p| check.part_valid(&outcome.job, p))
+    });
+    if by_part || check.check(&last).is_ok() {
         return;
     }
     // Each change's document is the text before the next one (or the last).
     let mut after: Vec<Option<String>> = unchecked.iter().skip(1).map(|u| u.text.clone()).collect();
     after.push(Some(last));
     for (change, text) in unchecked.into_iter().zip(after) {
-        let Some(reason) = text.and_then(|t| check(&t).err()) else {
+        let Some(reason) = text.and_then(|t| check.check(&t).err()) else {
             continue;
         };
         let Some(entry) = outcome.trail.get_mut(change.trail) else {
@@ -362,7 +413,7 @@ fn judge(
     plugin: &LoadedPlugin,
     current: &mut Value,
     response: AdmissionResponse,
-    check: Option<&JobCheck>,
+    check: Option<&dyn JobCheck>,
     in_place: bool,
 ) -> Result<Judged, PluginError> {
     // Bounded before anything keeps or prints them, as `log` messages are.
@@ -547,7 +598,7 @@ fn changed(
     patch: json_patch::Patch,
     new: Value,
     text: Option<String>,
-    check: Option<&JobCheck>,
+    check: Option<&dyn JobCheck>,
     warnings: Vec<String>,
 ) -> Result<Judged, PluginError> {
     let mutates = patch
@@ -563,7 +614,9 @@ fn changed(
     }
     let text = text.unwrap_or_else(|| json_text(&new));
     if let Some(check) = check {
-        check(&text).map_err(|reason| invalid(&plugin.spec.name, &reason))?;
+        check
+            .check(&text)
+            .map_err(|reason| invalid(&plugin.spec.name, &reason))?;
     }
     Ok(Judged {
         step: Step::Mutated,

@@ -163,7 +163,7 @@ impl Plugins {
     /// `crate::k8s::spec::validate`); one that does not is a failure of that
     /// plugin. Blocks for as long as the plugins run (bounded by their
     /// deadlines): call it from a blocking thread in async code.
-    pub fn admit(&self, ctx: &JobContext, job: Value, check: &JobCheck) -> AdmissionOutcome {
+    pub fn admit(&self, ctx: &JobContext, job: Value, check: &dyn JobCheck) -> AdmissionOutcome {
         admission::run(&self.runtime, &self.plugins, ctx, job, check)
     }
 

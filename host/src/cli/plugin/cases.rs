@@ -256,7 +256,7 @@ fn run_suite(file: &Path, wasm_dir: Option<&Path>) -> anyhow::Result<Vec<Verdict
                 match plugins {
                     Ok(plugins) => {
                         let outcome =
-                            plugins.admit(&context(&ctx, &job), job, &crate::k8s::spec::validate);
+                            plugins.admit(&context(&ctx, &job), job, &crate::k8s::spec::ApiServer);
                         judge_admission(&case.expect, &outcome)
                     }
                     Err(error) => judge_error(&case.expect, error),

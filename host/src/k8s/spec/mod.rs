@@ -37,7 +37,7 @@ use crate::plugins::{AdmissionOutcome, JobContext, Plugins};
 
 pub use invariants::{Enforced, enforce};
 use script::{FILES_DIR, Routes, SetupFile, TOKEN_ENV};
-pub use valid::validate;
+pub use valid::{ApiServer, validate};
 
 /// Prefix of every object name: `sg-executor-<queue>-<id>`.
 pub const NAME_PREFIX: &str = "sg-executor";
@@ -276,7 +276,7 @@ pub fn admit(plugins: &Plugins, ctx: &JobContext, built: JobObjects) -> Admissio
             };
         }
     };
-    let outcome = plugins.admit(ctx, job, &validate);
+    let outcome = plugins.admit(ctx, job, &ApiServer);
     let result = if outcome.allowed() {
         enforce(&built.job, outcome.job.clone())
             .map(|enforced| Admitted {

@@ -3,10 +3,17 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_rules::metadata;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::config::parse::strict_json;
+use crate::plugins::JobCheck;
 
 /// `Ok` when the API server would accept `text` as a `batch/v1` Job, as far
 /// as plugins can change it; else every reason, as the API server words it.
@@ -20,6 +27,116 @@ pub fn validate(text: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(problems.join("; "))
+    }
+}
+
+/// [`validate`] as the admission chain's check: it also judges, one by one,
+/// the parts of a Job that plugins may change by default, exactly as
+/// [`validate`] judges them within the whole (typed, without unknown fields,
+/// then the metadata rules), so that a chain of small patches is not judged
+/// by a parse of the whole Job.
+pub struct ApiServer;
+
+/// How a part of a Job is judged alone.
+enum Part {
+    Labels,
+    Annotations,
+    Typed(fn(&Value) -> bool),
+}
+
+/// The parts, by path (`*`: any key or index). A change anywhere else is
+/// judged with the whole Job.
+const PARTS: &[(&[&str], Part)] = &[
+    (&["metadata", "labels"], Part::Labels),
+    (&["metadata", "annotations"], Part::Annotations),
+    (&["spec", "template", "metadata", "labels"], Part::Labels),
+    (
+        &["spec", "template", "metadata", "annotations"],
+        Part::Annotations,
+    ),
+    (
+        &["spec", "template", "spec", "affinity"],
+        Part::Typed(strict::<Affinity>),
+    ),
+    (
+        &["spec", "template", "spec", "tolerations"],
+        Part::Typed(strict::<Vec<Toleration>>),
+    ),
+    (
+        &["spec", "template", "spec", "nodeSelector"],
+        Part::Typed(strict::<BTreeMap<String, String>>),
+    ),
+    (
+        &["spec", "template", "spec", "imagePullSecrets"],
+        Part::Typed(strict::<Vec<LocalObjectReference>>),
+    ),
+    (
+        &["spec", "template", "spec", "priorityClassName"],
+        Part::Typed(strict::<String>),
+    ),
+    (
+        &["spec", "template", "spec", "containers", "*", "resources"],
+        Part::Typed(strict::<ResourceRequirements>),
+    ),
+    (
+        &[
+            "spec",
+            "template",
+            "spec",
+            "initContainers",
+            "*",
+            "resources",
+        ],
+        Part::Typed(strict::<ResourceRequirements>),
+    ),
+];
+
+/// Whether `value` decodes as a `T` (or `null`, as for every optional
+/// field) without unknown fields.
+fn strict<T: DeserializeOwned>(value: &Value) -> bool {
+    decode::<T>(value).is_some()
+}
+
+/// `value` decoded as an optional `T`, if it decodes without unknown fields.
+fn decode<T: DeserializeOwned>(value: &Value) -> Option<Option<T>> {
+    let mut unknown = false;
+    let mut note = |_: serde_ignored::Path<'_>| unknown = true;
+    let decoded = Option::<T>::deserialize(serde_ignored::Deserializer::new(value, &mut note));
+    decoded.ok().filter(|_| !unknown)
+}
+
+impl JobCheck for ApiServer {
+    fn check(&self, text: &str) -> Result<(), String> {
+        validate(text)
+    }
+
+    fn part_valid(&self, job: &Value, path: &[String]) -> bool {
+        let Some((keys, part)) = PARTS.iter().find(|(keys, _)| {
+            keys.len() <= path.len() && keys.iter().zip(path).all(|(k, p)| *k == "*" || k == p)
+        }) else {
+            return false;
+        };
+        let pointer: String = path[..keys.len()]
+            .iter()
+            .map(|k| format!("/{}", k.replace('~', "~0").replace('/', "~1")))
+            .collect();
+        let Some(value) = job.pointer(&pointer) else {
+            return true; // every part is optional
+        };
+        match part {
+            Part::Typed(valid) => valid(value),
+            Part::Labels | Part::Annotations => {
+                let Some(map) = decode::<BTreeMap<String, String>>(value) else {
+                    return false;
+                };
+                let map = map.unwrap_or_default();
+                let pairs = map.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                match part {
+                    Part::Labels => metadata::labels("", pairs).is_empty(),
+                    _ => metadata::annotations("", pairs).is_empty(),
+                }
+            }
+        }
     }
 }
 
@@ -78,5 +195,86 @@ mod tests {
             err.contains("metadata.annotations: Too long: may not be more than 262144 bytes"),
             "{err}"
         );
+    }
+
+    /// Judged alone, each part gets the verdict the whole Job gets: valid
+    /// and invalid changes alike, in every kind of part.
+    #[test]
+    fn a_part_judged_alone_agrees_with_the_whole_job() {
+        let base: Value =
+            serde_json::from_str(&job(json!({"name": "j", "labels": {"a": "b"}}))).unwrap();
+        let cases: Vec<(&str, Value)> = vec![
+            ("/metadata/labels/team", json!("infra")),
+            ("/metadata/labels/team", json!("b c")),
+            ("/metadata/labels/team", json!(42)),
+            (
+                "/metadata/annotations",
+                json!({"k": "a".repeat(300 * 1024)}),
+            ),
+            ("/metadata/annotations", json!({"example.com/x": "y"})),
+            ("/spec/template/metadata/labels/app", json!("-bad-")),
+            (
+                "/spec/template/spec/tolerations",
+                json!([{"key": "gpu", "effect": "NoSchedule"}]),
+            ),
+            (
+                "/spec/template/spec/tolerations",
+                json!([{"colour": "red"}]),
+            ),
+            ("/spec/template/spec/tolerations", json!("oops")),
+            ("/spec/template/spec/nodeSelector", json!({"disk": "ssd"})),
+            ("/spec/template/spec/nodeSelector", json!({"disk": 1})),
+            (
+                "/spec/template/spec/affinity",
+                json!({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "preference": {}}]}}),
+            ),
+            (
+                "/spec/template/spec/affinity",
+                json!({"nodeAffinity": {"preferred": []}}),
+            ),
+            (
+                "/spec/template/spec/imagePullSecrets",
+                json!([{"name": "regcred"}]),
+            ),
+            ("/spec/template/spec/priorityClassName", json!(7)),
+            (
+                "/spec/template/spec/containers/0/resources",
+                json!({"limits": {"cpu": "1"}}),
+            ),
+            (
+                "/spec/template/spec/containers/0/resources",
+                json!({"limits": {"cpu": 1}}),
+            ),
+            (
+                "/spec/template/spec/containers/0/resources",
+                json!({"limit": {}}),
+            ),
+        ];
+        for (pointer, value) in cases {
+            let mut changed = base.clone();
+            let keys: Vec<String> = pointer.split('/').skip(1).map(str::to_owned).collect();
+            let (last, parent) = keys.split_last().unwrap();
+            let parent_pointer: String = parent.iter().map(|k| format!("/{k}")).collect();
+            changed.pointer_mut(&parent_pointer).unwrap()[last.as_str()] = value.clone();
+            let whole = validate(&changed.to_string());
+            assert_eq!(
+                ApiServer.part_valid(&changed, &keys),
+                whole.is_ok(),
+                "{pointer} = {value}: the whole Job: {whole:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_change_outside_the_known_parts_is_left_to_the_whole_job() {
+        let base: Value = serde_json::from_str(&job(json!({"name": "j"}))).unwrap();
+        for path in [
+            "/spec/template/spec/hostNetwork",
+            "/metadata",
+            "/spec/template/metadata",
+        ] {
+            let keys: Vec<String> = path.split('/').skip(1).map(str::to_owned).collect();
+            assert!(!ApiServer.part_valid(&base, &keys), "{path}");
+        }
     }
 }
