@@ -186,12 +186,28 @@ fn admission(c: &mut Criterion) {
         black_box(plugins.admit(&ctx(), job.clone(), &ApiServer));
         start.elapsed()
     };
-    let (mut now, mut then) = (Vec::new(), Vec::new());
+    // The floor: three instances of a test guest that answers at once
+    // (an empty patch), so what a plugin costs beyond its own work shows.
+    let floor = Plugins::load(
+        runtime(),
+        &PluginsConfig {
+            plugins: ["a", "b", "c"]
+                .map(|name| {
+                    let mut s = spec("patcher", json!([]));
+                    s.name = name.into();
+                    s
+                })
+                .into(),
+        },
+    )
+    .unwrap();
+    let (mut now, mut then, mut bare) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..3000 {
         now.push(time(&plugins));
         if let Some(before) = &before {
             then.push(time(before));
         }
+        bare.push(time(&floor));
     }
     let summary = |samples: &mut Vec<Duration>| {
         samples.sort();
@@ -210,6 +226,10 @@ fn admission(c: &mut Criterion) {
     if !then.is_empty() {
         println!("  the same chain built before: {}", summary(&mut then));
     }
+    println!(
+        "  floor, 3 instances of a guest that answers at once: {}",
+        summary(&mut bare)
+    );
     println!();
 }
 
