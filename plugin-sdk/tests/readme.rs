@@ -13,6 +13,10 @@ mod no_colour {
     include!("readme/no_colour.rs");
 }
 
+mod pod_owner {
+    include!("readme/pod_owner.rs");
+}
+
 /// The ```` ```rust ```` blocks of the README, in order.
 fn rust_blocks(readme: &str) -> Vec<&str> {
     readme
@@ -30,6 +34,10 @@ fn the_readme_shows_exactly_the_examples_that_are_tested_here() {
         (
             "tests/readme/team_label.rs",
             include_str!("readme/team_label.rs"),
+        ),
+        (
+            "tests/readme/pod_owner.rs",
+            include_str!("readme/pod_owner.rs"),
         ),
         (
             "tests/readme/memory_cap.rs",
