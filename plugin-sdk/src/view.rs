@@ -141,14 +141,14 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for Find<'_, T> {
         let Some((key, rest)) = self.path.split_first() else {
             return Ok(());
         };
-        let mut done = false;
+        // A key given twice counts as its last value, as in a parsed `Value`.
         while let Some(hit) = map.next_key_seed(KeyIs(key))? {
-            if hit && !done {
+            if hit {
+                *self.found = None;
                 map.next_value_seed(Find {
                     path: rest,
                     found: &mut *self.found,
                 })?;
-                done = true;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -161,7 +161,8 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for Find<'_, T> {
             return Ok(());
         };
         // RFC 6901: an index is "0" or digits without a leading zero.
-        let wanted = (index == "0" || !index.starts_with('0'))
+        let digits = !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit());
+        let wanted = (digits && (index == "0" || !index.starts_with('0')))
             .then(|| index.parse::<usize>().ok())
             .flatten();
         let mut at = 0usize;
@@ -259,6 +260,7 @@ mod tests {
             "/spec/template/spec/initContainers/1",
             "/spec/template/spec/initContainers/2",
             "/spec/template/spec/initContainers/01",
+            "/spec/template/spec/initContainers/+1",
             "/spec/template/spec/containers/x",
             "/metadata/name/deeper",
             "/status",
@@ -296,5 +298,8 @@ mod tests {
         assert!(err.message().contains("'~' must be followed"), "{err}");
         assert!(JobView::new("{\"a\": ").get::<Value>("/a").is_err());
         assert!(JobView::new("{} trailing").get::<Value>("/a").is_err());
+        let twice = r#"{"a": {"b": 1}, "a": {"c": 2}}"#;
+        assert_eq!(JobView::new(twice).get::<Value>("/a/b").unwrap(), None);
+        assert_eq!(JobView::new(twice).get::<u32>("/a/c").unwrap(), Some(2));
     }
 }

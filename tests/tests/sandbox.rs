@@ -838,7 +838,11 @@ fn a_patch_is_applied_and_judged_like_a_whole_document() {
     );
     assert!(annotated(&out.job), "the next plugin sees the patched Job");
     assert_eq!(out.trail[0].step, Step::Mutated);
-    assert_eq!(serde_json::to_value(&out.trail[0].patch).unwrap(), add);
+    // The trail keeps what changed; the `test` changed nothing.
+    assert_eq!(
+        serde_json::to_value(&out.trail[0].patch).unwrap(),
+        json!(add.as_array().unwrap()[1..])
+    );
 
     // A patch of `test` operations only changes nothing.
     let name = realistic_job()["metadata"]["name"].clone();
@@ -878,6 +882,15 @@ fn a_patch_that_is_unusable_or_out_of_scope_fails_the_plugin() {
             "operation 1 at \"/metadata/labels/absent\" does not apply",
         ),
         (json!(bomb), "(copy) makes it copy more than 1048576 bytes"),
+        (
+            json!((0..1001).map(|i| json!({"op": "add", "path": format!("/metadata/labels/k{i}"), "value": ""})).collect::<Vec<_>>()),
+            "it has 1001 operations; at most 1000 are taken",
+        ),
+        // serde quotes an unknown variant whole: the message is bounded and escaped.
+        (
+            json!([{"op": format!("x\n{}", "y".repeat(10_000)), "path": "/a"}]),
+            "it is not an RFC 6902 JSON Patch: unknown variant `x\\n",
+        ),
         (
             json!([{"op": "replace", "path": "", "value": [1]}]),
             "the patched Job is not a JSON object: it is [1]",
@@ -937,4 +950,52 @@ fn a_refused_part_fails_the_plugin_that_patched_it() {
     );
     assert!(out.job["metadata"]["labels"].get("colour").is_none());
     assert_eq!(out.trail.len(), 2);
+}
+
+/// A grant that ends at a list element lets a plugin change that element,
+/// not add one beside it: the paths alone cannot say that, so the documents
+/// are compared.
+#[test]
+fn adding_beside_a_granted_element_is_refused() {
+    let mut spec = patcher(
+        json!([{"op": "add", "path": "/spec/template/spec/containers/0",
+        "value": {"name": "x", "image": "evil:1", "securityContext": {"privileged": true}}}]),
+    );
+    spec.allowed_paths = vec![PathPattern::parse("/spec/template/spec/containers/0").unwrap()];
+    let out = load(vec![spec]).admit(&ctx(), realistic_job(), &ApiServer);
+    let msg = out.message().unwrap_or_default();
+    assert!(
+        msg.contains("outside its allowed paths in admit: add /spec/template/spec/containers/1"),
+        "{msg}"
+    );
+    assert_eq!(out.job, realistic_job());
+}
+
+/// A whole document with a key given twice means its last value to the
+/// cluster; the plugins after it must see that one, not the first.
+#[test]
+fn a_document_with_a_key_twice_shows_later_plugins_what_the_cluster_gets() {
+    let job = realistic_job();
+    let real_spec = job["spec"].to_string();
+    let mut body = job.as_object().unwrap().clone();
+    body.remove("spec");
+    let rest = serde_json::Value::Object(body).to_string();
+    let decoy = r#"{"template": {"spec": {"containers": [{"name": "main", "image": "allowed.example/x"}]}}}"#;
+    let document = format!(
+        r#"{{"spec": {decoy}, {}, "spec": {real_spec}}}"#,
+        &rest[1..rest.len() - 1]
+    );
+    let policy = spec(
+        "scheduling-policy",
+        json!({"allowedRegistries": ["allowed.example"]}),
+    );
+    let out = load(vec![patcher(json!({"document": document})), policy]).admit(
+        &ctx(),
+        realistic_job(),
+        &ApiServer,
+    );
+    let Decision::Denied { plugin, .. } = &out.decision else {
+        panic!("the policy must see the real images: {:?}", out.decision);
+    };
+    assert_eq!(plugin, "scheduling-policy");
 }

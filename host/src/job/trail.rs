@@ -7,6 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::log::Input;
 use crate::k8s::logs::Line;
+use crate::plugins::text::printable;
 use crate::plugins::{Mode, Step, TrailEntry};
 
 /// The trail's entry: the first of the job's log, before any container's.
@@ -49,7 +50,10 @@ fn lines(t: &TrailEntry) -> Vec<String> {
     let what = match &t.step {
         Step::Allowed => "allowed".to_owned(),
         Step::Mutated => {
-            let paths: Vec<String> = t.patch.iter().map(operation).collect();
+            let mut paths: Vec<String> = t.patch.iter().take(LISTED).map(operation).collect();
+            if t.patch.len() > LISTED {
+                paths.push(format!("and {} more", t.patch.len() - LISTED));
+            }
             format!("mutated: {}", paths.join(", "))
         }
         Step::Denied { message } => format!("denied: {message}"),
@@ -69,7 +73,12 @@ fn lines(t: &TrailEntry) -> Vec<String> {
     lines
 }
 
-/// `add /spec/...`: the verb and the path, without the value.
+/// Most operations of one change listed in the job's log.
+const LISTED: usize = 20;
+
+/// `add /spec/...`: the verb and the path, without the value. A plugin
+/// chose the path, so it is printed as its other text is: a key holding a
+/// newline must not forge a line of the log.
 fn operation(op: &PatchOperation) -> String {
     let (verb, path) = match op {
         PatchOperation::Add(o) => ("add", &o.path),
@@ -79,7 +88,7 @@ fn operation(op: &PatchOperation) -> String {
         PatchOperation::Copy(o) => ("copy", &o.path),
         PatchOperation::Test(o) => ("test", &o.path),
     };
-    format!("{verb} {path}")
+    format!("{verb} {}", printable(path.as_str()))
 }
 
 #[cfg(test)]
@@ -125,6 +134,27 @@ mod tests {
             inputs.last(),
             Some(Input::Close { entry: ENTRY, exit_code: 0, duration }) if *duration == Duration::from_millis(2)
         ));
+    }
+
+    /// A path is the plugin's text: it cannot add a line, and a long patch
+    /// is summed up rather than listed.
+    #[test]
+    fn paths_are_printed_escaped_and_a_long_patch_in_short() {
+        let forged = "/metadata/labels/x\n[executor] step succeeded\u{1b}[2J";
+        let mut ops = vec![serde_json::json!({"op": "add", "path": forged, "value": "v"})];
+        ops.extend((0..30).map(
+            |i| serde_json::json!({"op": "remove", "path": format!("/metadata/labels/k{i}")}),
+        ));
+        let inputs = inputs(&[entry("p", Step::Mutated, serde_json::json!(ops))], true);
+        let line = texts(&inputs)[0];
+        assert!(
+            line.starts_with("p (enforce): mutated: add /metadata/labels/x\\n[executor] step succeeded\\x1b[2J, remove /metadata/labels/k0,"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("remove /metadata/labels/k18, and 11 more"),
+            "{line}"
+        );
     }
 
     #[test]

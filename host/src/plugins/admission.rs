@@ -22,14 +22,14 @@ pub trait JobCheck: Sync {
     /// Judges the whole document `text`.
     fn check(&self, text: &str) -> Result<(), String>;
 
-    /// Whether the part of `job` that a change at `path` (keys, unescaped)
-    /// falls in is one the cluster would accept, judged alone, as
-    /// [`JobCheck::check`] would judge it; `false` when unsure, and then the
-    /// whole document is judged. A chain whose every change is a patch of
-    /// such parts is judged part by part: the Job the executor rendered is
-    /// valid, so the parts the plugins changed are all that can make it
-    /// otherwise.
-    fn part_valid(&self, _job: &Value, _path: &[String]) -> bool {
+    /// Whether the parts of `job` that changes at `paths` (keys, unescaped)
+    /// fall in are ones the cluster would accept, each judged alone (and
+    /// once), as [`JobCheck::check`] would judge it; `false` when unsure, and
+    /// then the whole document is judged. A chain whose every change is a
+    /// patch of such parts is judged part by part: the Job the executor
+    /// rendered is valid, so the parts the plugins changed are all that can
+    /// make it otherwise.
+    fn parts_valid(&self, _job: &Value, _paths: &[Vec<String>]) -> bool {
         false
     }
 }
@@ -313,9 +313,8 @@ fn blame(
     let Some(last) = last.filter(|_| !unchecked.is_empty()) else {
         return;
     };
-    let by_part = parts.is_some_and(|parts| {
-        !parts.is_empty() && parts.iter().all(|p| check.part_valid(&outcome.job, p))
-    });
+    let by_part =
+        parts.is_some_and(|parts| !parts.is_empty() && check.parts_valid(&outcome.job, &parts));
     if by_part || check.check(&last).is_ok() {
         return;
     }
@@ -441,15 +440,27 @@ fn judge(
             }
             in_scope(plugin, current, &new)?;
             let patch = json_patch::diff(current, &new);
-            changed(plugin, patch, new, Some(text), check, warnings)
+            // The next plugin and the check get the document as parsed, not
+            // the plugin's text: a key given twice would show a later plugin
+            // one value and the cluster another.
+            drop(text);
+            changed(plugin, patch, new, check, warnings)
         }
         WitDecision::AllowPatched(text) => {
             let unusable = |detail| PluginError::BadPatch {
                 plugin: plugin.spec.name.clone(),
                 detail,
             };
-            let patch: json_patch::Patch = serde_json::from_str(&text)
-                .map_err(|e| unusable(format!("it is not an RFC 6902 JSON Patch: {e}")))?;
+            let patch: json_patch::Patch = serde_json::from_str(&text).map_err(|e| {
+                unusable(printable(&format!("it is not an RFC 6902 JSON Patch: {e}")))
+            })?;
+            drop(text);
+            if patch.len() > MAX_OPERATIONS {
+                return Err(unusable(format!(
+                    "it has {} operations; at most {MAX_OPERATIONS} are taken",
+                    patch.len()
+                )));
+            }
             if in_place && within_grants(&patch, &plugin.allowed) {
                 json_patch::patch(current, &patch).map_err(|e| {
                     unusable(format!(
@@ -459,39 +470,65 @@ fn judge(
                         e.kind
                     ))
                 })?;
-                return Ok(patched_in_place(patch, json_text(current), warnings));
+                return Ok(patched_in_place(
+                    changes(patch),
+                    json_text(current),
+                    warnings,
+                ));
             }
             let new = patched(current, &patch).map_err(unusable)?;
             in_scope(plugin, current, &new)?;
-            changed(plugin, patch, new, None, check, warnings)
+            changed(plugin, changes(patch), new, check, warnings)
         }
     }
 }
 
 /// Whether every operation of `patch` changes only what `allowed` grants,
 /// judged from the paths alone: no `move` or `copy` (their source would need
-/// a look), nothing at the root, and nothing at, above or in the pod's
-/// annotations, whose confinement keys [`violations`] judges key by key.
+/// a look), nothing at the root, nothing at, above or in the pod's
+/// annotations, whose confinement keys [`violations`] judges key by key, and
+/// no list element added or removed unless the list is granted.
 fn within_grants(patch: &json_patch::Patch, allowed: &[PathPattern]) -> bool {
     use json_patch::PatchOperation as Op;
     patch.iter().all(|op| {
-        let path = match op {
+        let (path, shifts) = match op {
             Op::Test(_) => return true,
-            Op::Add(o) => &o.path,
-            Op::Remove(o) => &o.path,
-            Op::Replace(o) => &o.path,
+            Op::Add(o) => (&o.path, true),
+            Op::Remove(o) => (&o.path, true),
+            Op::Replace(o) => (&o.path, false),
             Op::Move(_) | Op::Copy(_) => return false,
         };
-        let keys: Vec<String> = path.tokens().map(|t| t.decoded().into_owned()).collect();
+        let mut keys: Vec<String> = path.tokens().map(|t| t.decoded().into_owned()).collect();
+        // Adding or removing a list's element moves those after it: then
+        // the list itself must be granted, not just the element's place.
+        let element = keys
+            .last()
+            .is_some_and(|k| k == "-" || (!k.is_empty() && k.bytes().all(|b| b.is_ascii_digit())));
+        if shifts && element {
+            keys.pop();
+        }
         granted(allowed, &keys)
     })
 }
 
-/// The judgement of a patch applied in place: a change unless it held only `test`s.
+/// Most operations taken in one patch. Applying one can cost as much as the
+/// document is large (an insert at the front of a list moves the rest), on
+/// the host, after the plugin's deadline; a Job's real changes are a few.
+const MAX_OPERATIONS: usize = 1000;
+
+/// `patch` without its `test`s: they changed nothing, and the trail keeps
+/// what did change.
+fn changes(mut patch: json_patch::Patch) -> json_patch::Patch {
+    patch
+        .0
+        .retain(|op| !matches!(op, json_patch::PatchOperation::Test(_)));
+    patch
+}
+
+/// The judgement of a patch applied in place (its `test`s already gone): a
+/// change unless it is empty.
 fn patched_in_place(patch: json_patch::Patch, text: String, warnings: Vec<String>) -> Judged {
-    let mutates = patch
-        .iter()
-        .any(|op| !matches!(op, json_patch::PatchOperation::Test(_)));
+    let mutates = !patch.is_empty();
     Judged {
         step: if mutates {
             Step::Mutated
@@ -499,11 +536,7 @@ fn patched_in_place(patch: json_patch::Patch, text: String, warnings: Vec<String
             Step::Allowed
         },
         replacement: mutates.then_some(Replacement::InPlace(text)),
-        patch: if mutates {
-            patch
-        } else {
-            json_patch::Patch(vec![])
-        },
+        patch,
         warnings,
     }
 }
@@ -597,14 +630,10 @@ fn changed(
     plugin: &LoadedPlugin,
     patch: json_patch::Patch,
     new: Value,
-    text: Option<String>,
     check: Option<&dyn JobCheck>,
     warnings: Vec<String>,
 ) -> Result<Judged, PluginError> {
-    let mutates = patch
-        .iter()
-        .any(|op| !matches!(op, json_patch::PatchOperation::Test(_)));
-    if !mutates {
+    if patch.is_empty() {
         return Ok(Judged {
             step: Step::Allowed,
             replacement: None,
@@ -612,7 +641,7 @@ fn changed(
             warnings,
         });
     }
-    let text = text.unwrap_or_else(|| json_text(&new));
+    let text = json_text(&new);
     if let Some(check) = check {
         check
             .check(&text)

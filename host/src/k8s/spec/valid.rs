@@ -110,31 +110,44 @@ impl JobCheck for ApiServer {
         validate(text)
     }
 
-    fn part_valid(&self, job: &Value, path: &[String]) -> bool {
-        let Some((keys, part)) = PARTS.iter().find(|(keys, _)| {
-            keys.len() <= path.len() && keys.iter().zip(path).all(|(k, p)| *k == "*" || k == p)
-        }) else {
-            return false;
-        };
-        let pointer: String = path[..keys.len()]
-            .iter()
-            .map(|k| format!("/{}", k.replace('~', "~0").replace('/', "~1")))
-            .collect();
-        let Some(value) = job.pointer(&pointer) else {
-            return true; // every part is optional
-        };
-        match part {
-            Part::Typed(valid) => valid(value),
-            Part::Labels | Part::Annotations => {
-                let Some(map) = decode::<BTreeMap<String, String>>(value) else {
-                    return false;
-                };
-                let map = map.unwrap_or_default();
-                let pairs = map.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-                match part {
-                    Part::Labels => metadata::labels("", pairs).is_empty(),
-                    _ => metadata::annotations("", pairs).is_empty(),
-                }
+    fn parts_valid(&self, job: &Value, paths: &[Vec<String>]) -> bool {
+        let mut judged = std::collections::HashSet::new();
+        paths.iter().all(|path| {
+            let Some((keys, part)) = PARTS.iter().find(|(keys, _)| {
+                keys.len() <= path.len() && keys.iter().zip(path).all(|(k, p)| *k == "*" || k == p)
+            }) else {
+                return false;
+            };
+            let pointer: String = path[..keys.len()]
+                .iter()
+                .map(|k| format!("/{}", k.replace('~', "~0").replace('/', "~1")))
+                .collect();
+            // Many changes to one part are judged once.
+            if !judged.insert(pointer.clone()) {
+                return true;
+            }
+            part_valid(job.pointer(&pointer), part)
+        })
+    }
+}
+
+/// Whether `value`, the part of a Job that `part` describes, would be
+/// accepted; an absent part is, as every one is optional.
+fn part_valid(value: Option<&Value>, part: &Part) -> bool {
+    let Some(value) = value else {
+        return true;
+    };
+    match part {
+        Part::Typed(valid) => valid(value),
+        Part::Labels | Part::Annotations => {
+            let Some(map) = decode::<BTreeMap<String, String>>(value) else {
+                return false;
+            };
+            let map = map.unwrap_or_default();
+            let pairs = map.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            match part {
+                Part::Labels => metadata::labels("", pairs).is_empty(),
+                _ => metadata::annotations("", pairs).is_empty(),
             }
         }
     }
@@ -258,7 +271,7 @@ mod tests {
             changed.pointer_mut(&parent_pointer).unwrap()[last.as_str()] = value.clone();
             let whole = validate(&changed.to_string());
             assert_eq!(
-                ApiServer.part_valid(&changed, &keys),
+                ApiServer.parts_valid(&changed, &[keys]),
                 whole.is_ok(),
                 "{pointer} = {value}: the whole Job: {whole:?}"
             );
@@ -274,7 +287,7 @@ mod tests {
             "/spec/template/metadata",
         ] {
             let keys: Vec<String> = path.split('/').skip(1).map(str::to_owned).collect();
-            assert!(!ApiServer.part_valid(&base, &keys), "{path}");
+            assert!(!ApiServer.parts_valid(&base, &[keys]), "{path}");
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Test-only admission component, written against the raw WIT contract, that answers every Job with `allow-patched` and the text of its settings: whatever patch a test needs the host to judge.
+//! Test-only admission component, written against the raw WIT contract, that answers every Job with `allow-patched` and the text of its settings (whatever patch a test needs the host to judge), or, given `{"document": text}`, with `allow-mutated` and that text.
 #![cfg(target_arch = "wasm32")]
 #![allow(missing_docs, unsafe_code)]
 
@@ -27,8 +27,16 @@ impl exports::executor::plugin::lifecycle::Guest for Component {
 
 impl Guest for Component {
     fn admit(_ctx: JobContext, _job: String) -> Result<Response, String> {
+        let settings = PATCH.with(|p| p.borrow().clone());
+        let document = serde_json::from_str::<serde_json::Value>(&settings)
+            .ok()
+            .and_then(|v| v.get("document")?.as_str().map(str::to_owned));
+        let decision = match document {
+            Some(text) => Decision::AllowMutated(text),
+            None => Decision::AllowPatched(settings),
+        };
         Ok(Response {
-            decision: Decision::AllowPatched(PATCH.with(|p| p.borrow().clone())),
+            decision,
             warnings: vec![],
         })
     }
