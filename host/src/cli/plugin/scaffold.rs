@@ -497,12 +497,16 @@ def parse_settings(settings):
             r#"
 
 def admit(settings, queue, step_images, job):
-    """Returns (the Job, None) to allow it, or (None, why) to deny it."""
+    """Returns (the changes as RFC 6902 operations, None) to allow the Job, or (None, why) to deny it."""
     for image in step_images:
         if any(image.startswith(r + "/") for r in settings.get("deniedRegistries", [])):
             return None, f"{{image}} comes from a denied registry"
-    job.setdefault("metadata", {{}}).setdefault("annotations", {{}})["{name}.example.com/queue"] = queue
-    return job, None
+    key = "{name}.example.com/queue"
+    if "annotations" not in job.get("metadata", {{}}):
+        return [{{"op": "add", "path": "/metadata/annotations", "value": {{key: queue}}}}], None
+    # In a JSON pointer, "/" in a key is written "~1" (and "~" as "~0").
+    path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+    return [{{"op": "add", "path": path, "value": queue}}], None
 "#
         ));
     }
@@ -554,13 +558,14 @@ from wit_world.exports import admission
 
 
 class Admission(exports.Admission):
-    # Answers with the whole Job; `admission.Decision_AllowPatched(json.dumps(ops))`
-    # sends an RFC 6902 patch instead, which is cheaper for a large Job.
+    # Answers with a patch: only what changed crosses back, and the executor
+    # applies it. `admission.Decision_AllowMutated(json.dumps(job))` answers
+    # with the whole changed Job instead.
     def admit(self, ctx: host.JobContext, job: str) -> admission.Response:
-        admitted, why = policy.admit(SETTINGS, ctx.queue, ctx.step_images, json.loads(job))
+        changes, why = policy.admit(SETTINGS, ctx.queue, ctx.step_images, json.loads(job))
         if why is not None:
             return admission.Response(decision=admission.Decision_Deny(why), warnings=[])
-        return admission.Response(decision=admission.Decision_AllowMutated(json.dumps(admitted)), warnings=[])
+        return admission.Response(decision=admission.Decision_AllowPatched(json.dumps(changes)), warnings=[])
 "#,
         );
     }
@@ -600,10 +605,13 @@ class PolicyTest(unittest.TestCase):
             r#"
     def test_annotates_the_job_and_denies_denied_registries(self):
         settings = policy.parse_settings({{"deniedRegistries": ["docker.io/evil"]}})
-        job, why = policy.admit(settings, "batches", ["alpine:3"], {{"metadata": {{}}}})
+        changes, why = policy.admit(settings, "batches", ["alpine:3"], {{"metadata": {{}}}})
         self.assertIsNone(why)
-        self.assertEqual(job["metadata"]["annotations"]["{name}.example.com/queue"], "batches")
-        job, why = policy.admit(settings, "batches", ["docker.io/evil/miner:1"], {{}})
+        self.assertEqual(changes, [{{"op": "add", "path": "/metadata/annotations",
+                                    "value": {{"{name}.example.com/queue": "batches"}}}}])
+        changes, _ = policy.admit(settings, "batches", ["alpine:3"], {{"metadata": {{"annotations": {{}}}}}})
+        self.assertEqual(changes[0]["path"], "/metadata/annotations/{name}.example.com~1queue")
+        changes, why = policy.admit(settings, "batches", ["docker.io/evil/miner:1"], {{}})
         self.assertEqual(why, "docker.io/evil/miner:1 comes from a denied registry")
 "#
         ));
@@ -713,17 +721,20 @@ export function parseSettings(settings) {
     if hook.admission() {
         policy.push_str(&format!(
             r#"
-// Returns {{job}} to allow the Job, or {{deny: why}}.
+// Returns {{changes}} (RFC 6902 operations) to allow the Job, or {{deny: why}}.
 export function admit(settings, queue, stepImages, job) {{
   for (const image of stepImages) {{
     if ((settings.deniedRegistries ?? []).some((r) => image.startsWith(`${{r}}/`))) {{
       return {{ deny: `${{image}} comes from a denied registry` }};
     }}
   }}
-  job.metadata ??= {{}};
-  job.metadata.annotations ??= {{}};
-  job.metadata.annotations["{name}.example.com/queue"] = queue;
-  return {{ job }};
+  const key = "{name}.example.com/queue";
+  if (job.metadata?.annotations === undefined) {{
+    return {{ changes: [{{ op: "add", path: "/metadata/annotations", value: {{ [key]: queue }} }}] }};
+  }}
+  // In a JSON pointer, "/" in a key is written "~1" (and "~" as "~0").
+  const path = `/metadata/annotations/${{key.replaceAll("~", "~0").replaceAll("/", "~1")}}`;
+  return {{ changes: [{{ op: "add", path, value: queue }}] }};
 }}
 "#
         ));
@@ -768,7 +779,9 @@ export const admission = {
     if (out.deny !== undefined) {
       return { decision: { tag: "deny", val: out.deny }, warnings: [] };
     }
-    return { decision: { tag: "allow-mutated", val: JSON.stringify(out.job) }, warnings: [] };
+    // A patch: only what changed crosses back. { tag: "allow-mutated",
+    // val: JSON.stringify(job) } answers with the whole changed Job instead.
+    return { decision: { tag: "allow-patched", val: JSON.stringify(out.changes) }, warnings: [] };
   },
 };
 "#,
@@ -811,8 +824,12 @@ test("settings of the wrong shape are refused", () => {
             r#"
 test("annotates the Job and denies denied registries", () => {{
   const settings = policy.parseSettings({{ deniedRegistries: ["docker.io/evil"] }});
-  const {{ job }} = policy.admit(settings, "batches", ["alpine:3"], {{}});
-  assert.equal(job.metadata.annotations["{name}.example.com/queue"], "batches");
+  const {{ changes }} = policy.admit(settings, "batches", ["alpine:3"], {{}});
+  assert.deepEqual(changes, [
+    {{ op: "add", path: "/metadata/annotations", value: {{ "{name}.example.com/queue": "batches" }} }},
+  ]);
+  const more = policy.admit(settings, "batches", ["alpine:3"], {{ metadata: {{ annotations: {{}} }} }});
+  assert.equal(more.changes[0].path, "/metadata/annotations/{name}.example.com~1queue");
   const out = policy.admit(settings, "batches", ["docker.io/evil/miner:1"], {{}});
   assert.equal(out.deny, "docker.io/evil/miner:1 comes from a denied registry");
 }});
