@@ -307,6 +307,9 @@ fn serve_with_json_logs_says_its_start_as_json_lines_and_keeps_the_generated_tok
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", dir.path())
         .env("EXECUTOR_DATA_DIR", dir.path())
+        // Killed below, it cannot remove its simulator's kubelet directory:
+        // keep that in this test's.
+        .env("TMPDIR", dir.path())
         .env("EXECUTOR_PLUGINS_CONFIG", &plugins)
         .env("EXECUTOR_LISTEN", "127.0.0.1:0")
         .env("EXECUTOR_DEBUG_LISTEN", "127.0.0.1:0")

@@ -106,6 +106,9 @@ fn serve(home: &Path) -> Serve {
     let (child, _, _) = start_serve(
         cmd.arg("serve")
             .env("EXECUTOR_PLUGINS_CONFIG", &plugins)
+            // Killed at the end, it cannot remove its simulator's kubelet
+            // directory: keep that in the tour's home, which is removed.
+            .env("TMPDIR", home)
             .env("RUST_LOG", "warn"),
     );
     Serve(child)

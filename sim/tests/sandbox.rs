@@ -499,6 +499,9 @@ fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 #[test]
 fn killing_the_process_hosting_the_simulator_leaves_none_of_its_containers() {
     let marker = format!("88{}", std::process::id() % 100_000 + 1_000_000);
+    // The killed host cannot remove its kubelet's directory: keep it in one
+    // this test removes.
+    let scratch = tempfile::tempdir().unwrap();
     let mut host = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -507,6 +510,7 @@ fn killing_the_process_hosting_the_simulator_leaves_none_of_its_containers() {
             "--test-threads=1",
         ])
         .env(MARKER_VAR, &marker)
+        .env("TMPDIR", scratch.path())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -21,6 +21,18 @@ pub(super) async fn prepare_volumes(
     dir: &Path,
     claims: &Path,
 ) -> Result<Volumes, MountError> {
+    // The pod's own directory, made alone, not with its parents: once the
+    // simulator has stopped and removed the kubelet's directory, a pod that
+    // was still starting must not make that directory again and leave it
+    // behind.
+    if let Err(source) = std::fs::create_dir(dir)
+        && source.kind() != std::io::ErrorKind::AlreadyExists
+    {
+        return Err(MountError::Directory {
+            name: dir.display().to_string(),
+            source,
+        });
+    }
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
     let mut out = HashMap::new();
     for v in pod["spec"]["volumes"].as_array().into_iter().flatten() {
