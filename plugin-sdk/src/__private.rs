@@ -75,11 +75,6 @@ pub fn admit<P: Admission>(plugin: &P, ctx: &JobContext, job: &str) -> Result<Re
     Ok(Response { decision, warnings })
 }
 
-/// The Job in `text` with `patch` applied, as the host would apply it.
-pub fn patched(text: &str, patch: &Patch) -> Result<Job, Error> {
-    patch.apply(text)
-}
-
 /// The Job in `text` with the patch the component sent (`ops`, JSON) applied.
 pub fn apply_patch(text: &str, ops: &str) -> Result<Job, Error> {
     let ops: json_patch::Patch = serde_json::from_str(ops)?;

@@ -149,7 +149,7 @@ pub fn admit_by_review<P: Admission>(
     let mut patch = Patch::new();
     let verdict = plugin.review(ctx, &JobView::new(&text), &mut patch)?;
     if verdict.denied().is_none() && !patch.is_empty() {
-        *job = __private::patched(&text, &patch)?;
+        *job = patch.apply(&text)?;
     }
     Ok(verdict)
 }

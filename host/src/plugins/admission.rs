@@ -284,18 +284,15 @@ pub(crate) fn run(
 
 /// The paths of the operations of `patch` that change something, unescaped.
 fn changed_paths(patch: &json_patch::Patch) -> impl Iterator<Item = Vec<String>> + '_ {
-    use json_patch::PatchOperation as Op;
-    patch.iter().filter_map(|op| {
-        let path = match op {
-            Op::Add(o) => &o.path,
-            Op::Remove(o) => &o.path,
-            Op::Replace(o) => &o.path,
-            Op::Move(o) => &o.path,
-            Op::Copy(o) => &o.path,
-            Op::Test(_) => return None,
-        };
-        Some(path.tokens().map(|t| t.decoded().into_owned()).collect())
-    })
+    patch
+        .iter()
+        .filter(|op| !matches!(op, json_patch::PatchOperation::Test(_)))
+        .map(|op| keys(op.path()))
+}
+
+/// A pointer's keys, unescaped (`example.com~1team` is `example.com/team`).
+fn keys(path: &json_patch::jsonptr::Pointer) -> Vec<String> {
+    path.tokens().map(|t| t.decoded().into_owned()).collect()
 }
 
 /// Checks the document the chain ended with, if any change to it is
@@ -440,10 +437,6 @@ fn judge(
             }
             in_scope(plugin, current, &new)?;
             let patch = json_patch::diff(current, &new);
-            // The next plugin and the check get the document as parsed, not
-            // the plugin's text: a key given twice would show a later plugin
-            // one value and the cluster another.
-            drop(text);
             changed(plugin, patch, new, check, warnings)
         }
         WitDecision::AllowPatched(text) => {
@@ -454,7 +447,6 @@ fn judge(
             let patch: json_patch::Patch = serde_json::from_str(&text).map_err(|e| {
                 unusable(printable(&format!("it is not an RFC 6902 JSON Patch: {e}")))
             })?;
-            drop(text);
             if patch.len() > MAX_OPERATIONS {
                 return Err(unusable(format!(
                     "it has {} operations; at most {MAX_OPERATIONS} are taken",
@@ -491,14 +483,13 @@ fn judge(
 fn within_grants(patch: &json_patch::Patch, allowed: &[PathPattern]) -> bool {
     use json_patch::PatchOperation as Op;
     patch.iter().all(|op| {
-        let (path, shifts) = match op {
+        let shifts = match op {
             Op::Test(_) => return true,
-            Op::Add(o) => (&o.path, true),
-            Op::Remove(o) => (&o.path, true),
-            Op::Replace(o) => (&o.path, false),
+            Op::Add(_) | Op::Remove(_) => true,
+            Op::Replace(_) => false,
             Op::Move(_) | Op::Copy(_) => return false,
         };
-        let mut keys: Vec<String> = path.tokens().map(|t| t.decoded().into_owned()).collect();
+        let mut keys = keys(op.path());
         // Adding or removing a list's element moves those after it: then
         // the list itself must be granted, not just the element's place.
         let element = keys
@@ -641,6 +632,9 @@ fn changed(
             warnings,
         });
     }
+    // The next plugin and the check get the document as parsed, never the
+    // plugin's own text: a key given twice would show a later plugin one
+    // value and the cluster another.
     let text = json_text(&new);
     if let Some(check) = check {
         check

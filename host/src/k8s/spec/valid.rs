@@ -1,7 +1,8 @@
 //! Whether a Job document is one the API server would accept, judged as it would (typed decoding without unknown fields, then the metadata rules), so that a plugin's bad change is caught where it is made.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
+use json_patch::jsonptr::PointerBuf;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     Affinity, LocalObjectReference, ResourceRequirements, Toleration,
@@ -111,22 +112,20 @@ impl JobCheck for ApiServer {
     }
 
     fn parts_valid(&self, job: &Value, paths: &[Vec<String>]) -> bool {
-        let mut judged = std::collections::HashSet::new();
+        // Many changes to one part are judged once.
+        let mut judged: HashSet<&[String]> = HashSet::new();
         paths.iter().all(|path| {
             let Some((keys, part)) = PARTS.iter().find(|(keys, _)| {
                 keys.len() <= path.len() && keys.iter().zip(path).all(|(k, p)| *k == "*" || k == p)
             }) else {
                 return false;
             };
-            let pointer: String = path[..keys.len()]
-                .iter()
-                .map(|k| format!("/{}", k.replace('~', "~0").replace('/', "~1")))
-                .collect();
-            // Many changes to one part are judged once.
-            if !judged.insert(pointer.clone()) {
+            let at = &path[..keys.len()];
+            if !judged.insert(at) {
                 return true;
             }
-            part_valid(job.pointer(&pointer), part)
+            let pointer = PointerBuf::from_tokens(at.iter().map(String::as_str));
+            part_valid(job.pointer(pointer.as_str()), part)
         })
     }
 }
