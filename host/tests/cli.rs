@@ -90,7 +90,7 @@ fn check_names_hooks_size_and_accepts_settings() {
     assert!(out.status.success(), "{}", stderr(&out));
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["hooks"], json!(["logs"]));
-    assert_eq!(v["contract"], "0.3.0");
+    assert_eq!(v["contract"], "0.4.0");
     assert_eq!(
         v["sizeBytes"].as_u64().unwrap(),
         std::fs::metadata(components().path("redact"))

@@ -8,8 +8,8 @@ use std::cell::RefCell;
 
 use crate::patch::Change;
 use crate::{
-    Admission, Error, Job, JobContext, JobView, LogContext, LogEdit as Edit, LogFilter, LogRecord,
-    Patch, Plugin,
+    Admission, Error, Job, JobContext, JobView, LogBatch, LogContext, LogEdit as Edit, LogFilter,
+    LogLine, LogRecord, Patch, Plugin,
 };
 
 pub use wit_bindgen;
@@ -85,24 +85,25 @@ pub fn apply_patch(text: &str, ops: &str) -> Result<Job, Error> {
 pub fn filter<P: LogFilter>(
     plugin: &mut P,
     ctx: &LogContext,
-    records: Vec<LogRecord>,
+    batch: &LogBatch<'_>,
 ) -> Result<Vec<Edit>, String> {
-    plugin.edits(ctx, records).map_err(|err| err.to_string())
+    plugin.edits(ctx, batch).map_err(|err| err.to_string())
 }
 
 /// How far ahead [`edits`] looks for a record that was kept after others
 /// were dropped or added: a bound on its work per record.
 const LOOKAHEAD: usize = 16;
 
-/// Edits that turn `input` into `output`, in the contract's order (by
+/// Edits that turn `batch` into `output`, in the contract's order (by
 /// index, inserts first). Records kept in place cost a comparison and no
 /// edit; the alignment is greedy within [`LOOKAHEAD`], so a change it does
 /// not recognise becomes a replace, never a wrong result.
-pub fn edits(input: &[LogRecord], output: Vec<LogRecord>) -> Vec<Edit> {
+pub fn edits(batch: &LogBatch<'_>, output: Vec<LogRecord>) -> Vec<Edit> {
+    let input: Vec<LogLine<'_>> = batch.lines().map(|(_, line)| line).collect();
     let mut edits = Vec::new();
     let mut i = 0usize;
     for (j, record) in output.iter().enumerate() {
-        if input.get(i) == Some(record) {
+        if input.get(i).is_some_and(|line| line == record) {
             i += 1;
             continue;
         }
@@ -118,7 +119,7 @@ pub fn edits(input: &[LogRecord], output: Vec<LogRecord>) -> Vec<Edit> {
                 .iter()
                 .skip(j + 1)
                 .take(LOOKAHEAD)
-                .any(|r| r == current)
+                .any(|r| current == r)
         });
         if i < input.len() && !later_kept {
             edits.push(Edit::Replace(i as u32, record.clone()));
@@ -183,12 +184,12 @@ impl<P: Plugin> Slot<P> {
     }
 
     /// Runs the log hook on the kept plugin.
-    pub fn filter(&self, ctx: &LogContext, records: Vec<LogRecord>) -> Result<Vec<Edit>, String>
+    pub fn filter(&self, ctx: &LogContext, batch: &LogBatch<'_>) -> Result<Vec<Edit>, String>
     where
         P: LogFilter,
     {
         let mut plugin = self.0.borrow_mut();
-        filter(plugin.as_mut().ok_or_else(Self::missing)?, ctx, records)
+        filter(plugin.as_mut().ok_or_else(Self::missing)?, ctx, batch)
     }
 }
 
@@ -204,6 +205,12 @@ mod tests {
 
     fn records(texts: &[&str]) -> Vec<LogRecord> {
         texts.iter().map(|t| LogRecord::stdout(*t)).collect()
+    }
+
+    /// The edits from `input`, sent as the host sends a batch, to `output`.
+    fn edits(input: &[LogRecord], output: Vec<LogRecord>) -> Vec<Edit> {
+        let joined = crate::batch::Joined::new(input).unwrap();
+        super::edits(&joined.batch(), output)
     }
 
     #[test]

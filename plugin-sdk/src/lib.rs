@@ -52,6 +52,7 @@
 //! the versions the executor uses (Kubernetes 1.33), and a `k8s-openapi` of
 //! your own with another version feature does not build beside them.
 
+mod batch;
 pub mod containers;
 mod error;
 pub mod image;
@@ -70,6 +71,7 @@ pub mod testing;
 #[doc(hidden)]
 pub mod __private;
 
+pub use batch::{LogBatch, LogLine};
 pub use error::Error;
 pub use k8s_openapi;
 /// The Kubernetes `batch/v1` Job that admission plugins see and change.
@@ -165,16 +167,16 @@ pub trait LogFilter: Plugin {
     ) -> Result<Vec<LogRecord>, Error>;
 
     /// How to change a batch: what the component sends the host, which
-    /// uploads the records no edit names as they are. The default runs
-    /// [`LogFilter::filter`] on a copy of the batch and compares; a filter
-    /// that can say what it changes as it goes (a line masked, a line
-    /// dropped) overrides this to skip the copy and the comparison, which
-    /// is most of a cheap filter's cost. The two must agree: the test
-    /// harness runs this one.
-    fn edits(&mut self, ctx: &LogContext, records: Vec<LogRecord>) -> Result<Vec<LogEdit>, Error> {
-        let input = records.clone();
-        let output = self.filter(ctx, records)?;
-        Ok(__private::edits(&input, output))
+    /// uploads the records no edit names as they are. The default makes
+    /// owned records of the batch, runs [`LogFilter::filter`] on them and
+    /// compares its answer with the batch. A filter that can say what it
+    /// changes as it goes (a line masked, a line dropped) overrides this to
+    /// read the batch's lines in place ([`LogBatch::lines`]) and skip the
+    /// records and the comparison, which are most of a cheap filter's cost.
+    /// The two must agree: the test harness runs this one.
+    fn edits(&mut self, ctx: &LogContext, batch: &LogBatch<'_>) -> Result<Vec<LogEdit>, Error> {
+        let output = self.filter(ctx, batch.to_records())?;
+        Ok(__private::edits(batch, output))
     }
 }
 
@@ -297,7 +299,7 @@ macro_rules! __export_hook {
         impl exports::executor::plugin::log_filter::Guest for Component {
             fn filter(
                 ctx: wit::LogContext,
-                records: Vec<wit::LogRecord>,
+                batch: exports::executor::plugin::log_filter::LogBatch,
             ) -> Result<Vec<wit::LogEdit>, String> {
                 fn record(r: $crate::LogRecord) -> wit::LogRecord {
                     wit::LogRecord {
@@ -312,17 +314,16 @@ macro_rules! __export_hook {
                     job: context(ctx.job),
                     entry: ctx.entry,
                 };
-                let records = records
-                    .into_iter()
-                    .map(|r| $crate::LogRecord {
-                        stream: match r.stream {
-                            wit::Stream::Stdout => $crate::Stream::Stdout,
-                            wit::Stream::Stderr => $crate::Stream::Stderr,
-                        },
-                        text: r.text,
+                let streams: Vec<$crate::Stream> = batch
+                    .streams
+                    .iter()
+                    .map(|s| match s {
+                        wit::Stream::Stdout => $crate::Stream::Stdout,
+                        wit::Stream::Stderr => $crate::Stream::Stderr,
                     })
                     .collect();
-                let edits = SLOT.with(|slot| slot.filter(&ctx, records))?;
+                let batch = $crate::LogBatch::new(&batch.text, &streams);
+                let edits = SLOT.with(|slot| slot.filter(&ctx, &batch))?;
                 Ok(edits
                     .into_iter()
                     .map(|edit| match edit {

@@ -3,6 +3,7 @@
 pub mod jobs;
 
 use crate::__private::{self, Decision};
+use crate::batch::Joined;
 use crate::{Admission, Error, Job, JobContext, Level, LogContext, LogFilter, LogRecord, Plugin};
 
 /// Runs a plugin natively: settings and Jobs go through JSON exactly as they
@@ -91,9 +92,13 @@ impl<P: LogFilter> Harness<P> {
         ctx: &LogContext,
         records: Vec<LogRecord>,
     ) -> Result<Vec<LogRecord>, Error> {
-        let input = records.clone();
-        let edits = __private::filter(&mut self.plugin, ctx, records)?;
-        Ok(__private::apply(&input, edits))
+        let joined = Joined::new(&records).map_err(|i| {
+            Error::new(format!(
+                "record {i} holds a line break (\"\\n\"); the executor splits its logs into lines, so a filter never sees one"
+            ))
+        })?;
+        let edits = __private::filter(&mut self.plugin, ctx, &joined.batch())?;
+        Ok(__private::apply(&records, edits))
     }
 
     /// Runs the log hook on stdout lines and returns the text of the kept records.

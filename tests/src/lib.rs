@@ -18,6 +18,7 @@ pub const COMPONENTS: &[&str] = &[
     "no-hooks",
     "patcher",
     "second-contract",
+    "third-contract",
 ];
 
 /// The workspace root.

@@ -385,7 +385,7 @@ fn files_that_are_not_plugins_are_refused_plainly() {
     let err = load_err(spec("no-hooks", json!(null)));
     assert_eq!(
         err.to_string(),
-        "plugin `no-hooks` implements neither hook: it exports neither `executor:plugin/admission@0.3.0` nor `executor:plugin/log-filter@0.3.0`"
+        "plugin `no-hooks` implements neither hook: it exports neither `executor:plugin/admission@0.4.0` nor `executor:plugin/log-filter@0.4.0`"
     );
 
     let err = load_err(PluginSpec::new("missing", dir.path().join("missing.wasm")));
@@ -473,13 +473,14 @@ fn texts(records: &[LogRecord]) -> Vec<&str> {
 }
 
 /// A 0.1.0 plugin (`misbehave`, built against `wit/0.1.0`), a 0.2.0 one
-/// (`second-contract`) and 0.3.0 ones (built with the SDK) run side by side
-/// in one set, each in its own form.
+/// (`second-contract`), a 0.3.0 one (`third-contract`) and 0.4.0 ones (built
+/// with the SDK) run side by side in one set, each in its own form.
 #[test]
 fn plugins_of_every_supported_contract_version_run_in_one_chain() {
     let plugins = load(vec![
         spec("misbehave", json!({"filter": "upper"})),
         spec("second-contract", json!(null)),
+        spec("third-contract", json!(null)),
         spec(
             "redact",
             json!({"literals": ["HUNTER2"], "dropLines": ["^TRACE "]}),
@@ -496,8 +497,9 @@ fn plugins_of_every_supported_contract_version_run_in_one_chain() {
         [
             ("misbehave".to_owned(), "0.1.0"),
             ("second-contract".to_owned(), "0.2.0"),
-            ("redact".to_owned(), "0.3.0"),
-            ("annotate".to_owned(), "0.3.0")
+            ("third-contract".to_owned(), "0.3.0"),
+            ("redact".to_owned(), "0.4.0"),
+            ("annotate".to_owned(), "0.4.0")
         ]
     );
     let mut session = plugins.log_session(ctx());
@@ -510,13 +512,29 @@ fn plugins_of_every_supported_contract_version_run_in_one_chain() {
                 )
                 .unwrap()
         ),
-        ["LOGIN WITH [REDACTED] (0.2.0)", "OK (0.2.0)"]
+        [
+            "LOGIN WITH [REDACTED] (0.2.0) (0.3.0)",
+            "OK (0.2.0) (0.3.0)"
+        ]
     );
-    // A whole document (0.2.0) and a patch (annotate, 0.3.0), one after the other.
+    // A whole document (0.2.0), then patches (0.3.0 and annotate, 0.4.0).
     let out = plugins.admit(&ctx(), realistic_job(), &validate);
     assert_eq!(out.decision, Decision::Allowed);
     assert_eq!(out.job["metadata"]["labels"]["contract"], "0.2.0");
+    assert_eq!(out.job["metadata"]["labels"]["contract-3"], "0.3.0");
     assert!(annotated(&out.job));
+}
+
+/// A record that holds line breaks (a plugin's test case may give one)
+/// reaches plugins as a record per line, as a 0.4.0 plugin reads its batch.
+#[test]
+fn a_record_of_several_lines_reaches_plugins_as_a_record_per_line() {
+    let plugins = load(vec![spec("redact", json!({"literals": ["hunter2"]}))]);
+    let mut session = plugins.log_session(ctx());
+    let out = session
+        .filter("step.0", lines(&["first\nlogin with hunter2", "last"]))
+        .unwrap();
+    assert_eq!(texts(&out), ["first", "login with [REDACTED]", "last"]);
 }
 
 #[test]
@@ -531,7 +549,7 @@ fn a_plugin_of_an_unknown_contract_version_is_refused_with_both_versions_named()
     std::fs::write(&future, wat::parse_str(component).unwrap()).unwrap();
     assert_eq!(
         load_err(PluginSpec::new("future", &future)).to_string(),
-        "plugin `future` was built against executor:plugin@0.9.0, but this executor loads plugins of executor:plugin versions 0.1.0, 0.2.0 and 0.3.0 only; rebuild it with a plugin-sdk that targets one of them"
+        "plugin `future` was built against executor:plugin@0.9.0, but this executor loads plugins of executor:plugin versions 0.1.0, 0.2.0, 0.3.0 and 0.4.0 only; rebuild it with a plugin-sdk that targets one of them"
     );
 }
 

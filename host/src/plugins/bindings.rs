@@ -1,4 +1,4 @@
-//! Host-side bindings of every supported version of the WIT contract (`wit/plugin.wit`, `wit/0.1.0/`, `wit/0.2.0/`), generated here and nowhere else, and the list of those versions.
+//! Host-side bindings of every supported version of the WIT contract (`wit/plugin.wit` and the versions before it in `wit/`), generated here and nowhere else, and the list of those versions.
 #![allow(missing_docs)]
 
 use std::fmt;
@@ -35,6 +35,18 @@ pub mod v0_2 {
     });
 }
 
+/// The third version, whose `filter` receives a record per string. Its
+/// `host` interface is the current one, as for 0.1.0.
+pub mod v0_3 {
+    wasmtime::component::bindgen!({
+        path: "../wit/0.3.0",
+        world: "plugin",
+        with: {
+            "executor:plugin/host": super::executor::plugin::host,
+        },
+    });
+}
+
 /// A version of `package executor:plugin` that the host loads plugins of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Contract {
@@ -44,21 +56,29 @@ pub enum Contract {
     V0_2,
     /// `admit` may answer with a patch.
     V0_3,
+    /// `filter` receives its batch as one text.
+    V0_4,
 }
 
 impl Contract {
     /// Every version the host loads, oldest first.
-    pub const SUPPORTED: [Contract; 3] = [Contract::V0_1, Contract::V0_2, Contract::V0_3];
+    pub const SUPPORTED: [Contract; 4] = [
+        Contract::V0_1,
+        Contract::V0_2,
+        Contract::V0_3,
+        Contract::V0_4,
+    ];
 
     /// The version `wit/plugin.wit` defines, which the SDK builds against.
-    pub const CURRENT: Contract = Contract::V0_3;
+    pub const CURRENT: Contract = Contract::V0_4;
 
-    /// The package version, e.g. `0.3.0`.
+    /// The package version, e.g. `0.4.0`.
     pub fn version(self) -> &'static str {
         match self {
             Contract::V0_1 => "0.1.0",
             Contract::V0_2 => "0.2.0",
             Contract::V0_3 => "0.3.0",
+            Contract::V0_4 => "0.4.0",
         }
     }
 
@@ -69,7 +89,7 @@ impl Contract {
             .find(|c| c.version() == version)
     }
 
-    /// The full name of one of its interfaces, e.g. `executor:plugin/lifecycle@0.3.0`.
+    /// The full name of one of its interfaces, e.g. `executor:plugin/lifecycle@0.4.0`.
     pub fn interface(self, name: &str) -> String {
         format!("executor:plugin/{name}@{}", self.version())
     }

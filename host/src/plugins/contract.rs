@@ -1,4 +1,4 @@
-//! One handle per export of a plugin that hides which version of the contract it was built against, the 0.2.0 filter's edits applied, and every version's admission answer in 0.3.0's form.
+//! One handle per export of a plugin that hides which version of the contract it was built against: every version's filter answer applied to the batch, and every version's admission answer in 0.3.0's form.
 
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
@@ -11,6 +11,7 @@ use super::bindings::exports::executor::plugin as now;
 pub(crate) use super::bindings::exports::executor::plugin::admission::{Decision, Response};
 use super::bindings::v0_1::exports::executor::plugin as v0_1;
 use super::bindings::v0_2::exports::executor::plugin as v0_2;
+use super::bindings::v0_3::exports::executor::plugin as v0_3;
 use super::host::HostState;
 
 /// Declares an export's handle: the export indices of each version, found
@@ -22,14 +23,16 @@ macro_rules! export_handle {
         pub(crate) enum $indices {
             V0_1(v0_1::$module::GuestIndices),
             V0_2(v0_2::$module::GuestIndices),
-            V0_3(now::$module::GuestIndices),
+            V0_3(v0_3::$module::GuestIndices),
+            V0_4(now::$module::GuestIndices),
         }
 
         /// The export, loaded from one instance.
         pub(crate) enum $guest {
             V0_1(v0_1::$module::Guest),
             V0_2(v0_2::$module::Guest),
-            V0_3(now::$module::Guest),
+            V0_3(v0_3::$module::Guest),
+            V0_4(now::$module::Guest),
         }
 
         impl $indices {
@@ -41,7 +44,8 @@ macro_rules! export_handle {
                 Ok(match contract {
                     Contract::V0_1 => $indices::V0_1(v0_1::$module::GuestIndices::new(pre)?),
                     Contract::V0_2 => $indices::V0_2(v0_2::$module::GuestIndices::new(pre)?),
-                    Contract::V0_3 => $indices::V0_3(now::$module::GuestIndices::new(pre)?),
+                    Contract::V0_3 => $indices::V0_3(v0_3::$module::GuestIndices::new(pre)?),
+                    Contract::V0_4 => $indices::V0_4(now::$module::GuestIndices::new(pre)?),
                 })
             }
 
@@ -55,6 +59,7 @@ macro_rules! export_handle {
                     $indices::V0_1(i) => $guest::V0_1(i.load(store, instance)?),
                     $indices::V0_2(i) => $guest::V0_2(i.load(store, instance)?),
                     $indices::V0_3(i) => $guest::V0_3(i.load(store, instance)?),
+                    $indices::V0_4(i) => $guest::V0_4(i.load(store, instance)?),
                 })
             }
         }
@@ -76,6 +81,7 @@ impl Lifecycle {
             Lifecycle::V0_1(g) => g.call_init(store, settings),
             Lifecycle::V0_2(g) => g.call_init(store, settings),
             Lifecycle::V0_3(g) => g.call_init(store, settings),
+            Lifecycle::V0_4(g) => g.call_init(store, settings),
         }
     }
 }
@@ -92,7 +98,8 @@ impl Admission {
         Ok(match self {
             Admission::V0_1(g) => g.call_admit(store, ctx, job)?.map(upgrade),
             Admission::V0_2(g) => g.call_admit(store, ctx, job)?.map(upgrade),
-            Admission::V0_3(g) => g.call_admit(store, ctx, job)?,
+            Admission::V0_3(g) => g.call_admit(store, ctx, job)?.map(same),
+            Admission::V0_4(g) => g.call_admit(store, ctx, job)?,
         })
     }
 }
@@ -109,6 +116,20 @@ fn upgrade(response: host::AdmissionResponse) -> Response {
     }
 }
 
+/// A 0.3.0 answer in the current form: the same type, generated twice.
+fn same(response: v0_3::admission::Response) -> Response {
+    use v0_3::admission::Decision as Old;
+    Response {
+        decision: match response.decision {
+            Old::Allow => Decision::Allow,
+            Old::AllowPatched(patch) => Decision::AllowPatched(patch),
+            Old::AllowMutated(job) => Decision::AllowMutated(job),
+            Old::Deny(message) => Decision::Deny(message),
+        },
+        warnings: response.warnings,
+    }
+}
+
 /// What a filter returned, in its version's form.
 pub(crate) enum Filtered {
     /// 0.1.0: every record to keep.
@@ -118,7 +139,8 @@ pub(crate) enum Filtered {
 }
 
 impl Filter {
-    /// `filter`, whose result changed form in 0.2.0.
+    /// `filter`, whose result changed form in 0.2.0 and whose batch did in
+    /// 0.4.0.
     pub(crate) fn call_filter(
         &self,
         store: &mut Store<HostState>,
@@ -129,8 +151,29 @@ impl Filter {
             Filter::V0_1(g) => g.call_filter(store, ctx, records)?.map(Filtered::Records),
             Filter::V0_2(g) => g.call_filter(store, ctx, records)?.map(Filtered::Edits),
             Filter::V0_3(g) => g.call_filter(store, ctx, records)?.map(Filtered::Edits),
+            Filter::V0_4(g) => g
+                .call_filter(store, ctx, &joined(records))?
+                .map(Filtered::Edits),
         })
     }
+}
+
+/// `records` as one text, a line each: a string per record costs the guest
+/// an allocation and the host a call into it to make one, which was most of
+/// a cheap filter's time. No record holds a line break: the log follower
+/// splits on them and [`Filtered::apply`] refuses records that do.
+fn joined(records: &[LogRecord]) -> now::log_filter::LogBatch {
+    let bytes = records.iter().map(|r| r.text.len() + 1).sum();
+    let mut text = String::with_capacity(bytes);
+    let mut streams = Vec::with_capacity(records.len());
+    for (i, record) in records.iter().enumerate() {
+        if i > 0 {
+            text.push('\n');
+        }
+        text.push_str(&record.text);
+        streams.push(record.stream);
+    }
+    now::log_filter::LogBatch { text, streams }
 }
 
 /// Why a list of edits does not fit its batch.
@@ -161,58 +204,111 @@ pub enum EditError {
         /// The index of the edit before it.
         after: u32,
     },
+    /// A record the plugin returned holds a line break.
+    #[error(
+        "{what} {at} holds a line break (\"\\n\"); a record is one line of the log, without its terminator"
+    )]
+    LineBreak {
+        /// Which kind of record.
+        what: &'static str,
+        /// Its position in the answer.
+        at: usize,
+    },
 }
 
 impl Filtered {
-    /// The batch after the filter: `records` themselves for a 0.1.0 plugin's
-    /// output, else `input` with the edits applied in one pass; `None` when
-    /// there are no edits, so that an unchanged batch is never copied.
-    pub(crate) fn apply(self, input: &[LogRecord]) -> Result<Option<Vec<LogRecord>>, EditError> {
+    /// Turns `records`, the batch the filter was given, into the batch after
+    /// it: whether anything changed. A 0.1.0 answer replaces the batch; edits
+    /// move the records they keep, so a batch is never copied. The answer
+    /// is checked whole before anything is applied, so on an error
+    /// `records` is as it was.
+    pub(crate) fn apply(self, records: &mut Vec<LogRecord>) -> Result<bool, EditError> {
         let edits = match self {
-            Filtered::Records(records) => return Ok(Some(records)),
+            Filtered::Records(kept) => {
+                if let Some(at) = kept.iter().position(|r| r.text.contains('\n')) {
+                    return Err(EditError::LineBreak {
+                        what: "kept record",
+                        at,
+                    });
+                }
+                *records = kept;
+                return Ok(true);
+            }
             Filtered::Edits(edits) => edits,
         };
         if edits.is_empty() {
-            return Ok(None);
+            return Ok(false);
         }
-        let len = input.len();
-        let mut out = Vec::with_capacity(len + edits.len());
-        // `next` is the first input record not yet copied or edited.
+        check(&edits, records.len())?;
+        let input = std::mem::take(records);
+        records.reserve(input.len() + edits.len());
+        let mut input = input.into_iter();
+        // `next` is the first input record not yet moved or edited.
         let mut next = 0usize;
-        for (edit, change) in edits.into_iter().enumerate() {
-            let (what, index, consumes) = match &change {
-                LogEdit::Drop(i) => ("drop", *i, true),
-                LogEdit::Replace((i, _)) => ("replace", *i, true),
-                LogEdit::Insert((i, _)) => ("insert before", *i, false),
-            };
-            let at = index as usize;
-            // An insert may name the end of the batch; the others a record.
-            let limit = if consumes { len } else { len + 1 };
-            if at >= limit {
-                return Err(EditError::OutOfRange { edit, index, len });
-            }
-            if at < next {
-                return Err(EditError::OutOfOrder {
-                    edit,
-                    what,
-                    index,
-                    after: next.saturating_sub(1) as u32,
-                });
-            }
-            out.extend_from_slice(&input[next..at]);
+        for change in edits {
+            let at = index(&change) as usize;
+            records.extend(input.by_ref().take(at - next));
             next = at;
             match change {
-                LogEdit::Drop(_) => next += 1,
-                LogEdit::Replace((_, record)) => {
-                    out.push(record);
+                LogEdit::Drop(_) => {
+                    input.next();
                     next += 1;
                 }
-                LogEdit::Insert((_, record)) => out.push(record),
+                LogEdit::Replace((_, record)) => {
+                    input.next();
+                    records.push(record);
+                    next += 1;
+                }
+                LogEdit::Insert((_, record)) => records.push(record),
             }
         }
-        out.extend_from_slice(&input[next..]);
-        Ok(Some(out))
+        records.extend(input);
+        Ok(true)
     }
+}
+
+/// The record an edit names.
+fn index(edit: &LogEdit) -> u32 {
+    match edit {
+        LogEdit::Drop(i) | LogEdit::Replace((i, _)) | LogEdit::Insert((i, _)) => *i,
+    }
+}
+
+/// Checks that `edits` fit a batch of `len` records: in range, in order,
+/// and no record of more than one line.
+fn check(edits: &[LogEdit], len: usize) -> Result<(), EditError> {
+    // `next` is the first record not yet consumed by a drop or replace.
+    let mut next = 0usize;
+    for (edit, change) in edits.iter().enumerate() {
+        let (what, consumes, record) = match change {
+            LogEdit::Drop(_) => ("drop", true, None),
+            LogEdit::Replace((_, r)) => ("replace", true, Some(r)),
+            LogEdit::Insert((_, r)) => ("insert before", false, Some(r)),
+        };
+        let index = index(change);
+        let at = index as usize;
+        // An insert may name the end of the batch; the others a record.
+        let limit = if consumes { len } else { len + 1 };
+        if at >= limit {
+            return Err(EditError::OutOfRange { edit, index, len });
+        }
+        if at < next {
+            return Err(EditError::OutOfOrder {
+                edit,
+                what,
+                index,
+                after: next.saturating_sub(1) as u32,
+            });
+        }
+        if record.is_some_and(|r| r.text.contains('\n')) {
+            return Err(EditError::LineBreak {
+                what: "the record of edit",
+                at: edit,
+            });
+        }
+        next = if consumes { at + 1 } else { at };
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -235,9 +331,66 @@ mod tests {
         ["a", "b", "c"].into_iter().map(rec).collect()
     }
 
+    /// The batch after `filtered`, or why it does not fit; the batch
+    /// is as it was after an error.
+    fn applied(filtered: Filtered) -> Result<Vec<LogRecord>, EditError> {
+        let mut records = batch();
+        filtered.apply(&mut records).inspect_err(|_| {
+            assert_eq!(
+                records,
+                batch(),
+                "an answer that does not fit changes nothing"
+            );
+        })?;
+        Ok(records)
+    }
+
     #[test]
     fn no_edits_keep_the_batch() {
-        assert_eq!(Filtered::Edits(vec![]).apply(&batch()), Ok(None));
+        let mut records = batch();
+        assert_eq!(Filtered::Edits(vec![]).apply(&mut records), Ok(false));
+        assert_eq!(records, batch());
+    }
+
+    #[test]
+    fn a_batch_crosses_as_its_lines_joined_with_a_stream_each() {
+        let mut records = batch();
+        records[1].stream = Stream::Stderr;
+        records.push(rec(""));
+        let joined = joined(&records);
+        assert_eq!(joined.text, "a\nb\nc\n");
+        assert_eq!(
+            joined.streams,
+            [
+                Stream::Stdout,
+                Stream::Stderr,
+                Stream::Stdout,
+                Stream::Stdout
+            ]
+        );
+        let one_empty = super::joined(&[rec("")]);
+        assert_eq!((one_empty.text.as_str(), one_empty.streams.len()), ("", 1));
+    }
+
+    #[test]
+    fn a_record_of_two_lines_is_refused_whichever_version_sent_it() {
+        let err = applied(Filtered::Edits(vec![
+            LogEdit::Drop(0),
+            LogEdit::Replace((1, rec("b\nforged line"))),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the record of edit 1 holds a line break (\"\\n\"); a record is one line of the log, without its terminator"
+        );
+        let err = applied(Filtered::Records(vec![rec("a"), rec("b\n")])).unwrap_err();
+        assert_eq!(
+            err,
+            EditError::LineBreak {
+                what: "kept record",
+                at: 1
+            }
+        );
     }
 
     #[test]
@@ -249,15 +402,13 @@ mod tests {
             LogEdit::Insert((2, rec("before c"))),
             LogEdit::Insert((3, rec("last"))),
         ];
-        let out = Filtered::Edits(edits).apply(&batch()).unwrap().unwrap();
+        let out = applied(Filtered::Edits(edits)).unwrap();
         assert_eq!(texts(&out), ["first", "B", "before c", "c", "last"]);
     }
 
     #[test]
     fn a_record_past_the_end_is_named() {
-        let err = Filtered::Edits(vec![LogEdit::Drop(3)])
-            .apply(&batch())
-            .unwrap_err();
+        let err = applied(Filtered::Edits(vec![LogEdit::Drop(3)])).unwrap_err();
         assert_eq!(
             err.to_string(),
             "edit 0 names record 3, but the batch has 3 records (0 to 2)"
@@ -268,7 +419,7 @@ mod tests {
     fn edits_out_of_order_or_twice_on_one_record_are_refused() {
         let backwards = vec![LogEdit::Drop(2), LogEdit::Drop(1)];
         assert!(matches!(
-            Filtered::Edits(backwards).apply(&batch()),
+            applied(Filtered::Edits(backwards)),
             Err(EditError::OutOfOrder {
                 edit: 1,
                 index: 1,
@@ -278,12 +429,12 @@ mod tests {
         ));
         let twice = vec![LogEdit::Drop(1), LogEdit::Replace((1, rec("x")))];
         assert!(matches!(
-            Filtered::Edits(twice).apply(&batch()),
+            applied(Filtered::Edits(twice)),
             Err(EditError::OutOfOrder { edit: 1, .. })
         ));
         let insert_after_drop = vec![LogEdit::Drop(1), LogEdit::Insert((1, rec("x")))];
         assert!(matches!(
-            Filtered::Edits(insert_after_drop).apply(&batch()),
+            applied(Filtered::Edits(insert_after_drop)),
             Err(EditError::OutOfOrder { edit: 1, .. })
         ));
     }
@@ -292,9 +443,10 @@ mod tests {
     fn a_version_is_parsed_and_the_supported_ones_are_listed() {
         assert_eq!(Contract::parse("0.1.0"), Some(Contract::V0_1));
         assert_eq!(Contract::parse("0.2.0"), Some(Contract::V0_2));
-        assert_eq!(Contract::parse("0.3.0"), Some(Contract::CURRENT));
-        assert_eq!(Contract::parse("0.4.0"), None);
-        assert_eq!(Contract::supported(), "0.1.0, 0.2.0 and 0.3.0");
+        assert_eq!(Contract::parse("0.3.0"), Some(Contract::V0_3));
+        assert_eq!(Contract::parse("0.4.0"), Some(Contract::CURRENT));
+        assert_eq!(Contract::parse("0.5.0"), None);
+        assert_eq!(Contract::supported(), "0.1.0, 0.2.0, 0.3.0 and 0.4.0");
         assert_eq!(
             Contract::V0_1.interface("log-filter"),
             "executor:plugin/log-filter@0.1.0"

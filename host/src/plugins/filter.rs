@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::bindings::executor::plugin::host::{JobContext, LogContext, LogRecord};
 use super::config::Mode;
-use super::contract::{Filter, FilterIndices};
+use super::contract::{EditError, Filter, FilterIndices};
 use super::engine::Runtime;
 use super::error::{Hook, PluginError};
 use super::loader::{Live, LoadedPlugin};
@@ -60,6 +60,9 @@ impl LogSession {
     /// not be uploaded (it may hold what that plugin should have removed) and
     /// the job should fail. Failures of other plugins are logged, counted and
     /// kept in [`Self::ignored_failures`]; their input passes on unchanged.
+    ///
+    /// A record that holds line breaks is split into a record per line first:
+    /// plugins see one line per record.
     pub fn filter(
         &mut self,
         entry: &str,
@@ -68,6 +71,13 @@ impl LogSession {
         if self.slots.is_empty() {
             return Ok(records);
         }
+        // memchr's SIMD search: this looks at every byte of every batch.
+        if records
+            .iter()
+            .any(|r| memchr::memchr(b'\n', r.text.as_bytes()).is_some())
+        {
+            records = one_line_each(records);
+        }
         let ctx = LogContext {
             job: self.ctx.clone(),
             entry: entry.to_owned(),
@@ -75,25 +85,16 @@ impl LogSession {
         for slot in &mut self.slots {
             let plugin = slot.plugin.clone();
             let spec = &plugin.spec;
-            match slot.run(&self.runtime, &ctx, &records) {
-                Ok(None) => {}
-                Ok(Some(kept)) if spec.mode == Mode::Enforce => records = kept,
-                Ok(Some(kept)) => {
-                    if kept != records {
-                        tracing::info!(plugin = %spec.name, mode = "monitor", before = records.len(), after = kept.len(), "plugin would change the log");
-                    }
-                }
-                Err(err) => {
-                    // The instance may be in any state after a failure.
-                    slot.live = None;
-                    metrics::counter!(PLUGIN_FAILURES, "plugin" => spec.name.clone(), "hook" => "filter", "kind" => err.kind()).increment(1);
-                    if spec.ignores_failures() {
-                        tracing::warn!(plugin = %spec.name, error = %err, "log plugin failed; batch passed on unfiltered by it, per its policy");
-                        self.ignored.push(err);
-                    } else {
-                        tracing::error!(plugin = %spec.name, error = %err, "log plugin failed; batch withheld per its policy");
-                        return Err(err);
-                    }
+            if let Err(err) = slot.run(&self.runtime, &ctx, &mut records) {
+                // The instance may be in any state after a failure.
+                slot.live = None;
+                metrics::counter!(PLUGIN_FAILURES, "plugin" => spec.name.clone(), "hook" => "filter", "kind" => err.kind()).increment(1);
+                if spec.ignores_failures() {
+                    tracing::warn!(plugin = %spec.name, error = %err, "log plugin failed; batch passed on unfiltered by it, per its policy");
+                    self.ignored.push(err);
+                } else {
+                    tracing::error!(plugin = %spec.name, error = %err, "log plugin failed; batch withheld per its policy");
+                    return Err(err);
                 }
             }
         }
@@ -106,15 +107,34 @@ impl LogSession {
     }
 }
 
+/// `records` with every record that holds line breaks split into its lines:
+/// plugins are promised a line per record (the log follower splits on them;
+/// other callers, such as a plugin's test cases, may not have).
+fn one_line_each(records: Vec<LogRecord>) -> Vec<LogRecord> {
+    let mut out = Vec::with_capacity(records.len());
+    for record in records {
+        if record.text.contains('\n') {
+            out.extend(record.text.split('\n').map(|text| LogRecord {
+                stream: record.stream,
+                text: text.to_owned(),
+            }));
+        } else {
+            out.push(record);
+        }
+    }
+    out
+}
+
 impl Slot {
-    /// Filters a batch through this slot's plugin: the batch it returns,
-    /// or `None` when it changed nothing.
+    /// Filters `records` through this slot's plugin: in place when it
+    /// enforces, only logged when it monitors. On an error `records` is as
+    /// it was.
     fn run(
         &mut self,
         runtime: &Runtime,
         ctx: &LogContext,
-        records: &[LogRecord],
-    ) -> Result<Option<Vec<LogRecord>>, PluginError> {
+        records: &mut Vec<LogRecord>,
+    ) -> Result<(), PluginError> {
         let plugin = &self.plugin;
         let timeout = plugin.spec.log_timeout();
         let (live, guest) = match &mut self.live {
@@ -130,13 +150,20 @@ impl Slot {
             }
         };
         let filtered = plugin.call(runtime, live, Hook::Filter, timeout, |store| {
-            guest.call_filter(store, ctx, records)
+            guest.call_filter(store, ctx, &records[..])
         })?;
-        filtered
-            .apply(records)
-            .map_err(|err| PluginError::BadEdits {
-                plugin: plugin.spec.name.clone(),
-                detail: err.to_string(),
-            })
+        let bad = |err: EditError| PluginError::BadEdits {
+            plugin: plugin.spec.name.clone(),
+            detail: err.to_string(),
+        };
+        if plugin.spec.mode == Mode::Enforce {
+            filtered.apply(records).map_err(bad)?;
+        } else {
+            let mut would = records.clone();
+            if filtered.apply(&mut would).map_err(bad)? && would != *records {
+                tracing::info!(plugin = %plugin.spec.name, mode = "monitor", before = records.len(), after = would.len(), "plugin would change the log");
+            }
+        }
+        Ok(())
     }
 }

@@ -156,9 +156,12 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
-    // The `host` of 0.1.0 and 0.2.0 is 0.3.0's under other names: the same
-    // `log`, so plugins of every version log through the one implementation.
-    for old in [Contract::V0_1, Contract::V0_2] {
+    // Every older version's `host` is the current one under another name:
+    // the same `log`, so plugins of every version log through one function.
+    for old in Contract::SUPPORTED
+        .into_iter()
+        .filter(|c| *c != Contract::CURRENT)
+    {
         linker.instance(&old.interface("host"))?.func_wrap(
             "log",
             |mut store, (level, message): (Level, String)| -> wasmtime::Result<()> {

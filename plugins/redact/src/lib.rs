@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use plugin_sdk::{Error, LogContext, LogEdit, LogFilter, LogRecord, Plugin};
+use plugin_sdk::{Error, LogBatch, LogContext, LogEdit, LogFilter, LogRecord, Plugin};
 use regex::{Regex, RegexSet};
 use serde::Deserialize;
 
@@ -304,18 +304,18 @@ impl LogFilter for Redactor {
         Ok(self.records(&ctx.entry, records))
     }
 
-    /// Only the lines masked or dropped go back to the host.
-    fn edits(&mut self, ctx: &LogContext, records: Vec<LogRecord>) -> Result<Vec<LogEdit>, Error> {
+    /// Reads the lines where the host put them; only the lines masked or
+    /// dropped go back.
+    fn edits(&mut self, ctx: &LogContext, batch: &LogBatch<'_>) -> Result<Vec<LogEdit>, Error> {
         let mut edits = Vec::new();
-        for (i, r) in records.iter().enumerate() {
-            let i = i as u32;
-            match self.judge(&ctx.entry, &r.text) {
+        for (i, line) in batch.lines() {
+            match self.judge(&ctx.entry, line.text) {
                 None => edits.push(LogEdit::Drop(i)),
                 Some(Cow::Borrowed(_)) => {}
                 Some(Cow::Owned(text)) => edits.push(LogEdit::Replace(
                     i,
                     LogRecord {
-                        stream: r.stream,
+                        stream: line.stream,
                         text,
                     },
                 )),

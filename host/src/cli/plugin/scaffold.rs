@@ -573,15 +573,20 @@ class Admission(exports.Admission):
         app.push_str(
             r#"
 
+from wit_world.exports import log_filter
+
+
 class LogFilter(exports.LogFilter):
-    # Returns edits, not records: every record no edit names is kept, so
-    # lines that do not change are never sent back.
-    def filter(self, ctx: host.LogContext, records: list[host.LogRecord]) -> list[host.LogEdit]:
+    # The batch is one text, a line per record (no record holds a "\n"), and
+    # a stream per record. Returns edits, not records: every record no edit
+    # names is kept, so lines that do not change are never sent back.
+    def filter(self, ctx: host.LogContext, batch: log_filter.LogBatch) -> list[host.LogEdit]:
+        lines = batch.text.split("\n") if batch.streams else []
         edits = []
-        for i, r in enumerate(records):
-            text = policy.mask(SETTINGS, r.text)
-            if text != r.text:
-                edits.append(host.LogEdit_Replace((i, host.LogRecord(stream=r.stream, text=text))))
+        for i, (line, stream) in enumerate(zip(lines, batch.streams)):
+            text = policy.mask(SETTINGS, line)
+            if text != line:
+                edits.append(host.LogEdit_Replace((i, host.LogRecord(stream=stream, text=text))))
         return edits
 "#,
         );
@@ -790,16 +795,19 @@ export const admission = {
     if hook.logs() {
         app.push_str(
             r#"
-// Returns edits, not records: every record no edit names is kept, so lines
-// that do not change are never sent back. Other edits: { tag: "drop", val: i }
-// and { tag: "insert", val: [i, record] } (before record i).
+// The batch is one text, a line per record (no record holds a "\n"), and a
+// stream per record. Returns edits, not records: every record no edit names
+// is kept, so lines that do not change are never sent back. Other edits:
+// { tag: "drop", val: i } and { tag: "insert", val: [i, record] } (before
+// record i).
 export const logFilter = {
-  filter(ctx, records) {
+  filter(ctx, batch) {
+    const lines = batch.streams.length > 0 ? batch.text.split("\n") : [];
     const edits = [];
-    records.forEach((r, i) => {
-      const text = policy.mask(settings, r.text);
-      if (text !== r.text) {
-        edits.push({ tag: "replace", val: [i, { stream: r.stream, text }] });
+    batch.streams.forEach((stream, i) => {
+      const text = policy.mask(settings, lines[i]);
+      if (text !== lines[i]) {
+        edits.push({ tag: "replace", val: [i, { stream, text }] });
       }
     });
     return edits;

@@ -3,7 +3,7 @@
 #![allow(missing_docs, unsafe_code)]
 
 wit_bindgen::generate!({
-    inline: "package test:no-hooks; world lifecycle-only { import executor:plugin/host@0.3.0; export executor:plugin/lifecycle@0.3.0; }",
+    inline: "package test:no-hooks; world lifecycle-only { import executor:plugin/host@0.4.0; export executor:plugin/lifecycle@0.4.0; }",
     path: "../../../wit",
     world: "test:no-hooks/lifecycle-only",
     generate_all,
