@@ -47,11 +47,22 @@ impl<'a> LogBatch<'a> {
     /// The records in order, each with its index in the batch: the index an
     /// edit names.
     pub fn lines(&self) -> impl Iterator<Item = (u32, LogLine<'a>)> + 'a {
+        let text = self.text;
+        let mut start = 0;
+        // memchr's search uses WebAssembly SIMD; `str::split` looks at a word
+        // at a time, which was a tenth of `redact`'s time in the guest.
+        let ends = memchr::memchr_iter(b'\n', text.as_bytes()).chain([text.len()]);
+        let texts = ends.map(move |end| {
+            // Both ends are at a '\n' or the text's end: char boundaries.
+            let line = text.get(start..end).unwrap_or_default();
+            start = end + 1;
+            line
+        });
         // The contract guarantees a line per stream; `zip` stops at the
         // shorter side either way, so a malformed batch cannot index past it.
         self.streams
             .iter()
-            .zip(self.text.split('\n'))
+            .zip(texts)
             .zip(0u32..)
             .map(|((&stream, text), i)| (i, LogLine { stream, text }))
     }
