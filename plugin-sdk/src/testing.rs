@@ -140,3 +140,70 @@ pub fn log_context() -> LogContext {
 pub fn job() -> Job {
     jobs::clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NoSettings;
+
+    /// Shouts every line that mentions an error.
+    struct Shout;
+
+    impl Plugin for Shout {
+        type Settings = NoSettings;
+        fn init(_: NoSettings) -> Result<Self, Error> {
+            Ok(Shout)
+        }
+    }
+
+    impl LogFilter for Shout {
+        fn filter(
+            &mut self,
+            _ctx: &LogContext,
+            records: Vec<LogRecord>,
+        ) -> Result<Vec<LogRecord>, Error> {
+            Ok(records
+                .into_iter()
+                .map(|mut r| {
+                    if r.text.contains("error") {
+                        r.text = r.text.to_uppercase();
+                    }
+                    r
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn the_harness_sends_a_batch_as_the_host_does_and_applies_the_edits() {
+        let mut h = Harness::<Shout>::new(serde_json::Value::Null).unwrap();
+        let out = h
+            .filter(
+                &log_context(),
+                vec![
+                    LogRecord::stdout("ok"),
+                    LogRecord::stderr("an error"),
+                    LogRecord::stdout(""),
+                ],
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            [
+                LogRecord::stdout("ok"),
+                LogRecord::stderr("AN ERROR"),
+                LogRecord::stdout("")
+            ]
+        );
+    }
+
+    #[test]
+    fn the_harness_refuses_a_record_the_host_would_never_send() {
+        let mut h = Harness::<Shout>::new(serde_json::Value::Null).unwrap();
+        let err = h.filter_lines(&["ok", "two\nlines"]).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "record 1 holds a line break (\"\\n\"); the executor splits its logs into lines, so a filter never sees one"
+        );
+    }
+}
