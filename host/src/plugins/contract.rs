@@ -217,6 +217,12 @@ pub enum EditError {
 }
 
 impl Filtered {
+    /// Whether the answer leaves the batch as it is without looking at it:
+    /// no edits. (A 0.1.0 answer is a whole batch, so never.)
+    pub(crate) fn is_empty(&self) -> bool {
+        matches!(self, Filtered::Edits(edits) if edits.is_empty())
+    }
+
     /// Turns `records`, the batch the filter was given, into the batch after
     /// it: whether anything changed. A 0.1.0 answer replaces the batch; edits
     /// move the records they keep, so a batch is never copied. The answer

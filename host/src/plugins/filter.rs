@@ -158,7 +158,7 @@ impl Slot {
         };
         if plugin.spec.mode == Mode::Enforce {
             filtered.apply(records).map_err(bad)?;
-        } else {
+        } else if !filtered.is_empty() {
             let mut would = records.clone();
             if filtered.apply(&mut would).map_err(bad)? && would != *records {
                 tracing::info!(plugin = %plugin.spec.name, mode = "monitor", before = records.len(), after = would.len(), "plugin would change the log");
