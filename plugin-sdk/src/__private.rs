@@ -94,12 +94,11 @@ pub fn filter<P: LogFilter>(
 /// were dropped or added: a bound on its work per record.
 const LOOKAHEAD: usize = 16;
 
-/// Edits that turn `batch` into `output`, in the contract's order (by
-/// index, inserts first). Records kept in place cost a comparison and no
-/// edit; the alignment is greedy within [`LOOKAHEAD`], so a change it does
-/// not recognise becomes a replace, never a wrong result.
-pub fn edits(batch: &LogBatch<'_>, output: Vec<LogRecord>) -> Vec<Edit> {
-    let input: Vec<LogLine<'_>> = batch.lines().map(|(_, line)| line).collect();
+/// Edits that turn `input`, a batch's lines, into `output`, in the
+/// contract's order (by index, inserts first). Records kept in place cost a
+/// comparison and no edit; the alignment is greedy within [`LOOKAHEAD`], so
+/// a change it does not recognise becomes a replace, never a wrong result.
+pub fn edits(input: &[LogLine<'_>], output: Vec<LogRecord>) -> Vec<Edit> {
     let mut edits = Vec::new();
     let mut i = 0usize;
     for (j, record) in output.iter().enumerate() {
@@ -210,7 +209,8 @@ mod tests {
     /// The edits from `input`, sent as the host sends a batch, to `output`.
     fn edits(input: &[LogRecord], output: Vec<LogRecord>) -> Vec<Edit> {
         let joined = crate::batch::Joined::new(input).unwrap();
-        super::edits(&joined.batch(), output)
+        let lines: Vec<LogLine<'_>> = joined.batch().lines().map(|(_, line)| line).collect();
+        super::edits(&lines, output)
     }
 
     #[test]

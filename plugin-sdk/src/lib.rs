@@ -175,8 +175,9 @@ pub trait LogFilter: Plugin {
     /// records and the comparison, which are most of a cheap filter's cost.
     /// The two must agree: the test harness runs this one.
     fn edits(&mut self, ctx: &LogContext, batch: &LogBatch<'_>) -> Result<Vec<LogEdit>, Error> {
-        let output = self.filter(ctx, batch.to_records())?;
-        Ok(__private::edits(batch, output))
+        let input: Vec<LogLine<'_>> = batch.lines().map(|(_, line)| line).collect();
+        let output = self.filter(ctx, input.iter().map(LogLine::to_record).collect())?;
+        Ok(__private::edits(&input, output))
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::bindings::executor::plugin::host::{JobContext, LogContext, LogRecord};
 use super::config::Mode;
-use super::contract::{EditError, Filter, FilterIndices};
+use super::contract::{EditError, Filter, FilterIndices, holds_line_break};
 use super::engine::Runtime;
 use super::error::{Hook, PluginError};
 use super::loader::{Live, LoadedPlugin};
@@ -71,11 +71,7 @@ impl LogSession {
         if self.slots.is_empty() {
             return Ok(records);
         }
-        // memchr's SIMD search: this looks at every byte of every batch.
-        if records
-            .iter()
-            .any(|r| memchr::memchr(b'\n', r.text.as_bytes()).is_some())
-        {
+        if records.iter().any(|r| holds_line_break(&r.text)) {
             records = one_line_each(records);
         }
         let ctx = LogContext {
@@ -113,7 +109,7 @@ impl LogSession {
 fn one_line_each(records: Vec<LogRecord>) -> Vec<LogRecord> {
     let mut out = Vec::with_capacity(records.len());
     for record in records {
-        if record.text.contains('\n') {
+        if holds_line_break(&record.text) {
             out.extend(record.text.split('\n').map(|text| LogRecord {
                 stream: record.stream,
                 text: text.to_owned(),
